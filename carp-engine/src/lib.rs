@@ -1,0 +1,2 @@
+//! The CARP election state machine (work in progress).
+#![forbid(unsafe_code)]

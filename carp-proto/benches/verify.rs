@@ -1,0 +1,90 @@
+//! Parse + verify of one advertisement against its floor: the two SHA-1 block
+//! compressions HMAC-SHA1 needs for this message once the keyed state is
+//! prepared. Run with `cargo bench -p carp-proto --bench verify`.
+//!
+//! A benchmark, not a test: it prints medians and the ratio; nothing asserts.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+use carp_proto::auth::{Password, VirtualHostAuth};
+use carp_proto::ReceiveFilter;
+
+/// First frame of the vhid 42 capture (tests/data/ucarp-v42-love.hex).
+const FRAME: &str = "01005e00001200005e00002a080045100038b24a4000ff70dde60a010101e0000012212a00070001a2cf2b7c0b535c34f41d639616c6818cc919288828e245e341898b028c00";
+
+const ITERATIONS: u32 = 200_000;
+const ROUNDS: usize = 21;
+
+/// Median nanoseconds per call of `f` over [`ROUNDS`] rounds.
+fn median_ns(mut f: impl FnMut()) -> f64 {
+    let mut samples: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..ITERATIONS {
+                f();
+            }
+            start.elapsed().as_nanos() as f64 / f64::from(ITERATIONS)
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[ROUNDS / 2]
+}
+
+fn main() {
+    let frame: Vec<u8> = (0..FRAME.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&FRAME[i..i + 2], 16).unwrap())
+        .collect();
+    let filter = ReceiveFilter {
+        own_addr: Ipv4Addr::new(10, 1, 1, 2),
+        group: carp_proto::DEFAULT_GROUP,
+        auth: VirtualHostAuth::new(
+            &Password::new(b"love").unwrap(),
+            42,
+            &[IpAddr::V4(Ipv4Addr::new(10, 1, 1, 252))],
+        )
+        .unwrap(),
+    };
+    assert!(filter.accept_frame(&frame).is_ok(), "vector must verify");
+
+    let floor = median_ns(|| {
+        let mut inner = black_box([
+            0x6745_2301u32,
+            0xefcd_ab89,
+            0x98ba_dcfe,
+            0x1032_5476,
+            0xc3d2_e1f0,
+        ]);
+        let mut outer = inner;
+        sha1::block_api::compress(&mut inner, &[black_box([0x36u8; 64])]);
+        sha1::block_api::compress(&mut outer, &[black_box([0x5cu8; 64])]);
+        black_box((inner, outer));
+    });
+    let receive = median_ns(|| {
+        black_box(filter.accept_frame(black_box(&frame))).ok();
+    });
+    let datagram = median_ns(|| {
+        black_box(filter.accept_datagram(black_box(&frame[14..]))).ok();
+    });
+    let verify_only = {
+        let advert = filter.accept_frame(&frame).unwrap().advert;
+        median_ns(|| {
+            black_box(filter.auth.verify(black_box(&advert))).ok();
+        })
+    };
+    println!("two SHA-1 compressions (floor): {floor:.1} ns");
+    println!(
+        "verify only:                    {verify_only:.1} ns ({:.2}x floor)",
+        verify_only / floor
+    );
+    println!(
+        "parse + verify (IPv4 datagram):  {datagram:.1} ns ({:.2}x floor)",
+        datagram / floor
+    );
+    println!(
+        "parse + verify (whole frame):   {receive:.1} ns ({:.2}x floor)",
+        receive / floor
+    );
+}

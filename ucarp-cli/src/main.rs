@@ -1,0 +1,2 @@
+//! The `ucarp` binary (work in progress).
+fn main() {}
