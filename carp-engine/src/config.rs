@@ -1,0 +1,153 @@
+//! What one virtual host is configured with, validated once at construction.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use carp_proto::VirtualHostAuth;
+use thiserror::Error;
+
+use crate::election::TieBreak;
+use crate::time::{self, Interval};
+
+/// Configuration of one virtual host. Build it with [`Config::new`] and the
+/// `with_*` setters; [`crate::Engine::new`] validates it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Signs our advertisements; its vhid is the virtual host's.
+    pub auth: VirtualHostAuth,
+    /// Our real address: the source of our adverts and our side of the
+    /// tie-break between equal intervals.
+    pub src_addr: Ipv4Addr,
+    /// Whole seconds of our advertisement interval (UCARP `-b`, default 1).
+    pub advbase: u8,
+    /// Our skew in 1/256 s (UCARP `-k`, default 0).
+    pub advskew: u8,
+    /// Missed intervals before a master is declared dead (UCARP `-r`,
+    /// default 3).
+    pub deadratio: u32,
+    /// Take over from a master that advertises less often (UCARP `-P`).
+    pub preempt: bool,
+    /// Do not run the down hook at start-up (UCARP `-n`).
+    pub neutral: bool,
+    /// Ignore link state changes (UCARP `-S`).
+    pub ignore_link_state: bool,
+    /// OpenBSD demotion counter we advertise; lower wins. UCARP sends 0.
+    pub demote: u8,
+    /// How equal intervals are decided.
+    pub tie_break: TieBreak,
+    /// Counter of our first advertisement: the only randomness the engine
+    /// uses, supplied by the caller.
+    pub initial_counter: u64,
+    /// How long a step-down keeps us deaf before we behave as a fresh backup.
+    pub step_down_hold: Duration,
+}
+
+/// A configuration the engine refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// vhid 0 is not a virtual host.
+    #[error("vhid must be 1..=255, got 0")]
+    InvalidVhid,
+    /// An interval of zero would advertise without pause.
+    #[error("advbase and advskew cannot both be 0 (the interval would be zero)")]
+    ZeroInterval,
+    /// A deadratio of 0 would declare every master dead at once.
+    #[error("deadratio must be at least 1, got 0")]
+    ZeroDeadratio,
+    /// Our own address cannot be unspecified: it is our tie-break identity.
+    #[error("source address must not be 0.0.0.0")]
+    UnspecifiedSource,
+}
+
+impl Config {
+    /// UCARP's defaults for everything but the identity: advbase 1, advskew
+    /// 0, deadratio 3, no preemption, UCARP's tie-break.
+    pub fn new(auth: VirtualHostAuth, src_addr: Ipv4Addr, initial_counter: u64) -> Config {
+        Config {
+            auth,
+            src_addr,
+            advbase: 1,
+            advskew: 0,
+            deadratio: 3,
+            preempt: false,
+            neutral: false,
+            ignore_link_state: false,
+            demote: 0,
+            tie_break: TieBreak::default(),
+            initial_counter,
+            step_down_hold: Duration::from_secs(3),
+        }
+    }
+
+    /// Sets advbase and advskew.
+    pub fn with_interval(mut self, advbase: u8, advskew: u8) -> Config {
+        self.advbase = advbase;
+        self.advskew = advskew;
+        self
+    }
+
+    /// Sets the deadratio.
+    pub fn with_deadratio(mut self, deadratio: u32) -> Config {
+        self.deadratio = deadratio;
+        self
+    }
+
+    /// Sets preemption.
+    pub fn with_preempt(mut self, preempt: bool) -> Config {
+        self.preempt = preempt;
+        self
+    }
+
+    /// Checks every rule; [`crate::Engine::new`] calls it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.auth.vhid() == 0 {
+            return Err(ConfigError::InvalidVhid);
+        }
+        if self.advbase == 0 && self.advskew == 0 {
+            return Err(ConfigError::ZeroInterval);
+        }
+        if self.deadratio == 0 {
+            return Err(ConfigError::ZeroDeadratio);
+        }
+        if self.src_addr.is_unspecified() {
+            return Err(ConfigError::UnspecifiedSource);
+        }
+        Ok(())
+    }
+
+    /// The virtual host id.
+    pub fn vhid(&self) -> u8 {
+        self.auth.vhid()
+    }
+
+    /// Our advertisement interval.
+    pub fn interval(&self) -> Interval {
+        Interval::new(self.advbase, self.advskew)
+    }
+
+    /// UCARP's master-down time: `advbase × deadratio + advskew/256` seconds.
+    /// A master advertising less often than this will time out anyway, so a
+    /// backup that hears one takes over at once (UCARP's rule, kept).
+    pub fn ucarp_master_down(&self) -> Duration {
+        Duration::from_secs(u64::from(self.advbase) * u64::from(self.deadratio))
+            + time::skew(self.advskew)
+    }
+
+    /// How long a backup waits after the last advert of a master announcing
+    /// `master_interval` before it takes over:
+    ///
+    /// `advskew/256 + deadratio × max(advbase, master_interval)`
+    ///
+    /// This is UCARP's `advbase × deadratio + advskew/256` whenever the
+    /// master's interval is at most our advbase (the usual case), so timing
+    /// matches UCARP there. Where UCARP's formula breaks, at advbase 0, it
+    /// would wait a single skew fraction, less than one of a healthy master's
+    /// intervals, and flap; here a backup always waits at least deadratio of
+    /// the master's intervals. Backups hearing the same master still race in
+    /// the order of their own advbase, then advskew.
+    pub fn master_down(&self, master_interval: Interval) -> Duration {
+        let base = Duration::from_secs(u64::from(self.advbase));
+        let slowest = base.max(master_interval.as_duration());
+        time::skew(self.advskew) + slowest * self.deadratio
+    }
+}

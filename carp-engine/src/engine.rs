@@ -1,0 +1,562 @@
+//! One virtual host's election: the state machine and its timers.
+//!
+//! Inputs come in through `handle_*` methods with the current time; outputs
+//! are drained with [`Engine::poll_transmit`], [`Engine::poll_event`] and
+//! [`Engine::poll_timeout`]. Rules cite ../shared/carp-notes.md sections as
+//! "notes §N" (UCARP 1.5.2's behaviour) and say where we differ.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use carp_proto::AdvertRepr;
+
+use crate::config::{Config, ConfigError};
+use crate::election::Claim;
+use crate::time::{Interval, Time};
+
+/// Consecutive send failures after which we advertise a poor skew, and
+/// consecutive successes after which we stop (notes §5).
+const SEND_ERROR_LIMIT: u8 = 3;
+/// The skew advertised while sends are failing, so that peers preempt us.
+pub const DEGRADED_ADVSKEW: u8 = 240;
+/// advbase and advskew of the advertisement a leaving master sends: every
+/// CARP backup sees an interval it will time out on and takes over at once.
+pub const LEAVE_ADVBASE: u8 = 255;
+/// See [`LEAVE_ADVBASE`].
+pub const LEAVE_ADVSKEW: u8 = 255;
+/// Adverts after a takeover (or after hearing a weaker master) at which one
+/// more gratuitous ARP goes out, for switches that missed the first.
+const DELAYED_ARP_ADVERTS: u8 = 2;
+
+/// The CARP states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Not taking part: before start, and after shutdown.
+    Init,
+    /// Listening; takes over when the master falls silent.
+    Backup,
+    /// Holding the virtual address and advertising.
+    Master,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Init => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+        })
+    }
+}
+
+/// Which user action a transition calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// Take the virtual address (UCARP's up script).
+    Up,
+    /// Release it (UCARP's down script).
+    Down,
+}
+
+/// Why a transition happened. Every transition has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Start-up: INIT to BACKUP.
+    Startup,
+    /// No advert from a master for the master-down time.
+    MasterDown {
+        /// Time since the last accepted advert (or since we became backup).
+        silent_for: Duration,
+    },
+    /// Preemption: the master advertises less often than we would.
+    Preempt {
+        /// The master we preempted.
+        peer: Ipv4Addr,
+    },
+    /// The master's interval is longer than our master-down time: it would
+    /// time out anyway (also how a leave advertisement is handled).
+    PeerWillTimeOut {
+        /// The master.
+        peer: Ipv4Addr,
+        /// Its advertised interval.
+        interval: Duration,
+    },
+    /// The master advertises a higher demotion counter than ours.
+    PeerDemoted {
+        /// The master.
+        peer: Ipv4Addr,
+        /// Its demotion counter.
+        demote: u8,
+    },
+    /// We heard a master that ranks above us.
+    Yield {
+        /// The better master.
+        peer: Ipv4Addr,
+    },
+    /// Our link lost carrier.
+    LinkDown,
+    /// Told to step down (UCARP's SIGUSR2).
+    StepDown,
+    /// Told to shut down.
+    Shutdown,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Startup => write!(f, "start-up"),
+            Reason::MasterDown { silent_for } => {
+                write!(
+                    f,
+                    "master down: silent for {:.3}s",
+                    silent_for.as_secs_f64()
+                )
+            }
+            Reason::Preempt { peer } => write!(f, "preempting {peer}, which advertises less often"),
+            Reason::PeerWillTimeOut { peer, interval } => write!(
+                f,
+                "{peer} advertises every {:.3}s, longer than our master-down time",
+                interval.as_secs_f64()
+            ),
+            Reason::PeerDemoted { peer, demote } => {
+                write!(f, "{peer} is demoted ({demote})")
+            }
+            Reason::Yield { peer } => write!(f, "{peer} is a better master"),
+            Reason::LinkDown => write!(f, "link down"),
+            Reason::StepDown => write!(f, "asked to step down"),
+            Reason::Shutdown => write!(f, "shutdown"),
+        }
+    }
+}
+
+/// A state change, with its cause and the action it calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// When it happened.
+    pub at: Time,
+    /// State before.
+    pub from: State,
+    /// State after.
+    pub to: State,
+    /// Why.
+    pub reason: Reason,
+    /// The user action to run, if any.
+    pub hook: Option<Hook>,
+}
+
+/// Something to put on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transmit {
+    /// A signed advertisement, to the group from our address.
+    Advert(AdvertRepr),
+    /// A gratuitous ARP for the virtual address(es).
+    GratuitousArp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Master: next advertisement due.
+    Advertise,
+    /// Backup: the master is considered dead.
+    MasterDown,
+    /// After a step-down: we start listening again.
+    StepDownHold,
+}
+
+const TIMERS: [Timer; 3] = [Timer::Advertise, Timer::MasterDown, Timer::StepDownHold];
+
+#[derive(Debug, Clone, Default)]
+struct Timers([Option<Time>; 3]);
+
+impl Timers {
+    fn get(&self, timer: Timer) -> Option<Time> {
+        self.0[timer as usize]
+    }
+    fn set(&mut self, timer: Timer, at: Time) {
+        self.0[timer as usize] = Some(at);
+    }
+    fn stop(&mut self, timer: Timer) {
+        self.0[timer as usize] = None;
+    }
+    fn stop_all(&mut self) {
+        self.0 = [None; 3];
+    }
+    fn next(&self) -> Option<Time> {
+        self.0.iter().flatten().min().copied()
+    }
+}
+
+/// Counts of what the engine did with its inputs, for status lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Adverts accepted and acted on.
+    pub adverts_accepted: u64,
+    /// Adverts ignored: not ours, while deaf (link down, step-down hold,
+    /// stopped), or from our own address.
+    pub adverts_ignored: u64,
+    /// Adverts we queued for sending.
+    pub adverts_sent: u64,
+    /// Transitions.
+    pub transitions: u64,
+}
+
+/// The election state machine of one virtual host.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: Config,
+    state: State,
+    timers: Timers,
+    counter: u64,
+    /// Interval the current master announces (ours until one is heard).
+    master_interval: Interval,
+    /// When we last accepted an advert, or became a listening backup.
+    last_heard: Time,
+    /// Adverts to send before the delayed gratuitous ARP.
+    delayed_arp: Option<u8>,
+    send_failures: u8,
+    send_successes: u8,
+    degraded: bool,
+    link_up: bool,
+    stopped: bool,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Transition>,
+    stats: EngineStats,
+}
+
+impl Engine {
+    /// Validates `config` and starts: INIT to BACKUP at once (down hook
+    /// unless neutral), master-down timer armed (notes §5).
+    pub fn new(config: Config, now: Time) -> Result<Engine, ConfigError> {
+        config.validate()?;
+        let mut engine = Engine {
+            master_interval: config.interval(),
+            counter: config.initial_counter,
+            config,
+            state: State::Init,
+            timers: Timers::default(),
+            last_heard: now,
+            delayed_arp: None,
+            send_failures: 0,
+            send_successes: 0,
+            degraded: false,
+            link_up: true,
+            stopped: false,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: EngineStats::default(),
+        };
+        let hook = (!engine.config.neutral).then_some(Hook::Down);
+        engine.transition(now, State::Backup, Reason::Startup, hook);
+        engine.listen_as_fresh_backup(now);
+        Ok(engine)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The counter of the last advert sent or accepted.
+    pub fn counter(&self) -> u64 {
+        self.counter
+    }
+
+    /// Whether repeated send failures make us advertise a poor skew.
+    pub fn is_degraded(&self) -> bool {
+        self.degraded
+    }
+
+    /// What the engine has done so far.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// How long we wait, as a backup, for the master we currently follow.
+    pub fn master_down_time(&self) -> Duration {
+        self.config.master_down(self.master_interval)
+    }
+
+    /// Next thing to send, in order.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next transition, in order.
+    pub fn poll_event(&mut self) -> Option<Transition> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] must next be called; `None` while
+    /// nothing is scheduled (stopped, link down, or master-down disabled).
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timers.next()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        for timer in TIMERS {
+            match self.timers.get(timer) {
+                Some(due) if due <= now => self.fire(timer, due, now),
+                _ => {}
+            }
+        }
+    }
+
+    fn fire(&mut self, timer: Timer, due: Time, now: Time) {
+        self.timers.stop(timer);
+        match timer {
+            Timer::Advertise => {
+                self.send_advert();
+                // Keep the cadence exact: schedule from the deadline, unless
+                // we were woken so late that we would fall behind.
+                let interval = self.config.interval().as_duration();
+                let next = if due + interval > now {
+                    due + interval
+                } else {
+                    now + interval
+                };
+                self.timers.set(Timer::Advertise, next);
+            }
+            Timer::MasterDown => {
+                let silent_for = now - self.last_heard;
+                self.take_over(now, Reason::MasterDown { silent_for });
+            }
+            Timer::StepDownHold => self.listen_as_fresh_backup(now),
+        }
+    }
+
+    /// An advertisement that the I/O layer has parsed and authenticated,
+    /// received at `now` from `src` (notes §5).
+    pub fn handle_advert(&mut self, now: Time, src: Ipv4Addr, advert: &AdvertRepr) {
+        if !self.is_listening() || advert.vhid != self.config.vhid() || src == self.config.src_addr
+        {
+            self.stats.adverts_ignored += 1;
+            return;
+        }
+        self.stats.adverts_accepted += 1;
+        // UCARP continues from the counter of the last advert it accepted.
+        self.counter = advert.counter;
+        let theirs = Claim {
+            demote: advert.demote,
+            interval: Interval::new(advert.advbase, advert.advskew),
+            addr: src,
+        };
+        match self.state {
+            State::Master => self.master_hears(now, theirs),
+            State::Backup => self.backup_hears(now, theirs),
+            State::Init => {}
+        }
+    }
+
+    fn master_hears(&mut self, now: Time, theirs: Claim) {
+        if theirs
+            .rank(&self.our_claim(), self.config.tie_break)
+            .is_gt()
+        {
+            // Send one more advert so the peer hears us, then yield.
+            self.send_advert();
+            self.transition(
+                now,
+                State::Backup,
+                Reason::Yield { peer: theirs.addr },
+                Some(Hook::Down),
+            );
+            self.timers.stop(Timer::Advertise);
+            self.follow(now, theirs.interval);
+        } else {
+            // A weaker master: re-announce the address now and a little later
+            // (it yields when it hears our next advert).
+            self.transmits.push_back(Transmit::GratuitousArp);
+            self.delayed_arp = Some(DELAYED_ARP_ADVERTS);
+        }
+    }
+
+    fn backup_hears(&mut self, now: Time, theirs: Claim) {
+        let ours = self.our_claim();
+        let peer = theirs.addr;
+        if theirs.demote > ours.demote {
+            self.take_over(
+                now,
+                Reason::PeerDemoted {
+                    peer,
+                    demote: theirs.demote,
+                },
+            );
+        } else if self.config.preempt
+            && theirs.demote == ours.demote
+            && ours.interval < theirs.interval
+        {
+            self.take_over(now, Reason::Preempt { peer });
+        } else if theirs.interval.as_duration() > self.config.ucarp_master_down() {
+            let interval = theirs.interval.as_duration();
+            self.take_over(now, Reason::PeerWillTimeOut { peer, interval });
+        } else {
+            self.follow(now, theirs.interval);
+        }
+    }
+
+    /// Re-arms the master-down timer for a master announcing `interval`,
+    /// heard at `now`: exact, measured from this advert.
+    fn follow(&mut self, now: Time, interval: Interval) {
+        self.master_interval = interval;
+        self.last_heard = now;
+        self.timers
+            .set(Timer::MasterDown, now + self.master_down_time());
+    }
+
+    fn listen_as_fresh_backup(&mut self, now: Time) {
+        self.timers.stop(Timer::StepDownHold);
+        self.follow(now, self.config.interval());
+    }
+
+    fn take_over(&mut self, now: Time, reason: Reason) {
+        self.transition(now, State::Master, reason, Some(Hook::Up));
+        self.timers.stop(Timer::MasterDown);
+        self.transmits.push_back(Transmit::GratuitousArp);
+        self.send_advert();
+        self.delayed_arp = Some(DELAYED_ARP_ADVERTS);
+        self.timers
+            .set(Timer::Advertise, now + self.config.interval().as_duration());
+    }
+
+    fn our_claim(&self) -> Claim {
+        Claim {
+            demote: self.config.demote,
+            interval: Interval::new(self.config.advbase, self.advertised_skew()),
+            addr: self.config.src_addr,
+        }
+    }
+
+    fn advertised_skew(&self) -> u8 {
+        if self.degraded {
+            self.config.advskew.max(DEGRADED_ADVSKEW)
+        } else {
+            self.config.advskew
+        }
+    }
+
+    fn send_advert(&mut self) {
+        let (advbase, advskew) = (self.config.advbase, self.advertised_skew());
+        self.queue_advert(advbase, advskew);
+        if let Some(left) = self.delayed_arp {
+            let left = left.saturating_sub(1);
+            if left == 0 {
+                self.transmits.push_back(Transmit::GratuitousArp);
+                self.delayed_arp = None;
+            } else {
+                self.delayed_arp = Some(left);
+            }
+        }
+    }
+
+    fn queue_advert(&mut self, advbase: u8, advskew: u8) {
+        self.counter = self.counter.wrapping_add(1);
+        self.stats.adverts_sent += 1;
+        self.transmits.push_back(Transmit::Advert(AdvertRepr {
+            vhid: self.config.vhid(),
+            advbase,
+            advskew,
+            demote: self.config.demote,
+            counter: self.counter,
+            digest: self.config.auth.sign(self.counter),
+        }));
+    }
+
+    fn transition(&mut self, now: Time, to: State, reason: Reason, hook: Option<Hook>) {
+        self.stats.transitions += 1;
+        self.events.push_back(Transition {
+            at: now,
+            from: self.state,
+            to,
+            reason,
+            hook,
+        });
+        self.state = to;
+    }
+
+    fn is_listening(&self) -> bool {
+        !self.stopped && self.link_up && self.timers.get(Timer::StepDownHold).is_none()
+    }
+
+    /// Whether an advert was handed over to the network. After three failures
+    /// in a row we advertise skew 240 so that peers preempt us, until three
+    /// sends in a row succeed (notes §5).
+    pub fn handle_send_result(&mut self, _now: Time, sent: bool) {
+        if sent {
+            self.send_successes = self.send_successes.saturating_add(1);
+            if !self.degraded || self.send_successes >= SEND_ERROR_LIMIT {
+                self.degraded = false;
+                self.send_failures = 0;
+            }
+        } else {
+            self.send_successes = 0;
+            self.send_failures = self.send_failures.saturating_add(1);
+            if self.send_failures >= SEND_ERROR_LIMIT {
+                self.degraded = true;
+            }
+        }
+    }
+
+    /// Carrier lost or back. Lost: a master goes BACKUP (down hook) and the
+    /// node falls silent and deaf; back: it listens as a fresh backup. Unlike
+    /// UCARP there is no 10 s sleep: the caller reports changes as they come.
+    /// Ignored with `ignore_link_state`.
+    pub fn handle_link_change(&mut self, now: Time, up: bool) {
+        if self.config.ignore_link_state || self.stopped || up == self.link_up {
+            return;
+        }
+        self.link_up = up;
+        if up {
+            self.listen_as_fresh_backup(now);
+            return;
+        }
+        if self.state == State::Master {
+            self.transition(now, State::Backup, Reason::LinkDown, Some(Hook::Down));
+        }
+        self.timers.stop_all();
+        self.delayed_arp = None;
+    }
+
+    /// UCARP's SIGUSR2: a master goes BACKUP (down hook), stays deaf for the
+    /// hold time, then listens as a fresh backup. Returns whether it stepped
+    /// down (a backup has nothing to step down from).
+    pub fn step_down(&mut self, now: Time) -> bool {
+        if self.state != State::Master || self.stopped {
+            return false;
+        }
+        self.transition(now, State::Backup, Reason::StepDown, Some(Hook::Down));
+        self.timers.stop_all();
+        self.delayed_arp = None;
+        self.timers
+            .set(Timer::StepDownHold, now + self.config.step_down_hold);
+        true
+    }
+
+    /// Leaves the election for good. A master first sends one advertisement
+    /// with advbase 255 / advskew 255 so every backup, UCARP's included,
+    /// takes over at once instead of waiting out the master-down time; the
+    /// down hook runs only if `run_down_hook` (UCARP's `--shutdown`).
+    pub fn shutdown(&mut self, now: Time, run_down_hook: bool) {
+        if self.stopped {
+            return;
+        }
+        let hook = match self.state {
+            State::Master => {
+                self.queue_advert(LEAVE_ADVBASE, LEAVE_ADVSKEW);
+                run_down_hook.then_some(Hook::Down)
+            }
+            _ => None,
+        };
+        self.transition(now, State::Init, Reason::Shutdown, hook);
+        self.timers.stop_all();
+        self.delayed_arp = None;
+        self.stopped = true;
+    }
+}

@@ -1,0 +1,387 @@
+//! Scenarios on the deterministic simulator (tests/sim): elections, faults
+//! and a thousand seeds of mixed faults. Virtual time: nothing sleeps.
+
+mod sim;
+
+use carp_engine::{Hook, Reason, State, TieBreak};
+use sim::{addr, at, secs, Sim};
+use std::net::Ipv4Addr;
+
+fn three_nodes(seed: u64) -> Sim {
+    let mut sim = Sim::new(seed);
+    sim.add_node("a", addr(1), |c| c.with_interval(1, 0));
+    sim.add_node("b", addr(2), |c| c.with_interval(1, 50));
+    sim.add_node("c", addr(3), |c| c.with_interval(1, 100));
+    sim
+}
+
+#[test]
+fn election_by_advskew() {
+    let mut sim = three_nodes(1);
+    sim.run_until(at(10.0));
+    assert_eq!(sim.assert_one_master(), 0, "lowest skew wins");
+    // The first takeover is at a's master-down time: 3 × 1 s.
+    let takeover = sim.nodes[0].transitions[1];
+    assert_eq!((takeover.to, takeover.at), (State::Master, at(3.0)));
+    for backup in [1, 2] {
+        assert_eq!(sim.nodes[backup].transitions.len(), 1, "only start-up");
+        assert!(!sim.nodes[backup].holds_vip);
+    }
+}
+
+/// Expected winner of an equal-interval pair under UCARP's little-endian
+/// `s_addr` comparison: lower value wins.
+fn ucarp_winner(x: Ipv4Addr, y: Ipv4Addr) -> Ipv4Addr {
+    if u32::from_le_bytes(x.octets()) < u32::from_le_bytes(y.octets()) {
+        x
+    } else {
+        y
+    }
+}
+
+#[test]
+fn equal_intervals_tie_break_gives_one_master_for_every_pair() {
+    let pairs = [
+        ([10, 0, 2, 1], [10, 0, 1, 2]), // numeric and UCARP order disagree
+        ([10, 0, 1, 2], [10, 0, 2, 1]),
+        ([192, 168, 1, 10], [192, 168, 2, 9]),
+        ([10, 0, 0, 1], [10, 0, 0, 2]),
+        ([172, 16, 5, 200], [172, 17, 5, 200]),
+        ([1, 2, 3, 4], [4, 3, 2, 1]),
+    ];
+    for (seed, (x, y)) in pairs.into_iter().enumerate() {
+        let (x, y) = (Ipv4Addr::from(x), Ipv4Addr::from(y));
+        let mut sim = Sim::new(seed as u64);
+        sim.add_node("x", x, |c| c);
+        sim.add_node("y", y, |c| c);
+        // Both time out at the same instant and both become master; the
+        // tie-break must then make exactly one of them yield.
+        sim.run_until(at(10.0));
+        let master = sim.assert_one_master();
+        assert_eq!(
+            sim.nodes[master].addr(),
+            ucarp_winner(x, y),
+            "pair {x} / {y}"
+        );
+        let settled = sim.now;
+        sim.run_for(secs(60.0));
+        assert_eq!(
+            sim.transitions_since(settled),
+            0,
+            "pair {x} / {y} not stable"
+        );
+    }
+}
+
+/// Why the default matters: a node ordering addresses numerically and one
+/// ordering them as UCARP does disagree on 10.0.2.1 / 10.0.1.2, and the pair
+/// never settles on one master.
+#[test]
+fn numeric_order_against_ucarp_order_does_not_converge() {
+    let mut sim = Sim::new(7);
+    sim.add_node("numeric", Ipv4Addr::new(10, 0, 2, 1), |mut c| {
+        c.tie_break = TieBreak::Numeric;
+        c
+    });
+    sim.add_node("ucarp", Ipv4Addr::new(10, 0, 1, 2), |c| c);
+    sim.run_until(at(10.0));
+    assert_ne!(sim.masters().len(), 1, "they should disagree");
+}
+
+#[test]
+fn preemption_on_and_off() {
+    for preempt in [false, true] {
+        let mut sim = Sim::new(3);
+        sim.add_node("slow", addr(1), |c| c.with_interval(1, 100));
+        sim.run_until(at(10.0));
+        assert_eq!(sim.assert_one_master(), 0);
+        let fast = sim.add_node("fast", addr(2), |c| {
+            c.with_interval(1, 0).with_preempt(preempt)
+        });
+        sim.run_until(at(30.0));
+        let master = sim.assert_one_master();
+        if preempt {
+            assert_eq!(master, fast);
+            let takeover = sim.nodes[fast].transitions[1];
+            assert!(
+                matches!(takeover.reason, Reason::Preempt { .. }),
+                "{takeover:?}"
+            );
+            // At the first advert it heard from the slow master.
+            assert!(takeover.at - at(10.0) <= secs(1.39));
+            assert_eq!(
+                sim.nodes[0].transitions.last().unwrap().hook,
+                Some(Hook::Down)
+            );
+        } else {
+            assert_eq!(master, 0, "no preemption: the first master stays");
+            assert_eq!(sim.nodes[fast].transitions.len(), 1);
+        }
+    }
+}
+
+#[test]
+fn kill_master_takeover_at_master_down_time() {
+    for deadratio in [1, 3, 10] {
+        let mut sim = Sim::new(deadratio.into());
+        sim.add_node("a", addr(1), |c| {
+            c.with_interval(1, 0).with_deadratio(deadratio)
+        });
+        sim.add_node("b", addr(2), |c| {
+            c.with_interval(1, 50).with_deadratio(deadratio)
+        });
+        sim.run_until(at(30.0));
+        assert_eq!(sim.assert_one_master(), 0);
+        sim.run_until(at(40.5));
+        sim.kill(0);
+        sim.run_until(at(80.0));
+        assert_eq!(sim.assert_one_master(), 1, "deadratio {deadratio}");
+        let last_advert = sim.nodes[0].last_advert_sent.unwrap();
+        let takeover = *sim.nodes[1].transitions.last().unwrap();
+        assert!(matches!(takeover.reason, Reason::MasterDown { .. }));
+        // Exact: the last advert, one latency, then b's master-down time.
+        let b = &sim.nodes[1].config;
+        let expected = last_advert + sim.latency + b.master_down(carp_engine::Interval::new(1, 0));
+        assert_eq!(takeover.at, expected, "deadratio {deadratio}");
+        assert_eq!(
+            b.master_down(carp_engine::Interval::new(1, 0)),
+            std::time::Duration::from_secs(deadratio.into())
+                + std::time::Duration::from_micros(195_312),
+        );
+    }
+}
+
+#[test]
+fn leave_advert_hands_over_at_once() {
+    let mut sim = three_nodes(4);
+    sim.run_until(at(10.0));
+    assert_eq!(sim.assert_one_master(), 0);
+    let shutdown_at = at(10.25);
+    sim.run_until(shutdown_at);
+    sim.shutdown(0);
+    sim.run_until(at(10.3));
+    assert_eq!(sim.assert_one_master(), 1, "b, next best, takes over");
+    let takeover = *sim.nodes[1].transitions.last().unwrap();
+    assert_eq!(
+        takeover.at,
+        shutdown_at + sim.latency,
+        "one latency, no timeout"
+    );
+    assert!(matches!(takeover.reason, Reason::PeerWillTimeOut { .. }));
+    // c heard the leave advert too and also took over, then yields to b.
+    sim.run_until(at(20.0));
+    assert_eq!(sim.assert_one_master(), 1);
+    let a = sim.nodes[0].transitions.last().unwrap();
+    assert_eq!((a.to, a.hook), (State::Init, Some(Hook::Down)));
+}
+
+#[test]
+fn partition_then_heal() {
+    let mut sim = three_nodes(5);
+    sim.run_until(at(10.0));
+    assert_eq!(sim.assert_one_master(), 0);
+    sim.partition(&[1, 2, 2]);
+    sim.run_until(at(20.0));
+    // Each side has its master: a alone, b among b and c.
+    assert_eq!(sim.masters(), vec![0, 1]);
+    let healed_at = sim.now;
+    sim.heal();
+    sim.run_until(at(30.0));
+    assert_eq!(sim.assert_one_master(), 0);
+    let loser = *sim.nodes[1].transitions.last().unwrap();
+    assert_eq!((loser.to, loser.hook), (State::Backup, Some(Hook::Down)));
+    assert!(matches!(loser.reason, Reason::Yield { peer } if peer == addr(1)));
+    // The winner heard a weaker master and re-announced the address.
+    assert!(
+        sim.nodes[0].arps.iter().any(|&t| t > healed_at),
+        "no ARP after heal"
+    );
+}
+
+#[test]
+fn link_down_and_up_on_the_master() {
+    for preempt in [false, true] {
+        let mut sim = Sim::new(6);
+        sim.add_node("a", addr(1), |c| {
+            c.with_interval(1, 0).with_preempt(preempt)
+        });
+        sim.add_node("b", addr(2), |c| c.with_interval(1, 50));
+        sim.run_until(at(10.0));
+        sim.set_link(0, false);
+        let down = *sim.nodes[0].transitions.last().unwrap();
+        assert_eq!(
+            (down.reason, down.hook),
+            (Reason::LinkDown, Some(Hook::Down))
+        );
+        let sent_before = sim.nodes[0].adverts_sent;
+        sim.run_until(at(20.0));
+        assert_eq!(
+            sim.nodes[0].adverts_sent, sent_before,
+            "silent while unplugged"
+        );
+        assert_eq!(sim.assert_one_master(), 1);
+        sim.set_link(0, true);
+        sim.run_until(at(30.0));
+        assert_eq!(sim.assert_one_master(), if preempt { 0 } else { 1 });
+    }
+}
+
+#[test]
+fn step_down_hands_over_and_holds() {
+    let mut sim = Sim::new(8);
+    sim.add_node("a", addr(1), |c| c.with_interval(1, 0));
+    sim.add_node("b", addr(2), |c| c.with_interval(1, 50));
+    sim.run_until(at(10.0));
+    sim.step_down(0);
+    sim.run_until(at(20.0));
+    assert_eq!(sim.assert_one_master(), 1);
+    let a = &sim.nodes[0].transitions;
+    assert!(a
+        .iter()
+        .any(|t| t.reason == Reason::StepDown && t.hook == Some(Hook::Down)));
+    assert_eq!(
+        a.last().unwrap().to,
+        State::Backup,
+        "no preemption: a stays backup"
+    );
+}
+
+#[test]
+fn sub_second_intervals_do_not_flap() {
+    let mut sim = Sim::new(9);
+    sim.add_node("a", addr(1), |c| c.with_interval(0, 51));
+    sim.add_node("b", addr(2), |c| c.with_interval(0, 51));
+    sim.add_node("c", addr(3), |c| c.with_interval(0, 100));
+    sim.run_until(at(5.0));
+    let master = sim.assert_one_master();
+    let settled = sim.now;
+    sim.run_for(secs(120.0));
+    assert_eq!(sim.assert_one_master(), master);
+    assert_eq!(
+        sim.transitions_since(settled),
+        0,
+        "false takeovers with a healthy master"
+    );
+    // Kill it: takeover within master-down (+ latency) of its last advert.
+    sim.kill(master);
+    let killed = sim.now;
+    sim.run_for(secs(5.0));
+    let new_master = sim.assert_one_master();
+    let takeover = sim.nodes[new_master]
+        .transitions
+        .iter()
+        .find(|t| t.at > killed)
+        .unwrap();
+    let last_advert = sim.nodes[master].last_advert_sent.unwrap();
+    let bound = sim.nodes[new_master]
+        .config
+        .master_down(carp_engine::Interval::new(0, 51));
+    assert!(takeover.at <= last_advert + bound + sim.latency);
+    assert!(
+        bound >= secs(0.597),
+        "at least deadratio × the master's interval"
+    );
+}
+
+#[test]
+fn twenty_percent_loss() {
+    for (advbase, advskew) in [(1, 0), (0, 51)] {
+        let mut sim = Sim::new(10);
+        sim.add_node("a", addr(1), |c| c.with_interval(advbase, advskew));
+        sim.add_node("b", addr(2), |c| {
+            c.with_interval(advbase, advskew.saturating_add(20))
+        });
+        sim.run_until(at(10.0));
+        sim.loss_percent = 20;
+        let start = sim.now;
+        sim.run_for(secs(120.0));
+        let flaps = sim.transitions_since(start);
+        let adverts = sim.nodes.iter().map(|n| n.adverts_sent).sum::<u64>();
+        // Three or more adverts in a row must be lost for a false takeover
+        // (0.8 % of intervals); a formula like UCARP's at advbase 0, which
+        // waits one interval, would flap on every fifth advert.
+        assert!(
+            (flaps as u64) * 20 < adverts,
+            "{advbase}/{advskew}: {flaps} transitions for {adverts} adverts"
+        );
+        sim.loss_percent = 0;
+        sim.run_for(secs(10.0));
+        sim.assert_one_master();
+    }
+}
+
+/// Mixed random faults over many seeds. A failing seed is printed and can
+/// be replayed with `SIM_SEED=<n> cargo test -p carp-engine random_faults`.
+#[test]
+fn random_faults_many_seeds() {
+    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("SIM_SEED is a number")],
+        Err(_) => (0..1000).collect(),
+    };
+    for seed in seeds {
+        let result = std::panic::catch_unwind(|| random_run(seed));
+        if let Err(panic) = result {
+            eprintln!("random_faults: seed {seed} failed; replay with SIM_SEED={seed}");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+fn random_run(seed: u64) {
+    let mut sim = Sim::new(seed);
+    let mut rng = sim::Rng::new(seed ^ 0x5eed);
+    let count = 2 + rng.below(4) as usize;
+    for i in 0..count {
+        let advbase = rng.below(3) as u8;
+        let advskew = if advbase == 0 {
+            26 + rng.below(230) as u8
+        } else {
+            rng.below(256) as u8
+        };
+        let deadratio = 1 + rng.below(5) as u32;
+        let preempt = rng.chance(50);
+        let address = Ipv4Addr::new(10, rng.below(4) as u8, rng.below(256) as u8, i as u8 + 1);
+        sim.add_node(&format!("n{i}"), address, |c| {
+            c.with_interval(advbase, advskew)
+                .with_deadratio(deadratio)
+                .with_preempt(preempt)
+        });
+    }
+    sim.latency = secs(0.0001 + rng.below(2000) as f64 / 1e6);
+    sim.run_until(at(5.0));
+    for _ in 0..10 {
+        let node = rng.below(count as u64) as usize;
+        match rng.below(8) {
+            0 => sim.kill(node),
+            1 => sim.restart(node),
+            2 => sim.set_link(node, false),
+            3 => sim.set_link(node, true),
+            4 => sim.step_down(node),
+            5 => sim.shutdown(node),
+            6 => {
+                let groups: Vec<u32> = (0..count).map(|_| rng.below(2) as u32).collect();
+                sim.partition(&groups);
+            }
+            _ => sim.loss_percent = rng.below(30) as u32,
+        }
+        sim.run_for(secs(rng.below(5000) as f64 / 1000.0));
+    }
+    // Heal everything and let it settle: one master, then no transitions.
+    sim.loss_percent = 0;
+    sim.heal();
+    for node in 0..count {
+        sim.set_link(node, true);
+        sim.restart(node);
+    }
+    let settle = sim.worst_master_down() * 3 + sim::secs(1.0) + std::time::Duration::from_secs(3);
+    sim.run_for(settle);
+    sim.assert_one_master();
+    let settled = sim.now;
+    sim.run_for(settle);
+    sim.assert_one_master();
+    assert_eq!(
+        sim.transitions_since(settled),
+        0,
+        "seed {seed}: not stable after settling"
+    );
+}
