@@ -14,6 +14,13 @@ use carp_proto::ReceiveFilter;
 /// First frame of the vhid 42 capture (tests/data/ucarp-v42-love.hex).
 const FRAME: &str = "01005e00001200005e00002a080045100038b24a4000ff70dde60a010101e0000012212a00070001a2cf2b7c0b535c34f41d639616c6818cc919288828e245e341898b028c00";
 
+const SHA1_IV: [u32; 5] = [
+    0x6745_2301,
+    0xefcd_ab89,
+    0x98ba_dcfe,
+    0x1032_5476,
+    0xc3d2_e1f0,
+];
 const ITERATIONS: u32 = 200_000;
 const ROUNDS: usize = 21;
 
@@ -49,18 +56,18 @@ fn main() {
     };
     assert!(filter.accept_frame(&frame).is_ok(), "vector must verify");
 
+    // The floor: HMAC's two remaining compressions, the second hashing the
+    // first's output as the outer hash does (so they cannot overlap).
     let floor = median_ns(|| {
-        let mut inner = black_box([
-            0x6745_2301u32,
-            0xefcd_ab89,
-            0x98ba_dcfe,
-            0x1032_5476,
-            0xc3d2_e1f0,
-        ]);
-        let mut outer = inner;
+        let mut inner = black_box(SHA1_IV);
+        let mut outer = black_box(SHA1_IV);
         sha1::block_api::compress(&mut inner, &[black_box([0x36u8; 64])]);
-        sha1::block_api::compress(&mut outer, &[black_box([0x5cu8; 64])]);
-        black_box((inner, outer));
+        let mut block = black_box([0x5cu8; 64]);
+        for (chunk, word) in block.chunks_exact_mut(4).zip(inner) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        sha1::block_api::compress(&mut outer, &[block]);
+        black_box(outer);
     });
     let receive = median_ns(|| {
         black_box(filter.accept_frame(black_box(&frame))).ok();
@@ -74,7 +81,7 @@ fn main() {
             black_box(filter.auth.verify(black_box(&advert))).ok();
         })
     };
-    println!("two SHA-1 compressions (floor): {floor:.1} ns");
+    println!("two chained SHA-1 compressions (floor): {floor:.1} ns");
     println!(
         "verify only:                    {verify_only:.1} ns ({:.2}x floor)",
         verify_only / floor

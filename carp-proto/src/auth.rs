@@ -214,21 +214,26 @@ const SHA1_IV: [u32; 5] = [
 /// once.
 ///
 /// The generic `hmac` crate re-buffers and re-pads through its traits on
-/// every call, which costs more than the hashing itself here; this keeps the
-/// chaining values after the ipad/opad blocks and the full prefix blocks, so
-/// a digest is exactly the SHA-1 compressions that are left (two for
-/// UCARP's 15-byte message). Tests check it against the `hmac` crate.
+/// every call, which costs more than the hashing itself here. This keeps the
+/// chaining values after the ipad/opad blocks and the full prefix blocks, and
+/// the last inner block(s) and the outer block already padded, so a digest
+/// is: write the counter, compress, write the inner digest, compress — the
+/// two SHA-1 compressions that are HMAC's floor for UCARP's 15-byte message.
+/// Tests check it against the `hmac` crate.
 #[derive(Clone)]
 struct PreparedHmac {
     /// Chaining value after the ipad block and every full prefix block.
     inner: [u32; 5],
     /// Chaining value after the opad block.
     outer: [u32; 5],
-    /// Prefix bytes after the last full block.
-    tail: [u8; SHA1_BLOCK],
-    tail_len: usize,
-    /// Bytes hashed by the inner hash before the tail (ipad block included).
-    absorbed: u64,
+    /// The rest of the inner message, padded, with the counter still zero:
+    /// one block, or two when the padding does not fit (long address lists).
+    inner_tail: [[u8; SHA1_BLOCK]; 2],
+    inner_blocks: usize,
+    /// Where the counter goes in `inner_tail`.
+    counter_at: usize,
+    /// The outer block, padded, with the inner digest still zero.
+    outer_tail: [u8; SHA1_BLOCK],
 }
 
 impl PreparedHmac {
@@ -246,50 +251,55 @@ impl PreparedHmac {
         let mut outer = SHA1_IV;
         sha1::block_api::compress(&mut inner, &[ipad]);
         sha1::block_api::compress(&mut outer, &[opad]);
+
         let mut blocks = prefix.chunks_exact(SHA1_BLOCK);
-        let mut absorbed = SHA1_BLOCK as u64;
+        let mut absorbed = SHA1_BLOCK;
         for block in blocks.by_ref() {
             let block: [u8; SHA1_BLOCK] = block.try_into().expect("exact chunk");
             sha1::block_api::compress(&mut inner, &[block]);
-            absorbed += SHA1_BLOCK as u64;
+            absorbed += SHA1_BLOCK;
         }
         let rest = blocks.remainder();
-        let mut tail = [0u8; SHA1_BLOCK];
-        tail[..rest.len()].copy_from_slice(rest);
+        let message_len = rest.len() + 8;
+        let inner_blocks = if message_len + 9 <= SHA1_BLOCK { 1 } else { 2 };
+        let mut inner_tail = [[0u8; SHA1_BLOCK]; 2];
+        {
+            let flat = inner_tail.as_flattened_mut();
+            flat[..rest.len()].copy_from_slice(rest);
+            flat[message_len] = 0x80;
+            let end = inner_blocks * SHA1_BLOCK;
+            let bits = ((absorbed + message_len) * 8) as u64;
+            flat[end - 8..end].copy_from_slice(&bits.to_be_bytes());
+        }
+        let mut outer_tail = [0u8; SHA1_BLOCK];
+        outer_tail[20] = 0x80;
+        let bits = ((SHA1_BLOCK + 20) * 8) as u64;
+        outer_tail[SHA1_BLOCK - 8..].copy_from_slice(&bits.to_be_bytes());
         PreparedHmac {
             inner,
             outer,
-            tail,
-            tail_len: rest.len(),
-            absorbed,
+            inner_tail,
+            inner_blocks,
+            counter_at: rest.len(),
+            outer_tail,
         }
     }
 
     fn digest_with_counter(&self, counter: u64) -> Digest {
-        // Inner hash: tail, counter, SHA-1 padding; one block, or two when
-        // the padding does not fit (long address lists only).
-        let mut blocks = [[0u8; SHA1_BLOCK]; 2];
-        let message_len = self.tail_len + 8;
-        let used = if message_len + 9 <= SHA1_BLOCK { 1 } else { 2 };
-        {
-            let flat = blocks.as_flattened_mut();
-            flat[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
-            flat[self.tail_len..message_len].copy_from_slice(&counter.to_be_bytes());
-            flat[message_len] = 0x80;
-            let bits = (self.absorbed + message_len as u64) * 8;
-            flat[used * SHA1_BLOCK - 8..used * SHA1_BLOCK].copy_from_slice(&bits.to_be_bytes());
-        }
         let mut inner = self.inner;
-        sha1::block_api::compress(&mut inner, &blocks[..used]);
+        let mut tail = self.inner_tail;
+        let at = self.counter_at;
+        tail.as_flattened_mut()[at..at + 8].copy_from_slice(&counter.to_be_bytes());
+        if self.inner_blocks == 1 {
+            sha1::block_api::compress(&mut inner, &tail[..1]);
+        } else {
+            sha1::block_api::compress(&mut inner, &tail);
+        }
 
-        // Outer hash: the inner digest after the opad block, padded.
-        let mut block = [0u8; SHA1_BLOCK];
+        let mut block = self.outer_tail;
         for (chunk, word) in block[..20].chunks_exact_mut(4).zip(inner) {
             chunk.copy_from_slice(&word.to_be_bytes());
         }
-        block[20] = 0x80;
-        let bits = ((SHA1_BLOCK + 20) * 8) as u64;
-        block[SHA1_BLOCK - 8..].copy_from_slice(&bits.to_be_bytes());
         let mut outer = self.outer;
         sha1::block_api::compress(&mut outer, &[block]);
 

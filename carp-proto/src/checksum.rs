@@ -2,14 +2,23 @@
 
 /// Ones'-complement sum of `data` as big-endian 16-bit words, folded to 16
 /// bits but not complemented. An odd trailing byte is padded with zero.
+///
+/// Adds 32-bit words into a 64-bit accumulator (RFC 1071 §2(B): the sum is
+/// independent of word size) and folds once at the end.
 pub fn ones_complement_sum(data: &[u8]) -> u16 {
-    let mut words = data.chunks_exact(2);
-    let mut sum: u32 = words
+    let mut words = data.chunks_exact(4);
+    let mut sum: u64 = words
         .by_ref()
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .map(|w| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]])))
         .sum();
-    if let [last] = words.remainder() {
-        sum += u32::from(*last) << 8;
+    let rest = words.remainder();
+    let mut pairs = rest.chunks_exact(2);
+    sum += pairs
+        .by_ref()
+        .map(|p| u64::from(u16::from_be_bytes([p[0], p[1]])))
+        .sum::<u64>();
+    if let [last] = pairs.remainder() {
+        sum += u64::from(*last) << 8;
     }
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -38,6 +47,24 @@ mod tests {
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(ones_complement_sum(&data), 0xddf2);
         assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    /// The word-size trick against the plain 16-bit definition.
+    #[test]
+    fn matches_sixteen_bit_definition() {
+        let data: Vec<u8> = (0..=255u8).map(|i| i.wrapping_mul(97) ^ 0x5a).collect();
+        for len in 0..data.len() {
+            let slice = &data[..len];
+            let mut plain: u32 = 0;
+            for pair in slice.chunks(2) {
+                let hi = u32::from(pair[0]) << 8;
+                plain += hi | pair.get(1).map_or(0, |&b| u32::from(b));
+            }
+            while plain > 0xffff {
+                plain = (plain & 0xffff) + (plain >> 16);
+            }
+            assert_eq!(ones_complement_sum(slice), plain as u16, "len {len}");
+        }
     }
 
     #[test]
