@@ -125,12 +125,15 @@ impl Config {
         Interval::new(self.advbase, self.advskew)
     }
 
-    /// UCARP's master-down time: `advbase × deadratio + advskew/256` seconds.
-    /// A master advertising less often than this will time out anyway, so a
-    /// backup that hears one takes over at once (UCARP's rule, kept).
-    pub fn ucarp_master_down(&self) -> Duration {
-        Duration::from_secs(u64::from(self.advbase) * u64::from(self.deadratio))
-            + time::skew(self.advskew)
+    /// A master advertising less often than this would be declared dead
+    /// between two of its own adverts by a backup configured like us, so a
+    /// backup that hears one takes over at once (UCARP's "will time out
+    /// anyway" rule). UCARP's threshold is `advbase × deadratio +
+    /// advskew/256`, which at advbase 0 is a single skew fraction: every
+    /// slower master would be preempted. Ours is the master-down time we
+    /// would give a master advertising at our own interval.
+    pub fn will_time_out_threshold(&self) -> Duration {
+        self.master_down(self.interval())
     }
 
     /// How long a backup waits after the last advert of a master announcing

@@ -75,8 +75,13 @@ pub enum Reason {
         /// The master we preempted.
         peer: Ipv4Addr,
     },
+    /// The master sent a leave advertisement (advbase 255, advskew 255).
+    PeerLeft {
+        /// The master that left.
+        peer: Ipv4Addr,
+    },
     /// The master's interval is longer than our master-down time: it would
-    /// time out anyway (also how a leave advertisement is handled).
+    /// time out anyway.
     PeerWillTimeOut {
         /// The master.
         peer: Ipv4Addr,
@@ -115,6 +120,7 @@ impl fmt::Display for Reason {
                 )
             }
             Reason::Preempt { peer } => write!(f, "preempting {peer}, which advertises less often"),
+            Reason::PeerLeft { peer } => write!(f, "{peer} left (leave advertisement)"),
             Reason::PeerWillTimeOut { peer, interval } => write!(
                 f,
                 "{peer} advertises every {:.3}s, longer than our master-down time",
@@ -394,7 +400,9 @@ impl Engine {
             && ours.interval < theirs.interval
         {
             self.take_over(now, Reason::Preempt { peer });
-        } else if theirs.interval.as_duration() > self.config.ucarp_master_down() {
+        } else if theirs.interval == Interval::new(LEAVE_ADVBASE, LEAVE_ADVSKEW) {
+            self.take_over(now, Reason::PeerLeft { peer });
+        } else if theirs.interval.as_duration() > self.config.will_time_out_threshold() {
             let interval = theirs.interval.as_duration();
             self.take_over(now, Reason::PeerWillTimeOut { peer, interval });
         } else {

@@ -167,7 +167,7 @@ fn leave_advert_hands_over_at_once() {
         shutdown_at + sim.latency,
         "one latency, no timeout"
     );
-    assert!(matches!(takeover.reason, Reason::PeerWillTimeOut { .. }));
+    assert!(matches!(takeover.reason, Reason::PeerLeft { .. }));
     // c heard the leave advert too and also took over, then yields to b.
     sim.run_until(at(20.0));
     assert_eq!(sim.assert_one_master(), 1);

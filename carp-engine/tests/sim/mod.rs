@@ -421,8 +421,12 @@ impl Sim {
             Reason::Preempt { peer } => from_advert(peer)
                 .is_some_and(|theirs| config.preempt && theirs.interval > config.interval()),
             Reason::PeerWillTimeOut { peer, interval } => from_advert(peer).is_some_and(|theirs| {
-                theirs.interval.as_duration() == interval && interval > config.ucarp_master_down()
+                theirs.interval.as_duration() == interval
+                    && interval > config.will_time_out_threshold()
             }),
+            Reason::PeerLeft { peer } => {
+                from_advert(peer).is_some_and(|theirs| theirs.interval == Interval::new(255, 255))
+            }
             Reason::PeerDemoted { peer, demote } => from_advert(peer)
                 .is_some_and(|theirs| theirs.demote == demote && demote > config.demote),
             Reason::Yield { peer } => from_advert(peer).is_some_and(|theirs| {

@@ -1,0 +1,57 @@
+use std::io;
+
+use thiserror::Error;
+
+/// Why a node cannot start or keep running. Messages say what to do.
+#[derive(Debug, Error)]
+pub enum IoError {
+    /// The interface does not exist in this network namespace.
+    #[error("no such interface {0:?} (list them with `ip link`)")]
+    NoSuchInterface(String),
+    /// The interface has no MAC address (not Ethernet-like).
+    #[error("interface {0:?} has no Ethernet address; CARP needs an Ethernet-like interface")]
+    NoMacAddress(String),
+    /// A raw or packet socket was refused.
+    #[error("{op} on {iface}: permission denied; run as root or grant CAP_NET_RAW (and CAP_NET_ADMIN for scripts that change addresses)")]
+    PermissionDenied {
+        /// What was being done.
+        op: &'static str,
+        /// The interface.
+        iface: String,
+    },
+    /// Any other socket failure.
+    #[error("{op} on {iface}: {source}")]
+    Socket {
+        /// What was being done.
+        op: &'static str,
+        /// The interface.
+        iface: String,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The interface went away while the node was running.
+    #[error("interface {0:?} disappeared; the node stopped after running its down hook")]
+    InterfaceGone(String),
+    /// The engine refused the configuration.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] carp_engine::ConfigError),
+}
+
+impl IoError {
+    /// Classifies a socket error: permission problems get their own advice.
+    pub(crate) fn socket(op: &'static str, iface: &str, source: io::Error) -> IoError {
+        if source.kind() == io::ErrorKind::PermissionDenied {
+            IoError::PermissionDenied {
+                op,
+                iface: iface.to_string(),
+            }
+        } else {
+            IoError::Socket {
+                op,
+                iface: iface.to_string(),
+                source,
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The two sockets a node uses.
+//!
+//! Receiving: a raw IPv4 socket for protocol 112, bound to the interface,
+//! with the group joined there. The kernel hands it only CARP/VRRP datagrams
+//! arriving on that interface, so unrelated traffic never wakes the node.
+//!
+//! Sending: an `AF_PACKET` socket opened with protocol 0, which receives
+//! nothing at all, used to send whole Ethernet frames. Building the frame
+//! ourselves is the only way to send what UCARP sends in every mode: IP TOS
+//! 0x10, DF, TTL 255 and a random IP ID, and in broadcast mode (`-M`) an
+//! Ethernet broadcast carrying an IP datagram still addressed to the group,
+//! which a raw IP socket cannot produce. The same socket sends gratuitous
+//! ARPs. (pnet_datalink's channel would do the sending too, but it always
+//! opens an `ETH_P_ALL` socket that receives every frame on the interface.)
+//!
+//! Ethernet source: the interface's own MAC. UCARP sends from
+//! 00:00:5e:00:00:<vhid>; no CARP receiver looks at it, and when two nodes
+//! are briefly both master a shared source MAC makes switches flap the
+//! MAC between their ports, while the real MAC tells an operator with a
+//! capture which host sent each advert.
+
+use std::io::{self, Read};
+use std::mem::MaybeUninit;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use carp_proto::ethernet::MacAddr;
+use nix::libc;
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
+
+use crate::IoError;
+
+/// Receives CARP datagrams (IPv4 header included) from one interface.
+#[derive(Debug)]
+pub struct AdvertReceiver {
+    socket: Socket,
+}
+
+impl AdvertReceiver {
+    /// Opens the socket on `iface` and joins `group` there. In broadcast
+    /// mode the group is joined too: the datagrams are still addressed to
+    /// it, and the kernel only delivers multicast destinations it has joined.
+    pub fn open(iface: &str, index: u32, group: Ipv4Addr) -> Result<AdvertReceiver, IoError> {
+        let err = |op| move |e| IoError::socket(op, iface, e);
+        let protocol = Protocol::from(i32::from(carp_proto::IP_PROTOCOL_CARP));
+        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(protocol))
+            .map_err(err("opening a raw IPv4 socket for protocol 112"))?;
+        socket
+            .bind_device(Some(iface.as_bytes()))
+            .map_err(err("binding the receive socket to the interface"))?;
+        socket
+            .join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(index))
+            .map_err(err("joining the CARP group"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(err("making the receive socket non-blocking"))?;
+        Ok(AdvertReceiver { socket })
+    }
+
+    /// Reads one datagram into `buf`; `Ok(None)` when nothing is waiting.
+    pub fn recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<Option<&'a [u8]>> {
+        match (&self.socket).read(buf) {
+            Ok(len) => Ok(Some(&buf[..len])),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl AsFd for AdvertReceiver {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+/// Sends whole Ethernet frames out of one interface.
+#[derive(Debug)]
+pub struct FrameSender {
+    socket: Socket,
+    index: u32,
+}
+
+impl FrameSender {
+    /// Opens a packet socket that receives nothing (protocol 0).
+    pub fn open(iface: &str, index: u32) -> Result<FrameSender, IoError> {
+        let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))
+            .map_err(|e| IoError::socket("opening a packet socket", iface, e))?;
+        Ok(FrameSender { socket, index })
+    }
+
+    /// Sends `frame`, whose first six bytes are the destination MAC.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        let dst = MacAddr(
+            frame[..6]
+                .try_into()
+                .expect("a frame starts with its destination"),
+        );
+        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        let address = link_address(self.index, dst, ethertype)?;
+        let sent = self.socket.send_to(frame, &address)?;
+        if sent == frame.len() {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::WriteZero, "short send"))
+        }
+    }
+}
+
+/// A `sockaddr_ll` for sending to `dst` on interface `index`.
+#[allow(unsafe_code)] // the one unsafe block of the project, see SAFETY below
+fn link_address(index: u32, dst: MacAddr, ethertype: u16) -> io::Result<SockAddr> {
+    // SAFETY: `try_init` hands us zeroed storage at least as large as any
+    // socket address (sockaddr_storage, 128 bytes). We write a complete
+    // `sockaddr_ll` (20 bytes) at its start, unaligned-safe via
+    // `write_unaligned`, and report exactly that length, with the family
+    // set to AF_PACKET to match the type written.
+    let ((), address) = unsafe {
+        SockAddr::try_init(|storage, len| {
+            let mut ll: libc::sockaddr_ll = MaybeUninit::zeroed().assume_init();
+            ll.sll_family = libc::AF_PACKET as u16;
+            ll.sll_protocol = ethertype.to_be();
+            ll.sll_ifindex = index as i32;
+            ll.sll_halen = 6;
+            ll.sll_addr[..6].copy_from_slice(&dst.0);
+            std::ptr::write_unaligned(storage.cast::<libc::sockaddr_ll>(), ll);
+            *len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            Ok(())
+        })
+    }?;
+    Ok(address)
+}

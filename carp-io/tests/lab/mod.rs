@@ -1,0 +1,335 @@
+//! Network namespaces for tests: one namespace holding a bridge, one per
+//! host, joined by veth pairs. Names are unique per test and process, and
+//! everything is deleted on drop, also when the test fails.
+//!
+//! Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN). Without it a test skips
+//! with a printed reason, except under CI (CI=true), where it fails.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+fn run(args: &[&str]) -> Result<(), String> {
+    let output = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+fn must(args: &[&str]) {
+    if let Err(e) = run(args) {
+        panic!("{e}");
+    }
+}
+
+/// Whether namespace tests can run here; in CI they must.
+pub fn privileged(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let ok = root && run(&["ip", "netns", "list"]).is_ok();
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test}: namespace tests need root and iproute2, and CI must run them");
+        }
+        eprintln!("SKIPPED {test}: needs root and iproute2 for network namespaces");
+    }
+    ok
+}
+
+/// A bridge and `hosts` hosts, host i at 10.99.0.(i+1)/24 on interface
+/// `eth0` of its namespace.
+pub struct Lab {
+    pub prefix: String,
+    pub hosts: usize,
+}
+
+impl Lab {
+    pub fn new(hosts: usize) -> Lab {
+        let prefix = format!(
+            "crs{}x{}",
+            std::process::id(),
+            NEXT_LAB.fetch_add(1, Ordering::Relaxed)
+        );
+        let lab = Lab { prefix, hosts };
+        let bridge = lab.bridge_ns();
+        must(&["ip", "netns", "add", &bridge]);
+        must(&["ip", "-n", &bridge, "link", "add", "br0", "type", "bridge"]);
+        // No multicast snooping: every host sees every advert, like a hub.
+        must(&[
+            "ip",
+            "-n",
+            &bridge,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        must(&["ip", "-n", &bridge, "link", "set", "br0", "up"]);
+        for host in 0..hosts {
+            let ns = lab.ns(host);
+            let port = format!("p{host}");
+            must(&["ip", "netns", "add", &ns]);
+            must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            must(&[
+                "ip", "-n", &bridge, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ]);
+            must(&[
+                "ip", "-n", &bridge, "link", "set", &port, "master", "br0", "up",
+            ]);
+            must(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", lab.addr(host)),
+                "dev",
+                "eth0",
+            ]);
+            must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        }
+        lab
+    }
+
+    pub fn bridge_ns(&self) -> String {
+        format!("{}-br", self.prefix)
+    }
+
+    pub fn ns(&self, host: usize) -> String {
+        format!("{}-h{host}", self.prefix)
+    }
+
+    pub fn addr(&self, host: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 99, 0, host as u8 + 1)
+    }
+
+    /// Cuts (or restores) host's cable: its eth0 loses carrier.
+    pub fn set_cable(&self, host: usize, up: bool) {
+        let state = if up { "up" } else { "down" };
+        must(&[
+            "ip",
+            "-n",
+            &self.bridge_ns(),
+            "link",
+            "set",
+            &format!("p{host}"),
+            state,
+        ]);
+    }
+
+    /// A command run inside host's namespace.
+    pub fn command(&self, host: usize, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.ns(host), program]);
+        command
+    }
+
+    /// Runs `f` on a thread that has entered host's namespace.
+    pub fn in_ns<T: Send>(&self, host: usize, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.ns(host));
+        thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let ns = std::fs::File::open(&path).expect("namespace file");
+                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                    f()
+                })
+                .join()
+                .expect("namespace thread")
+        })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for host in 0..self.hosts {
+            let _ = run(&["ip", "netns", "del", &self.ns(host)]);
+        }
+        let _ = run(&["ip", "netns", "del", &self.bridge_ns()]);
+    }
+}
+
+/// A process whose stdout lines are collected with their arrival time.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut command: Command) -> Proc {
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        if std::env::var_os("LAB_VERBOSE").is_none() {
+            command.stderr(Stdio::null());
+        }
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let label = name.to_string();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if std::env::var_os("LAB_VERBOSE").is_some() {
+                    eprintln!("[{label}] {line}");
+                }
+                sink.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        Proc {
+            name: name.to_string(),
+            stdin: child.stdin.take(),
+            child,
+            lines,
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        if let Some(stdin) = &mut self.stdin {
+            let _ = writeln!(stdin, "{line}");
+            let _ = stdin.flush();
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+
+    /// Waits until a line satisfies `pred`; returns it.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.lines().into_iter().find(|l| pred(l)) {
+                return line;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: no {what} within {timeout:?}; output:\n{}",
+                    self.name,
+                    self.lines().join("\n")
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Number of lines seen so far (to wait for lines after a point).
+    pub fn mark(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    pub fn wait_for_after(
+        &self,
+        mark: usize,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.lines().into_iter().skip(mark).find(|l| pred(l)) {
+                return line;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: no {what} within {timeout:?}; output:\n{}",
+                    self.name,
+                    self.lines().join("\n")
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        // `ip netns exec` execs the program, so the child is the node itself.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal);
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Path of a binary cargo built next to this test's executable:
+/// `target/<profile>/examples/<name>` or `target/<profile>/<name>`.
+/// `cargo test --test X` does not rebuild examples or binaries, so
+/// `build_args` (e.g. `["-p", "carp-io", "--example", "carp_node"]`) are
+/// built first, once per test binary, so a test never runs a stale one.
+pub fn built(relative: &str, build_args: &[&str]) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut built = BUILT.lock().unwrap();
+        if !built.iter().any(|b| b == relative) {
+            let release = std::env::current_exe()
+                .unwrap()
+                .components()
+                .any(|c| c.as_os_str() == "release");
+            let status = Command::new(env!("CARGO"))
+                .arg("build")
+                .args(build_args)
+                .args(release.then_some("--release"))
+                .status()
+                .expect("running cargo build");
+            assert!(status.success(), "cargo build {build_args:?} failed");
+            built.push(relative.to_string());
+        }
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join(relative);
+    assert!(
+        path.exists(),
+        "{} not built (run through cargo test)",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,425 @@
+//! carp-io on real interfaces: nodes of the example program `carp_node` in
+//! network namespaces on a bridge. Runs as root (for real in CI); sub-second
+//! intervals keep it fast. Bounds on timing are generous: these tests check
+//! behaviour; docs/BENCHMARKS.md has the measurements.
+
+mod lab;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use carp_proto::datagram::AdvertDatagram;
+use carp_proto::{AdvertRepr, Password, VirtualHostAuth};
+use lab::{built, privileged, Lab, Proc};
+
+const VIP: &str = "10.99.0.100";
+const PASS: &str = "secret";
+const VHID: u8 = 7;
+
+fn node(lab: &Lab, host: usize, extra: &[&str]) -> Proc {
+    let mut command: Command = lab.command(
+        host,
+        built(
+            "examples/carp_node",
+            &["-p", "carp-io", "--example", "carp_node"],
+        )
+        .to_str()
+        .unwrap(),
+    );
+    command.args([
+        "iface=eth0".to_string(),
+        format!("src={}", lab.addr(host)),
+        format!("vip={VIP}"),
+        format!("vhid={VHID}"),
+        format!("pass={PASS}"),
+    ]);
+    command.args(extra);
+    Proc::spawn(&format!("host{host}"), command)
+}
+
+fn is_master(line: &str) -> bool {
+    line.starts_with("EVENT") && line.split(' ').nth(3) == Some("MASTER")
+}
+
+fn is_backup_after_master(line: &str) -> bool {
+    line.starts_with("EVENT") && line.contains(" MASTER BACKUP ")
+}
+
+/// Asks for counters and returns the `COUNTERS` line.
+fn counters(proc: &mut Proc) -> String {
+    let mark = proc.mark();
+    proc.send("status");
+    proc.wait_for_after(mark, "counters", Duration::from_secs(5), |l| {
+        l.starts_with("COUNTERS")
+    })
+}
+
+fn counter(line: &str, key: &str) -> u64 {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+const FAST: &[&str] = &["advbase=0", "advskew=20"];
+const SLOW: &[&str] = &["advbase=0", "advskew=60"];
+const SECOND: Duration = Duration::from_secs(1);
+
+#[test]
+fn election_and_kill_of_the_master() {
+    if !privileged("election_and_kill_of_the_master") {
+        return;
+    }
+    let lab = Lab::new(3);
+    let mut a = node(&lab, 0, FAST);
+    let mut b = node(&lab, 1, SLOW);
+    let c = node(&lab, 2, &["advbase=0", "advskew=100"]);
+    a.wait_for("MASTER", 5 * SECOND, is_master);
+    std::thread::sleep(SECOND);
+    assert!(
+        !b.lines().iter().any(|l| is_master(l)),
+        "b must stay backup"
+    );
+    assert!(
+        !c.lines().iter().any(|l| is_master(l)),
+        "c must stay backup"
+    );
+    let b_counters = counters(&mut b);
+    assert!(counter(&b_counters, "accepted") >= 5, "{b_counters}");
+    assert_eq!(counter(&b_counters, "bad_digest"), 0);
+
+    a.kill9();
+    let killed = Instant::now();
+    let line = b.wait_for("takeover", 5 * SECOND, is_master);
+    let took = killed.elapsed();
+    // b's master-down: 60/256 + 3 × max(0, 20/256) ≈ 0.47 s after a's last advert.
+    assert!(
+        took < Duration::from_millis(1500),
+        "takeover after {took:?}: {line}"
+    );
+    assert!(line.contains("master down"), "{line}");
+    std::thread::sleep(SECOND / 2);
+    assert!(
+        !c.lines().iter().any(|l| is_master(l)),
+        "c must stay backup"
+    );
+}
+
+#[test]
+fn clean_shutdown_hands_over_at_once() {
+    if !privileged("clean_shutdown_hands_over_at_once") {
+        return;
+    }
+    let lab = Lab::new(2);
+    // Slow master-down for b (1 s base × 3): a leave advert must beat it.
+    let mut a = node(&lab, 0, &["advbase=1", "advskew=0"]);
+    let b = node(&lab, 1, &["advbase=1", "advskew=50"]);
+    a.wait_for("MASTER", 6 * SECOND, is_master);
+    std::thread::sleep(SECOND);
+    let mark = b.mark();
+    let before = Instant::now();
+    a.send("shutdown-hook");
+    let line = b.wait_for_after(mark, "takeover", 5 * SECOND, is_master);
+    let took = before.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "handover took {took:?}: {line}"
+    );
+    assert!(line.contains("leave advertisement"), "{line}");
+    a.wait_for("down hook on shutdown", SECOND, |l| {
+        l.contains(" MASTER INIT down ")
+    });
+    a.wait_for("exit", 5 * SECOND, |l| l == "EXIT");
+}
+
+#[test]
+fn preemption_takes_over_from_a_slower_master() {
+    if !privileged("preemption_takes_over_from_a_slower_master") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let b = node(&lab, 1, SLOW);
+    b.wait_for("MASTER", 5 * SECOND, is_master);
+    let a = node(&lab, 0, &["advbase=0", "advskew=20", "preempt"]);
+    let line = a.wait_for("preemption", 5 * SECOND, is_master);
+    assert!(line.contains("preempting"), "{line}");
+    b.wait_for("yield", 5 * SECOND, is_backup_after_master);
+}
+
+#[test]
+fn link_down_and_up_on_the_master() {
+    if !privileged("link_down_and_up_on_the_master") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let a = node(&lab, 0, FAST);
+    let b = node(&lab, 1, SLOW);
+    a.wait_for("MASTER", 5 * SECOND, is_master);
+    std::thread::sleep(SECOND / 2);
+    lab.set_cable(0, false);
+    let down = a.wait_for("link down", 2 * SECOND, |l| l.contains("link down"));
+    assert!(down.contains(" MASTER BACKUP down "), "{down}");
+    b.wait_for("takeover", 3 * SECOND, is_master);
+    let mark = a.mark();
+    lab.set_cable(0, true);
+    // No preemption: a comes back as backup and stays there.
+    std::thread::sleep(2 * SECOND);
+    assert!(!a.lines().iter().skip(mark).any(|l| is_master(l)));
+    assert!(!b.lines().iter().any(|l| is_backup_after_master(l)));
+}
+
+#[test]
+fn custom_group_and_broadcast_mode() {
+    if !privileged("custom_group_and_broadcast_mode") {
+        return;
+    }
+    for mode in [
+        &["group=239.1.2.3"][..],
+        &["broadcast"][..],
+        &["broadcast", "group=239.9.9.9"][..],
+    ] {
+        let lab = Lab::new(2);
+        let capture = Capture::start(&lab);
+        let a = node(&lab, 0, &[FAST, mode].concat());
+        let mut b = node(&lab, 1, &[SLOW, mode].concat());
+        a.wait_for("MASTER", 5 * SECOND, is_master);
+        std::thread::sleep(SECOND);
+        assert!(
+            !b.lines().iter().any(|l| is_master(l)),
+            "{mode:?}: b must hear a"
+        );
+        assert!(counter(&counters(&mut b), "accepted") >= 3, "{mode:?}");
+        let frames = capture.stop();
+        let group: Ipv4Addr = mode
+            .iter()
+            .find_map(|m| m.strip_prefix("group="))
+            .map_or(carp_proto::DEFAULT_GROUP, |g| g.parse().unwrap());
+        check_wire_format(&frames, &lab, group, mode.contains(&"broadcast"));
+    }
+}
+
+#[test]
+fn a_hanging_up_script_does_not_stop_advertisements() {
+    if !privileged("a_hanging_up_script_does_not_stop_advertisements") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("carp-io-hook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let up = dir.join("up.sh");
+    let marker = dir.join("up-started");
+    std::fs::write(
+        &up,
+        format!("#!/bin/sh\necho \"$@\" > {}\nsleep 30\n", marker.display()),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&up).unwrap().permissions(),
+        0o755,
+    );
+    Command::new("chmod").arg("755").arg(&up).status().unwrap();
+    let lab = Lab::new(2);
+    let up_arg = format!("up={}", up.display());
+    let mut a = node(
+        &lab,
+        0,
+        &[FAST, &[up_arg.as_str(), "xparam=extra"]].concat(),
+    );
+    let b = node(&lab, 1, SLOW);
+    a.wait_for("MASTER", 5 * SECOND, is_master);
+    let sent_at_takeover = counter(&counters(&mut a), "sent");
+    std::thread::sleep(3 * SECOND);
+    // The script is still sleeping; a kept advertising every ~78 ms.
+    let args = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(args.trim(), format!("eth0 {VIP} extra"));
+    let sent = counter(&counters(&mut a), "sent") - sent_at_takeover;
+    assert!(
+        sent >= 25,
+        "only {sent} adverts in 3 s while the script hangs"
+    );
+    assert!(
+        !b.lines().iter().any(|l| is_master(l)),
+        "b took over: adverts stalled"
+    );
+    drop(a);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn junk_and_forged_packets_are_counted_and_ignored() {
+    if !privileged("junk_and_forged_packets_are_counted_and_ignored") {
+        return;
+    }
+    let lab = Lab::new(3);
+    let a = node(&lab, 0, FAST);
+    let mut b = node(&lab, 1, SLOW);
+    a.wait_for("MASTER", 5 * SECOND, is_master);
+    let attacker = lab.addr(2);
+    let auth = VirtualHostAuth::new(
+        &Password::new(PASS.as_bytes()).unwrap(),
+        VHID,
+        &[IpAddr::V4(VIP.parse().unwrap())],
+    )
+    .unwrap();
+    let forged = |advbase, advskew, counter, digest| AdvertDatagram {
+        src: attacker,
+        dst: carp_proto::DEFAULT_GROUP,
+        ident: 1,
+        advert: AdvertRepr {
+            vhid: VHID,
+            advbase,
+            advskew,
+            demote: 0,
+            counter,
+            digest,
+        },
+    };
+    // A leave advert with a wrong digest: accepted, it would make b take over.
+    let bad_digest = forged(255, 255, 1, [0u8; 20]).to_bytes().to_vec();
+    let mut bad_ttl = forged(0, 1, 2, auth.sign(2)).to_bytes().to_vec();
+    bad_ttl[8] = 64;
+    refill_ip_checksum(&mut bad_ttl);
+    let mut bad_carp_checksum = forged(0, 1, 3, auth.sign(3)).to_bytes().to_vec();
+    bad_carp_checksum[26] ^= 0xff;
+    let other_vhid = AdvertDatagram {
+        advert: AdvertRepr {
+            vhid: VHID + 1,
+            ..forged(0, 1, 4, [1; 20]).advert
+        },
+        ..forged(0, 1, 4, [1; 20])
+    };
+    let mut junk = forged(0, 1, 5, [2; 20]).to_bytes().to_vec();
+    junk.truncate(30);
+    junk[2..4].copy_from_slice(&30u16.to_be_bytes());
+    refill_ip_checksum(&mut junk);
+    let packets: Vec<(&str, Vec<u8>)> = vec![
+        ("bad_digest", bad_digest),
+        ("bad_ttl", bad_ttl),
+        ("bad_carp_checksum", bad_carp_checksum),
+        ("wrong_vhid", other_vhid.to_bytes().to_vec()),
+        ("truncated", junk),
+    ];
+    const EACH: u64 = 200;
+    lab.in_ns(2, || {
+        let socket = raw_sender(attacker);
+        for _ in 0..EACH {
+            for (_, packet) in &packets {
+                send_raw(&socket, packet);
+            }
+            // Paced so that no socket buffer overflows: every packet counts.
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    });
+    std::thread::sleep(SECOND / 2);
+    let line = counters(&mut b);
+    for (label, _) in &packets {
+        assert_eq!(counter(&line, label), EACH, "{label}: {line}");
+    }
+    assert!(
+        !b.lines().iter().any(|l| is_master(l)),
+        "forged adverts caused a takeover"
+    );
+    assert!(counter(&line, "accepted") > 0);
+}
+
+fn refill_ip_checksum(datagram: &mut [u8]) {
+    datagram[10..12].copy_from_slice(&[0, 0]);
+    let sum = carp_proto::checksum::checksum(&datagram[..20]);
+    datagram[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// A raw socket that sends whole IPv4 datagrams out of eth0.
+fn raw_sender(src: Ipv4Addr) -> socket2::Socket {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+    socket.set_header_included_v4(true).unwrap();
+    socket.bind_device(Some(b"eth0")).unwrap();
+    socket.set_multicast_if_v4(&src).unwrap();
+    socket
+}
+
+fn send_raw(socket: &socket2::Socket, datagram: &[u8]) {
+    let dst = Ipv4Addr::new(datagram[16], datagram[17], datagram[18], datagram[19]);
+    let address = std::net::SocketAddrV4::new(dst, 0);
+    socket.send_to(datagram, &address.into()).unwrap();
+}
+
+/// tcpdump on the bridge, into a pcap file.
+struct Capture {
+    child: std::process::Child,
+    path: std::path::PathBuf,
+}
+
+impl Capture {
+    fn start(lab: &Lab) -> Capture {
+        let path = std::env::temp_dir().join(format!("{}.pcap", lab.prefix));
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.bridge_ns(),
+                "tcpdump",
+                "-i",
+                "br0",
+                "-U",
+                "-w",
+            ])
+            .arg(&path)
+            .arg("ip proto 112")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tcpdump (apt-get install tcpdump)");
+        std::thread::sleep(Duration::from_millis(300));
+        Capture { child, path }
+    }
+
+    /// Stops the capture and returns the frames.
+    fn stop(mut self) -> Vec<Vec<u8>> {
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let _ = self.child.wait();
+        let pcap = std::fs::read(&self.path).expect("capture file");
+        let _ = std::fs::remove_file(&self.path);
+        let mut frames = Vec::new();
+        let mut at = 24;
+        while at + 16 <= pcap.len() {
+            let caplen = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+            frames.push(pcap[at + 16..at + 16 + caplen].to_vec());
+            at += 16 + caplen;
+        }
+        frames
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every advert on the wire is what UCARP sends: TOS 0x10, DF, TTL 255, to
+/// the group, from the master's real address, Ethernet to the group's
+/// multicast MAC (or broadcast), from the interface's MAC.
+fn check_wire_format(frames: &[Vec<u8>], lab: &Lab, group: Ipv4Addr, broadcast: bool) {
+    assert!(frames.len() >= 5, "only {} adverts captured", frames.len());
+    for frame in frames {
+        let parsed = carp_proto::datagram::AdvertFrame::parse(frame).expect("valid advert");
+        assert_eq!(parsed.datagram.src, lab.addr(0));
+        assert_eq!(parsed.datagram.dst, group);
+        let expected_dst = if broadcast {
+            carp_proto::ethernet::MacAddr::BROADCAST
+        } else {
+            carp_proto::ethernet::MacAddr::ipv4_multicast(group)
+        };
+        assert_eq!(parsed.eth_dst, expected_dst);
+        let ip = &frame[14..];
+        assert_eq!(ip[1], 0x10, "TOS");
+        assert_eq!(ip[6] & 0x40, 0x40, "DF");
+        assert_eq!(ip[8], 255, "TTL");
+        assert_eq!(parsed.datagram.advert.vhid, VHID);
+    }
+}
