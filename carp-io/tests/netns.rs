@@ -157,7 +157,9 @@ fn link_down_and_up_on_the_master() {
     a.wait_for("MASTER", 5 * SECOND, is_master);
     std::thread::sleep(SECOND / 2);
     lab.set_cable(0, false);
-    let down = a.wait_for("link down", 2 * SECOND, |l| l.contains("link down"));
+    let down = a.wait_for("link down", 2 * SECOND, |l| {
+        l.starts_with("EVENT") && l.contains("link down")
+    });
     assert!(down.contains(" MASTER BACKUP down "), "{down}");
     b.wait_for("takeover", 3 * SECOND, is_master);
     let mark = a.mark();

@@ -180,23 +180,17 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, mut command: Command) -> Proc {
-        command.stdin(Stdio::piped()).stdout(Stdio::piped());
-        if std::env::var_os("LAB_VERBOSE").is_none() {
-            command.stderr(Stdio::null());
-        }
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().unwrap_or_else(|e| panic!("{name}: {e}"));
-        let stdout = child.stdout.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let label = name.to_string();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if std::env::var_os("LAB_VERBOSE").is_some() {
-                    eprintln!("[{label}] {line}");
-                }
-                sink.lock().unwrap().push((Instant::now(), line));
-            }
-        });
+        // stdout lines as they are; stderr (the logs) prefixed with "LOG ".
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        collect(name, "", stdout, &lines);
+        collect(name, "LOG ", stderr, &lines);
         Proc {
             name: name.to_string(),
             stdin: child.stdin.take(),
@@ -290,6 +284,26 @@ impl Proc {
         }
         None
     }
+}
+
+fn collect(
+    name: &str,
+    prefix: &'static str,
+    stream: impl std::io::Read + Send + 'static,
+    lines: &Arc<Mutex<Vec<(Instant, String)>>>,
+) {
+    let sink = Arc::clone(lines);
+    let label = name.to_string();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if std::env::var_os("LAB_VERBOSE").is_some() {
+                eprintln!("[{label}] {prefix}{line}");
+            }
+            sink.lock()
+                .unwrap()
+                .push((Instant::now(), format!("{prefix}{line}")));
+        }
+    });
 }
 
 impl Drop for Proc {
