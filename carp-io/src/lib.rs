@@ -24,6 +24,7 @@
 
 pub mod clock;
 mod counters;
+pub mod daemon;
 mod error;
 mod hooks;
 pub mod iface;

@@ -1,0 +1,455 @@
+//! The command line in two stages, as ripgrep does: clap reads raw flags
+//! (every UCARP option, long and short), then [`Options::validate`] turns
+//! them into checked values with messages naming the option and the value.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use carp_proto::Password;
+use clap::{ArgAction, Parser};
+
+/// The flags as given. Values stay strings so that validation, not clap,
+/// words the errors.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ucarp",
+    disable_help_flag = true,
+    disable_version_flag = true,
+    // getopt_long accepts unambiguous prefixes (`--inter=eth0`); so do we.
+    infer_long_args = true,
+    // As with getopt, a repeated option takes its last value.
+    args_override_self = true
+)]
+pub struct RawArgs {
+    #[arg(short = 'i', long = "interface")]
+    interface: Option<String>,
+    #[arg(short = 's', long = "srcip")]
+    srcip: Option<String>,
+    #[arg(short = 'm', long = "mcast", alias = "mcastip")]
+    mcast: Option<String>,
+    #[arg(short = 'v', long = "vhid")]
+    vhid: Option<String>,
+    #[arg(short = 'p', long = "pass")]
+    pass: Option<String>,
+    #[arg(short = 'o', long = "passfile")]
+    passfile: Option<PathBuf>,
+    #[arg(short = 'P', long = "preempt")]
+    preempt: bool,
+    #[arg(short = 'n', long = "neutral")]
+    neutral: bool,
+    #[arg(short = 'a', long = "addr")]
+    addr: Option<String>,
+    #[arg(short = 'h', long = "help", action = ArgAction::SetTrue)]
+    pub help: bool,
+    #[arg(short = 'b', long = "advbase")]
+    advbase: Option<String>,
+    #[arg(short = 'k', long = "advskew")]
+    advskew: Option<String>,
+    #[arg(short = 'u', long = "upscript")]
+    upscript: Option<PathBuf>,
+    #[arg(short = 'd', long = "downscript")]
+    downscript: Option<PathBuf>,
+    #[arg(short = 'r', long = "deadratio")]
+    deadratio: Option<String>,
+    #[arg(short = 'D', long = "debug")]
+    debug: bool,
+    #[arg(short = 'z', long = "shutdown")]
+    shutdown: bool,
+    #[arg(short = 'f', long = "facility")]
+    facility: Option<String>,
+    #[arg(short = 'B', long = "daemonize")]
+    daemonize: bool,
+    #[arg(short = 'S', long = "ignoreifstate")]
+    ignoreifstate: bool,
+    #[arg(short = 'M', long = "nomcast")]
+    nomcast: bool,
+    #[arg(short = 'x', long = "xparam")]
+    xparam: Option<String>,
+}
+
+/// Syslog facility, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facility {
+    /// Log to syslog with this facility code.
+    Syslog(u8),
+    /// `--facility=none`: no syslog.
+    None,
+}
+
+/// A validated command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `-i`
+    pub interface: String,
+    /// `-s`
+    pub srcip: Ipv4Addr,
+    /// `-m`
+    pub group: Ipv4Addr,
+    /// `-v`
+    pub vhid: u8,
+    /// `-p` / `-o`
+    pub password: Password,
+    /// `-P`
+    pub preempt: bool,
+    /// `-n`
+    pub neutral: bool,
+    /// `-a`, parsed
+    pub vip: Ipv4Addr,
+    /// `-a` exactly as given, for the scripts
+    pub vip_as_given: String,
+    /// `-b`
+    pub advbase: u8,
+    /// `-k`
+    pub advskew: u8,
+    /// `-u`
+    pub upscript: Option<PathBuf>,
+    /// `-d`
+    pub downscript: Option<PathBuf>,
+    /// `-r`
+    pub deadratio: u32,
+    /// `-D`
+    pub debug: bool,
+    /// `-z`
+    pub shutdown: bool,
+    /// `-f`
+    pub facility: Facility,
+    /// `-B`
+    pub daemonize: bool,
+    /// `-S`
+    pub ignore_ifstate: bool,
+    /// `-M`
+    pub broadcast: bool,
+    /// `-x`
+    pub xparam: Option<String>,
+    /// Things worth a warning that do not stop us.
+    pub warnings: Vec<String>,
+}
+
+/// A command line we refuse, worded for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn fail<T>(message: String) -> Result<T, UsageError> {
+    Err(UsageError(message))
+}
+
+fn required<'a>(value: &'a Option<String>, option: &str) -> Result<&'a str, UsageError> {
+    match value.as_deref() {
+        Some(v) => Ok(v),
+        None => fail(format!("{option} is required")),
+    }
+}
+
+fn ipv4(value: &str, option: &str) -> Result<Ipv4Addr, UsageError> {
+    value
+        .parse()
+        .or_else(|_| fail(format!("{option}: {value:?} is not an IPv4 address")))
+}
+
+/// Parses an optional decimal number in `range`; `default` when absent.
+/// Callers narrow the result to the option's type, which the range fits.
+fn number(
+    value: Option<&str>,
+    option: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, UsageError> {
+    let Some(value) = value else { return Ok(default) };
+    let parsed: u64 = value
+        .parse()
+        .or_else(|_| fail(format!("{option}: {value:?} is not a number")))?;
+    if !range.contains(&parsed) {
+        return fail(format!(
+            "{option}: {parsed} is out of range {}..={}",
+            range.start(),
+            range.end()
+        ));
+    }
+    Ok(parsed)
+}
+
+const FACILITIES: [(&str, u8); 20] = [
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+fn facility(value: Option<&str>) -> Result<Facility, UsageError> {
+    let name = value.unwrap_or("daemon");
+    if name.eq_ignore_ascii_case("none") {
+        return Ok(Facility::None);
+    }
+    FACILITIES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|&(_, code)| Facility::Syslog(code))
+        .ok_or_else(|| {
+            let names: Vec<&str> = FACILITIES.iter().map(|(n, _)| *n).collect();
+            UsageError(format!(
+                "--facility (-f): unknown facility {name:?}; use one of {} or none",
+                names.join(", ")
+            ))
+        })
+}
+
+fn read_passfile(path: &Path) -> Result<Password, UsageError> {
+    let text = std::fs::read(path)
+        .or_else(|e| fail(format!("--passfile (-o): cannot read {}: {e}", path.display())))?;
+    let first_line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first_line = first_line.strip_suffix(b"\r").unwrap_or(first_line);
+    Password::new(first_line)
+        .or_else(|e| fail(format!("--passfile (-o): {}: {e}", path.display())))
+}
+
+fn check_script(path: &Option<PathBuf>, option: &str, warnings: &mut Vec<String>) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = path else { return };
+    match std::fs::metadata(path) {
+        Err(_) => warnings.push(format!("{option}: {} does not exist", path.display())),
+        Ok(meta) if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 => {
+            warnings.push(format!("{option}: {} is not an executable file", path.display()))
+        }
+        Ok(_) => {}
+    }
+}
+
+impl RawArgs {
+    /// Stage two: every check UCARP makes, and those it lacks.
+    pub fn validate(&self) -> Result<Options, UsageError> {
+        let mut warnings = Vec::new();
+        let interface = required(&self.interface, "--interface (-i)")?.to_string();
+        let srcip = ipv4(required(&self.srcip, "--srcip (-s)")?, "--srcip (-s)")?;
+        let vhid = number(Some(required(&self.vhid, "--vhid (-v)")?), "--vhid (-v)", 0, 1..=255)? as u8;
+        let vip_as_given = required(&self.addr, "--addr (-a)")?.to_string();
+        let vip = ipv4(&vip_as_given, "--addr (-a)")?;
+        let password = match (&self.pass, &self.passfile) {
+            (_, Some(path)) => read_passfile(path)?,
+            (Some(pass), None) => {
+                warnings.push(
+                    "--pass (-p) is visible to other local users in the process list; \
+                     use --passfile (-o) instead"
+                        .to_string(),
+                );
+                Password::new(pass.as_bytes()).or_else(|e| fail(format!("--pass (-p): {e}")))?
+            }
+            (None, None) => return fail("--pass (-p) or --passfile (-o) is required".into()),
+        };
+        let advbase = number(self.advbase.as_deref(), "--advbase (-b)", 1, 0..=255)? as u8;
+        let advskew = number(self.advskew.as_deref(), "--advskew (-k)", 0, 0..=255)? as u8;
+        if advbase == 0 && advskew == 0 {
+            return fail(
+                "--advbase (-b) 0 needs --advskew (-k) above 0: the interval would be zero".into(),
+            );
+        }
+        let deadratio =
+            number(self.deadratio.as_deref(), "--deadratio (-r)", 3, 1..=u64::from(u16::MAX))? as u32;
+        let group = match &self.mcast {
+            Some(value) => ipv4(value, "--mcast (-m)")?,
+            None => carp_proto::DEFAULT_GROUP,
+        };
+        if !group.is_multicast() && !self.nomcast {
+            return fail(format!(
+                "--mcast (-m): {group} is not a multicast address (224.0.0.0/4)"
+            ));
+        }
+        check_script(&self.upscript, "--upscript (-u)", &mut warnings);
+        check_script(&self.downscript, "--downscript (-d)", &mut warnings);
+        Ok(Options {
+            interface,
+            srcip,
+            group,
+            vhid,
+            password,
+            preempt: self.preempt,
+            neutral: self.neutral,
+            vip,
+            vip_as_given,
+            advbase,
+            advskew,
+            upscript: self.upscript.clone(),
+            downscript: self.downscript.clone(),
+            deadratio,
+            debug: self.debug,
+            shutdown: self.shutdown,
+            facility: facility(self.facility.as_deref())?,
+            daemonize: self.daemonize,
+            ignore_ifstate: self.ignoreifstate,
+            broadcast: self.nomcast,
+            xparam: self.xparam.clone(),
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, UsageError> {
+        let mut argv = vec!["ucarp"];
+        argv.extend_from_slice(args);
+        RawArgs::try_parse_from(argv).expect("clap parse").validate()
+    }
+
+    const BASE: [&str; 10] = ["-i", "eth0", "-s", "10.0.0.1", "-v", "1", "-p", "pw", "-a", "10.0.0.9"];
+
+    fn with(extra: &[&str]) -> Result<Options, UsageError> {
+        let mut args = BASE.to_vec();
+        args.extend_from_slice(extra);
+        parse(&args)
+    }
+
+    fn error(extra: &[&str]) -> String {
+        with(extra).unwrap_err().0
+    }
+
+    #[test]
+    fn defaults_are_ucarps() {
+        let o = with(&[]).unwrap();
+        assert_eq!((o.advbase, o.advskew, o.deadratio), (1, 0, 3));
+        assert_eq!(o.group, Ipv4Addr::new(224, 0, 0, 18));
+        assert_eq!(o.facility, Facility::Syslog(3));
+        assert!(!o.preempt && !o.neutral && !o.shutdown && !o.daemonize && !o.broadcast);
+        assert!(o.warnings.iter().any(|w| w.contains("process list")));
+    }
+
+    #[test]
+    fn long_options_and_prefixes() {
+        let o = parse(&[
+            "--interface=eth1",
+            "--srcip=10.0.0.2",
+            "--vhid=9",
+            "--pass=pw",
+            "--addr=10.0.0.8",
+            "--mcastip=239.1.1.1",
+            "--advbase=2",
+            "--advskew=7",
+            "--deadratio=4",
+            "--preempt",
+            "--neutral",
+            "--shutdown",
+            "--ignoreifstate",
+            "--nomcast",
+            "--debug",
+            "--facility=local3",
+            "--xparam=extra",
+        ])
+        .unwrap();
+        assert_eq!(o.interface, "eth1");
+        assert_eq!(o.group, Ipv4Addr::new(239, 1, 1, 1));
+        assert_eq!((o.vhid, o.advbase, o.advskew, o.deadratio), (9, 2, 7, 4));
+        assert!(o.preempt && o.neutral && o.shutdown && o.ignore_ifstate && o.broadcast && o.debug);
+        assert_eq!(o.facility, Facility::Syslog(19));
+        assert_eq!(o.xparam.as_deref(), Some("extra"));
+        // getopt_long-style unambiguous prefix, and --mcast for --mcastip.
+        let o = parse(&["--inter=eth2", "-s", "10.0.0.1", "--vh=3", "-p", "pw", "-a", "10.0.0.9", "--mcast=239.0.0.1"]).unwrap();
+        assert_eq!((o.interface.as_str(), o.vhid), ("eth2", 3));
+        assert_eq!(o.group, Ipv4Addr::new(239, 0, 0, 1));
+        // -m, which UCARP documents but forgets, works here.
+        assert_eq!(with(&["-m", "239.2.2.2"]).unwrap().group, Ipv4Addr::new(239, 2, 2, 2));
+    }
+
+    #[test]
+    fn last_value_wins_like_getopt() {
+        assert_eq!(with(&["-b", "2", "-b", "3"]).unwrap().advbase, 3);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_not_truncated() {
+        assert_eq!(error(&["-b", "256"]), "--advbase (-b): 256 is out of range 0..=255");
+        assert_eq!(error(&["-k", "300"]), "--advskew (-k): 300 is out of range 0..=255");
+        assert_eq!(error(&["-r", "0"]), "--deadratio (-r): 0 is out of range 1..=65535");
+        assert_eq!(error(&["-b", "x"]), "--advbase (-b): \"x\" is not a number");
+        assert!(error(&["-b", "0", "-k", "0"]).contains("interval would be zero"));
+        assert!(with(&["-b", "0", "-k", "1"]).is_ok());
+        let vhid = |v: &str| {
+            let mut args = BASE.to_vec();
+            args[5] = v;
+            parse(&args)
+        };
+        assert_eq!(vhid("0").unwrap_err().0, "--vhid (-v): 0 is out of range 1..=255");
+        assert_eq!(vhid("256").unwrap_err().0, "--vhid (-v): 256 is out of range 1..=255");
+    }
+
+    #[test]
+    fn malformed_addresses_are_refused() {
+        let mut args = BASE.to_vec();
+        args[3] = "10.0.0";
+        assert_eq!(parse(&args).unwrap_err().0, "--srcip (-s): \"10.0.0\" is not an IPv4 address");
+        args = BASE.to_vec();
+        args[9] = "vip";
+        assert_eq!(parse(&args).unwrap_err().0, "--addr (-a): \"vip\" is not an IPv4 address");
+        assert!(error(&["-m", "10.0.0.1"]).contains("not a multicast address"));
+        assert!(with(&["-m", "10.0.0.255", "-M"]).is_ok(), "any group in broadcast mode");
+    }
+
+    #[test]
+    fn required_options() {
+        for (i, option) in [(0, "--interface (-i)"), (2, "--srcip (-s)"), (4, "--vhid (-v)"), (8, "--addr (-a)")] {
+            let mut args = BASE.to_vec();
+            args.drain(i..i + 2);
+            assert_eq!(parse(&args).unwrap_err().0, format!("{option} is required"));
+        }
+        let mut args = BASE.to_vec();
+        args.drain(6..8);
+        assert_eq!(parse(&args).unwrap_err().0, "--pass (-p) or --passfile (-o) is required");
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(error(&["-p", "twenty-chars-password"]).contains("at most 19"));
+        let dir = std::env::temp_dir().join(format!("ucarp-cli-pass-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pass");
+        std::fs::write(&file, "s3cret\nignored second line\n").unwrap();
+        let o = with(&["-o", file.to_str().unwrap()]).unwrap();
+        assert_eq!(o.password.as_bytes(), b"s3cret");
+        std::fs::write(&file, "\n").unwrap();
+        assert!(error(&["-o", file.to_str().unwrap()]).contains("password is empty"));
+        std::fs::write(&file, "twenty-chars-password\n").unwrap();
+        assert!(error(&["-o", file.to_str().unwrap()]).contains("at most 19"));
+        assert!(error(&["-o", "/nonexistent/pass"]).starts_with("--passfile (-o): cannot read /nonexistent/pass"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn facilities() {
+        assert_eq!(with(&["-f", "none"]).unwrap().facility, Facility::None);
+        assert_eq!(with(&["-f", "LOCAL7"]).unwrap().facility, Facility::Syslog(23));
+        assert!(error(&["-f", "bogus"]).contains("unknown facility \"bogus\""));
+    }
+
+    #[test]
+    fn scripts_that_cannot_run_are_warned_about() {
+        let plain = std::env::temp_dir().join(format!("ucarp-cli-plain-{}", std::process::id()));
+        std::fs::write(&plain, "not a script").unwrap();
+        let o = with(&["-u", "/nonexistent/up", "-d", plain.to_str().unwrap()]).unwrap();
+        assert!(o.warnings.iter().any(|w| w == "--upscript (-u): /nonexistent/up does not exist"));
+        let not_executable = format!("--downscript (-d): {} is not an executable file", plain.display());
+        assert!(o.warnings.contains(&not_executable), "{:?}", o.warnings);
+        let _ = std::fs::remove_file(&plain);
+    }
+}
