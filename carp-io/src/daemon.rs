@@ -26,7 +26,10 @@ pub fn daemonize() -> std::io::Result<()> {
         }
     }
     chdir("/")?;
-    let null = OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     dup2_stdin(null.as_fd())?;
     dup2_stdout(null.as_fd())?;
     dup2_stderr(null.as_fd())?;

@@ -46,7 +46,11 @@ impl Logger {
     /// Installs the logger. Syslog is skipped, with a note on stderr, when
     /// /dev/log cannot be reached.
     pub fn install(debug: bool, facility: Facility, stderr: bool) {
-        let default = if debug { LevelFilter::Debug } else { LevelFilter::Info };
+        let default = if debug {
+            LevelFilter::Debug
+        } else {
+            LevelFilter::Info
+        };
         let mut builder = env_filter::Builder::new();
         builder.filter_level(default);
         if let Ok(spec) = std::env::var("RUST_LOG") {
@@ -55,7 +59,8 @@ impl Logger {
         let syslog = match facility {
             Facility::None => None,
             Facility::Syslog(facility) => {
-                let socket = UnixDatagram::unbound().and_then(|s| s.connect("/dev/log").map(|()| s));
+                let socket =
+                    UnixDatagram::unbound().and_then(|s| s.connect("/dev/log").map(|()| s));
                 match socket {
                     Ok(socket) => Some(Syslog {
                         socket: Mutex::new(socket),

@@ -81,9 +81,9 @@ fn check_interface(options: &Options) -> Result<(), String> {
             }
             Ok(())
         }
-        Err(carp_io::IoError::NoSuchInterface(name)) => {
-            Err(format!("--interface (-i): no such interface {name:?} (see `ip link`)"))
-        }
+        Err(carp_io::IoError::NoSuchInterface(name)) => Err(format!(
+            "--interface (-i): no such interface {name:?} (see `ip link`)"
+        )),
         Err(e) => Err(format!("--interface (-i): {e}")),
     }
 }

@@ -160,7 +160,9 @@ fn number(
     default: u64,
     range: std::ops::RangeInclusive<u64>,
 ) -> Result<u64, UsageError> {
-    let Some(value) = value else { return Ok(default) };
+    let Some(value) = value else {
+        return Ok(default);
+    };
     let parsed: u64 = value
         .parse()
         .or_else(|_| fail(format!("{option}: {value:?} is not a number")))?;
@@ -216,12 +218,15 @@ fn facility(value: Option<&str>) -> Result<Facility, UsageError> {
 }
 
 fn read_passfile(path: &Path) -> Result<Password, UsageError> {
-    let text = std::fs::read(path)
-        .or_else(|e| fail(format!("--passfile (-o): cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read(path).or_else(|e| {
+        fail(format!(
+            "--passfile (-o): cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
     let first_line = text.split(|&b| b == b'\n').next().unwrap_or_default();
     let first_line = first_line.strip_suffix(b"\r").unwrap_or(first_line);
-    Password::new(first_line)
-        .or_else(|e| fail(format!("--passfile (-o): {}: {e}", path.display())))
+    Password::new(first_line).or_else(|e| fail(format!("--passfile (-o): {}: {e}", path.display())))
 }
 
 fn check_script(path: &Option<PathBuf>, option: &str, warnings: &mut Vec<String>) {
@@ -229,9 +234,9 @@ fn check_script(path: &Option<PathBuf>, option: &str, warnings: &mut Vec<String>
     let Some(path) = path else { return };
     match std::fs::metadata(path) {
         Err(_) => warnings.push(format!("{option}: {} does not exist", path.display())),
-        Ok(meta) if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 => {
-            warnings.push(format!("{option}: {} is not an executable file", path.display()))
-        }
+        Ok(meta) if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 => warnings.push(
+            format!("{option}: {} is not an executable file", path.display()),
+        ),
         Ok(_) => {}
     }
 }
@@ -242,7 +247,12 @@ impl RawArgs {
         let mut warnings = Vec::new();
         let interface = required(&self.interface, "--interface (-i)")?.to_string();
         let srcip = ipv4(required(&self.srcip, "--srcip (-s)")?, "--srcip (-s)")?;
-        let vhid = number(Some(required(&self.vhid, "--vhid (-v)")?), "--vhid (-v)", 0, 1..=255)? as u8;
+        let vhid = number(
+            Some(required(&self.vhid, "--vhid (-v)")?),
+            "--vhid (-v)",
+            0,
+            1..=255,
+        )? as u8;
         let vip_as_given = required(&self.addr, "--addr (-a)")?.to_string();
         let vip = ipv4(&vip_as_given, "--addr (-a)")?;
         let password = match (&self.pass, &self.passfile) {
@@ -264,8 +274,12 @@ impl RawArgs {
                 "--advbase (-b) 0 needs --advskew (-k) above 0: the interval would be zero".into(),
             );
         }
-        let deadratio =
-            number(self.deadratio.as_deref(), "--deadratio (-r)", 3, 1..=u64::from(u16::MAX))? as u32;
+        let deadratio = number(
+            self.deadratio.as_deref(),
+            "--deadratio (-r)",
+            3,
+            1..=u64::from(u16::MAX),
+        )? as u32;
         let group = match &self.mcast {
             Some(value) => ipv4(value, "--mcast (-m)")?,
             None => carp_proto::DEFAULT_GROUP,
@@ -311,10 +325,14 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Options, UsageError> {
         let mut argv = vec!["ucarp"];
         argv.extend_from_slice(args);
-        RawArgs::try_parse_from(argv).expect("clap parse").validate()
+        RawArgs::try_parse_from(argv)
+            .expect("clap parse")
+            .validate()
     }
 
-    const BASE: [&str; 10] = ["-i", "eth0", "-s", "10.0.0.1", "-v", "1", "-p", "pw", "-a", "10.0.0.9"];
+    const BASE: [&str; 10] = [
+        "-i", "eth0", "-s", "10.0.0.1", "-v", "1", "-p", "pw", "-a", "10.0.0.9",
+    ];
 
     fn with(extra: &[&str]) -> Result<Options, UsageError> {
         let mut args = BASE.to_vec();
@@ -365,11 +383,25 @@ mod tests {
         assert_eq!(o.facility, Facility::Syslog(19));
         assert_eq!(o.xparam.as_deref(), Some("extra"));
         // getopt_long-style unambiguous prefix, and --mcast for --mcastip.
-        let o = parse(&["--inter=eth2", "-s", "10.0.0.1", "--vh=3", "-p", "pw", "-a", "10.0.0.9", "--mcast=239.0.0.1"]).unwrap();
+        let o = parse(&[
+            "--inter=eth2",
+            "-s",
+            "10.0.0.1",
+            "--vh=3",
+            "-p",
+            "pw",
+            "-a",
+            "10.0.0.9",
+            "--mcast=239.0.0.1",
+        ])
+        .unwrap();
         assert_eq!((o.interface.as_str(), o.vhid), ("eth2", 3));
         assert_eq!(o.group, Ipv4Addr::new(239, 0, 0, 1));
         // -m, which UCARP documents but forgets, works here.
-        assert_eq!(with(&["-m", "239.2.2.2"]).unwrap().group, Ipv4Addr::new(239, 2, 2, 2));
+        assert_eq!(
+            with(&["-m", "239.2.2.2"]).unwrap().group,
+            Ipv4Addr::new(239, 2, 2, 2)
+        );
     }
 
     #[test]
@@ -379,9 +411,18 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_refused_not_truncated() {
-        assert_eq!(error(&["-b", "256"]), "--advbase (-b): 256 is out of range 0..=255");
-        assert_eq!(error(&["-k", "300"]), "--advskew (-k): 300 is out of range 0..=255");
-        assert_eq!(error(&["-r", "0"]), "--deadratio (-r): 0 is out of range 1..=65535");
+        assert_eq!(
+            error(&["-b", "256"]),
+            "--advbase (-b): 256 is out of range 0..=255"
+        );
+        assert_eq!(
+            error(&["-k", "300"]),
+            "--advskew (-k): 300 is out of range 0..=255"
+        );
+        assert_eq!(
+            error(&["-r", "0"]),
+            "--deadratio (-r): 0 is out of range 1..=65535"
+        );
         assert_eq!(error(&["-b", "x"]), "--advbase (-b): \"x\" is not a number");
         assert!(error(&["-b", "0", "-k", "0"]).contains("interval would be zero"));
         assert!(with(&["-b", "0", "-k", "1"]).is_ok());
@@ -390,32 +431,55 @@ mod tests {
             args[5] = v;
             parse(&args)
         };
-        assert_eq!(vhid("0").unwrap_err().0, "--vhid (-v): 0 is out of range 1..=255");
-        assert_eq!(vhid("256").unwrap_err().0, "--vhid (-v): 256 is out of range 1..=255");
+        assert_eq!(
+            vhid("0").unwrap_err().0,
+            "--vhid (-v): 0 is out of range 1..=255"
+        );
+        assert_eq!(
+            vhid("256").unwrap_err().0,
+            "--vhid (-v): 256 is out of range 1..=255"
+        );
     }
 
     #[test]
     fn malformed_addresses_are_refused() {
         let mut args = BASE.to_vec();
         args[3] = "10.0.0";
-        assert_eq!(parse(&args).unwrap_err().0, "--srcip (-s): \"10.0.0\" is not an IPv4 address");
+        assert_eq!(
+            parse(&args).unwrap_err().0,
+            "--srcip (-s): \"10.0.0\" is not an IPv4 address"
+        );
         args = BASE.to_vec();
         args[9] = "vip";
-        assert_eq!(parse(&args).unwrap_err().0, "--addr (-a): \"vip\" is not an IPv4 address");
+        assert_eq!(
+            parse(&args).unwrap_err().0,
+            "--addr (-a): \"vip\" is not an IPv4 address"
+        );
         assert!(error(&["-m", "10.0.0.1"]).contains("not a multicast address"));
-        assert!(with(&["-m", "10.0.0.255", "-M"]).is_ok(), "any group in broadcast mode");
+        assert!(
+            with(&["-m", "10.0.0.255", "-M"]).is_ok(),
+            "any group in broadcast mode"
+        );
     }
 
     #[test]
     fn required_options() {
-        for (i, option) in [(0, "--interface (-i)"), (2, "--srcip (-s)"), (4, "--vhid (-v)"), (8, "--addr (-a)")] {
+        for (i, option) in [
+            (0, "--interface (-i)"),
+            (2, "--srcip (-s)"),
+            (4, "--vhid (-v)"),
+            (8, "--addr (-a)"),
+        ] {
             let mut args = BASE.to_vec();
             args.drain(i..i + 2);
             assert_eq!(parse(&args).unwrap_err().0, format!("{option} is required"));
         }
         let mut args = BASE.to_vec();
         args.drain(6..8);
-        assert_eq!(parse(&args).unwrap_err().0, "--pass (-p) or --passfile (-o) is required");
+        assert_eq!(
+            parse(&args).unwrap_err().0,
+            "--pass (-p) or --passfile (-o) is required"
+        );
     }
 
     #[test]
@@ -431,14 +495,18 @@ mod tests {
         assert!(error(&["-o", file.to_str().unwrap()]).contains("password is empty"));
         std::fs::write(&file, "twenty-chars-password\n").unwrap();
         assert!(error(&["-o", file.to_str().unwrap()]).contains("at most 19"));
-        assert!(error(&["-o", "/nonexistent/pass"]).starts_with("--passfile (-o): cannot read /nonexistent/pass"));
+        assert!(error(&["-o", "/nonexistent/pass"])
+            .starts_with("--passfile (-o): cannot read /nonexistent/pass"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn facilities() {
         assert_eq!(with(&["-f", "none"]).unwrap().facility, Facility::None);
-        assert_eq!(with(&["-f", "LOCAL7"]).unwrap().facility, Facility::Syslog(23));
+        assert_eq!(
+            with(&["-f", "LOCAL7"]).unwrap().facility,
+            Facility::Syslog(23)
+        );
         assert!(error(&["-f", "bogus"]).contains("unknown facility \"bogus\""));
     }
 
@@ -447,8 +515,14 @@ mod tests {
         let plain = std::env::temp_dir().join(format!("ucarp-cli-plain-{}", std::process::id()));
         std::fs::write(&plain, "not a script").unwrap();
         let o = with(&["-u", "/nonexistent/up", "-d", plain.to_str().unwrap()]).unwrap();
-        assert!(o.warnings.iter().any(|w| w == "--upscript (-u): /nonexistent/up does not exist"));
-        let not_executable = format!("--downscript (-d): {} is not an executable file", plain.display());
+        assert!(o
+            .warnings
+            .iter()
+            .any(|w| w == "--upscript (-u): /nonexistent/up does not exist"));
+        let not_executable = format!(
+            "--downscript (-d): {} is not an executable file",
+            plain.display()
+        );
         assert!(o.warnings.contains(&not_executable), "{:?}", o.warnings);
         let _ = std::fs::remove_file(&plain);
     }

@@ -35,19 +35,23 @@ pub fn block() -> nix::Result<()> {
 
 /// Starts the thread that turns signals into node commands.
 pub fn spawn(handle: NodeHandle, run_down_script: bool) -> std::io::Result<()> {
-    std::thread::Builder::new().name("ucarp-signals".into()).spawn(move || loop {
-        let Ok(signal) = handled().wait() else { continue };
-        match signal {
-            Signal::SIGUSR1 => handle.log_status(),
-            Signal::SIGUSR2 => {
-                info!("SIGUSR2: stepping down");
-                handle.step_down();
+    std::thread::Builder::new()
+        .name("ucarp-signals".into())
+        .spawn(move || loop {
+            let Ok(signal) = handled().wait() else {
+                continue;
+            };
+            match signal {
+                Signal::SIGUSR1 => handle.log_status(),
+                Signal::SIGUSR2 => {
+                    info!("SIGUSR2: stepping down");
+                    handle.step_down();
+                }
+                other => {
+                    info!("{other}: shutting down");
+                    handle.shutdown(run_down_script);
+                }
             }
-            other => {
-                info!("{other}: shutting down");
-                handle.shutdown(run_down_script);
-            }
-        }
-    })?;
+        })?;
     Ok(())
 }

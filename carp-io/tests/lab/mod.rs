@@ -163,6 +163,23 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // Processes left in the namespaces (daemons, a failed test's nodes)
+        // would outlive them: kill them first.
+        for ns in (0..self.hosts)
+            .map(|h| self.ns(h))
+            .chain([self.bridge_ns()])
+        {
+            if let Ok(output) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+                for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+        }
         for host in 0..self.hosts {
             let _ = run(&["ip", "netns", "del", &self.ns(host)]);
         }

@@ -1,0 +1,284 @@
+//! The built `ucarp` binary in network namespaces, started as Debian's
+//! ifupdown hook starts it: election, scripts and their arguments,
+//! SIGUSR1/SIGUSR2/SIGTERM, passfile. Runs as root (for real in CI).
+
+#[path = "../../carp-io/tests/lab/mod.rs"]
+mod lab;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lab::{privileged, Lab, Proc};
+use nix::sys::signal::Signal;
+
+const VIP: &str = "10.99.0.100";
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A scratch directory with up/down scripts that append
+/// `<up|down> <args…>` to `<dir>/<host>.log`.
+struct Scripts {
+    dir: PathBuf,
+}
+
+impl Scripts {
+    fn new(test: &str) -> Scripts {
+        let dir = std::env::temp_dir().join(format!("ucarp-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for kind in ["up", "down"] {
+            let path = dir.join(kind);
+            std::fs::write(
+                &path,
+                format!(
+                    "#!/bin/sh\necho \"{kind} $*\" >> \"{}/$UCARP_HOST.log\"\n",
+                    dir.display()
+                ),
+            )
+            .unwrap();
+            Command::new("chmod")
+                .arg("755")
+                .arg(&path)
+                .status()
+                .unwrap();
+        }
+        Scripts { dir }
+    }
+
+    fn script(&self, kind: &str) -> String {
+        self.dir.join(kind).display().to_string()
+    }
+
+    fn log(&self, host: usize) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join(format!("h{host}.log")))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn wait_for(&self, host: usize, line: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log(host).iter().any(|l| l == line) {
+            assert!(
+                Instant::now() < deadline,
+                "host {host}: no {line:?} within {timeout:?}; log: {:?}",
+                self.log(host)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Scripts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ucarp_command(lab: &Lab, host: usize, args: &[String]) -> Command {
+    let mut command = lab.command(host, "env");
+    command
+        .arg(format!("UCARP_HOST=h{host}"))
+        .arg(env!("CARGO_BIN_EXE_ucarp"))
+        .args(args);
+    command
+}
+
+/// The ifupdown hook's arguments: `-i IF -s ADDR -B -z -v VID -p PASS -a VIP
+/// -u UP -d DOWN` plus the optional `-P -k -b -r -M -x`.
+fn ifupdown_args(lab: &Lab, host: usize, scripts: &Scripts, skew: &str) -> Vec<String> {
+    [
+        "-i",
+        "eth0",
+        "-s",
+        &lab.addr(host).to_string(),
+        "-B",
+        "-z",
+        "-v",
+        "7",
+        "-p",
+        "secret",
+        "-a",
+        VIP,
+        "-u",
+        &scripts.script("up"),
+        "-d",
+        &scripts.script("down"),
+        "-P",
+        "-k",
+        skew,
+        "-b",
+        "0",
+        "-r",
+        "3",
+        "-M",
+        "-x",
+        "extra",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+/// PIDs of the processes in host's namespace.
+fn pids_in(lab: &Lab, host: usize) -> Vec<i32> {
+    let output = Command::new("ip")
+        .args(["netns", "pids", &lab.ns(host)])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn signal_all(lab: &Lab, host: usize, signal: Signal) {
+    for pid in pids_in(lab, host) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn started_as_debian_ifupdown_does() {
+    if !privileged("started_as_debian_ifupdown_does") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let scripts = Scripts::new("ifupdown");
+    for (host, skew) in [(0, "20"), (1, "60")] {
+        let status = ucarp_command(&lab, host, &ifupdown_args(&lab, host, &scripts, skew))
+            .status()
+            .unwrap();
+        assert!(status.success(), "daemonizing parent exits 0");
+    }
+    // Both daemons detached and run in their namespaces.
+    wait_until("both daemons running", 2 * SECOND, || {
+        !pids_in(&lab, 0).is_empty() && !pids_in(&lab, 1).is_empty()
+    });
+    let down = format!("down eth0 {VIP} extra");
+    let up = format!("up eth0 {VIP} extra");
+    scripts.wait_for(0, &up, 5 * SECOND);
+    scripts.wait_for(1, &down, 5 * SECOND);
+    std::thread::sleep(SECOND);
+    assert_eq!(
+        scripts.log(1),
+        vec![down.clone()],
+        "host 1 must stay backup"
+    );
+
+    signal_all(&lab, 0, Signal::SIGKILL);
+    scripts.wait_for(1, &up, 3 * SECOND);
+
+    // SIGTERM with -z: down script, then exit.
+    signal_all(&lab, 1, Signal::SIGTERM);
+    wait_until("host 1 exits", 5 * SECOND, || pids_in(&lab, 1).is_empty());
+    assert_eq!(
+        scripts.log(1),
+        vec![down.clone(), up, down],
+        "down script on shutdown"
+    );
+}
+
+fn foreground(lab: &Lab, host: usize, scripts: &Scripts, extra: &[&str]) -> Proc {
+    let mut args: Vec<String> = [
+        "-i",
+        "eth0",
+        "-s",
+        &lab.addr(host).to_string(),
+        "-v",
+        "7",
+        "-a",
+        VIP,
+        "-u",
+        &scripts.script("up"),
+        "-d",
+        &scripts.script("down"),
+        "-f",
+        "none",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Proc::spawn(&format!("h{host}"), ucarp_command(lab, host, &args))
+}
+
+fn is_master(line: &str) -> bool {
+    line.contains("Switching to state: MASTER")
+}
+
+fn passfile(dir: &Path) -> String {
+    let path = dir.join("pass");
+    std::fs::write(&path, "secret\n").unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn signals_and_passfile() {
+    if !privileged("signals_and_passfile") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let scripts = Scripts::new("signals");
+    let pass = passfile(&scripts.dir);
+    let mut a = foreground(&lab, 0, &scripts, &["-o", &pass, "-b", "1", "-k", "0"]);
+    let mut b = foreground(&lab, 1, &scripts, &["-p", "secret", "-b", "1", "-k", "50"]);
+    a.wait_for("a master", 6 * SECOND, is_master);
+    b.wait_for("--pass warning", SECOND, |l| {
+        l.contains("visible to other local users")
+    });
+    std::thread::sleep(2 * SECOND);
+
+    // SIGUSR1: one status line; b authenticates a (passfile vs --pass).
+    b.signal(Signal::SIGUSR1);
+    let status = b.wait_for("status", 2 * SECOND, |l| l.contains("BACKUP on eth0 id 7"));
+    let accepted: u64 = status
+        .split("accepted ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(accepted >= 2, "{status}");
+    assert!(!status.contains("bad_digest"), "{status}");
+    assert!(
+        !b.lines().iter().any(|l| l.contains("secret")),
+        "password in the logs"
+    );
+
+    // SIGUSR2 on the master: it steps down (down script), b takes over.
+    let mark = a.mark();
+    a.signal(Signal::SIGUSR2);
+    a.wait_for_after(mark, "step down", 2 * SECOND, |l| {
+        l.contains("asked to step down")
+    });
+    b.wait_for("b master", 6 * SECOND, is_master);
+    scripts.wait_for(0, &format!("down eth0 {VIP}"), 2 * SECOND);
+
+    // SIGTERM on the master (no -z): leave advert, a takes over at once,
+    // b exits 0 without running its down script.
+    let b_log_before = scripts.log(1);
+    let mark = a.mark();
+    let sent = Instant::now();
+    b.signal(Signal::SIGTERM);
+    a.wait_for_after(mark, "a master again", 3 * SECOND, is_master);
+    assert!(
+        sent.elapsed() < Duration::from_millis(1500),
+        "not an immediate handover"
+    );
+    assert_eq!(b.wait_exit(5 * SECOND).and_then(|s| s.code()), Some(0));
+    assert_eq!(scripts.log(1), b_log_before, "no down script without -z");
+    let takeover = a
+        .lines()
+        .into_iter()
+        .skip(mark)
+        .find(|l| is_master(l))
+        .unwrap();
+    assert!(takeover.contains("leave advertisement"), "{takeover}");
+    a.kill9();
+}
