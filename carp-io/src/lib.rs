@@ -11,7 +11,7 @@
 //! let vip = Ipv4Addr::new(10, 1, 1, 252);
 //! let auth = VirtualHostAuth::new(&Password::new(b"love")?, 42, &[IpAddr::V4(vip)])?;
 //! let engine = Config::new(auth, Ipv4Addr::new(10, 1, 1, 1), carp_io::random_u64());
-//! let hooks = |t: &Transition| match t.hook {
+//! let hooks = move |t: &Transition| match t.hook {
 //!     Some(Hook::Up) => println!("take {vip}"),
 //!     Some(Hook::Down) => println!("release {vip}"),
 //!     None => {}
