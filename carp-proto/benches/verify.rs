@@ -29,7 +29,11 @@ fn measuring() -> bool {
 
 /// Median nanoseconds per call of `f` over 21 rounds of 200,000 calls.
 fn median_ns(mut f: impl FnMut()) -> f64 {
-    let (rounds, iterations) = if measuring() { (21, 200_000u32) } else { (1, 1_000) };
+    let (rounds, iterations) = if measuring() {
+        (21, 200_000u32)
+    } else {
+        (1, 1_000)
+    };
     let mut samples: Vec<f64> = (0..rounds)
         .map(|_| {
             let start = Instant::now();

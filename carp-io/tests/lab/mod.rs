@@ -53,21 +53,37 @@ pub fn privileged(test: &str) -> bool {
     ok
 }
 
-/// A bridge and `hosts` hosts, host i at 10.99.0.(i+1)/24 on interface
-/// `eth0` of its namespace.
+/// A bridge and hosts on it, each on interface `eth0` of its namespace,
+/// all in 10.99.0.0/16.
 pub struct Lab {
     pub prefix: String,
     pub hosts: usize,
+    addrs: Vec<Ipv4Addr>,
 }
 
 impl Lab {
+    /// `hosts` hosts, host i at 10.99.0.(i+1).
     pub fn new(hosts: usize) -> Lab {
+        Lab::with_addrs(
+            (0..hosts)
+                .map(|i| Ipv4Addr::new(10, 99, 0, i as u8 + 1))
+                .collect(),
+        )
+    }
+
+    /// One host per address (each in 10.99.0.0/16).
+    pub fn with_addrs(addrs: Vec<Ipv4Addr>) -> Lab {
         let prefix = format!(
             "crs{}x{}",
             std::process::id(),
             NEXT_LAB.fetch_add(1, Ordering::Relaxed)
         );
-        let lab = Lab { prefix, hosts };
+        let lab = Lab {
+            prefix,
+            hosts: addrs.len(),
+            addrs,
+        };
+        let hosts = lab.hosts;
         let bridge = lab.bridge_ns();
         must(&["ip", "netns", "add", &bridge]);
         must(&["ip", "-n", &bridge, "link", "add", "br0", "type", "bridge"]);
@@ -103,7 +119,7 @@ impl Lab {
                 &ns,
                 "addr",
                 "add",
-                &format!("{}/24", lab.addr(host)),
+                &format!("{}/16", lab.addr(host)),
                 "dev",
                 "eth0",
             ]);
@@ -121,7 +137,7 @@ impl Lab {
     }
 
     pub fn addr(&self, host: usize) -> Ipv4Addr {
-        Ipv4Addr::new(10, 99, 0, host as u8 + 1)
+        self.addrs[host]
     }
 
     /// Cuts (or restores) host's cable: its eth0 loses carrier.
@@ -134,6 +150,26 @@ impl Lab {
             "link",
             "set",
             &format!("p{host}"),
+            state,
+        ]);
+    }
+
+    /// Isolates host on the bridge (or ends it): an isolated port forwards
+    /// to no other isolated port, so isolating every host partitions them
+    /// all while carrier stays up.
+    pub fn isolate(&self, host: usize, isolated: bool) {
+        let state = if isolated { "on" } else { "off" };
+        let port = format!("p{host}");
+        must(&[
+            "ip",
+            "-n",
+            &self.bridge_ns(),
+            "link",
+            "set",
+            &port,
+            "type",
+            "bridge_slave",
+            "isolated",
             state,
         ]);
     }

@@ -1,0 +1,304 @@
+//! Mixed clusters of our `ucarp` and the real UCARP 1.5.2: they must
+//! authenticate each other and elect exactly one master, in both roles.
+//! Root and /usr/sbin/ucarp needed (both present in CI). Independent cases
+//! run in parallel, each in its own lab.
+
+#[path = "../../carp-io/tests/lab/mod.rs"]
+mod lab;
+mod peers;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use lab::Lab;
+use nix::sys::signal::Signal;
+use peers::{
+    in_parallel, is_master, ready, start, state, status, status_count, takeovers, wait_master,
+    Impl, SECOND,
+};
+
+const BOTH_WAYS: [(Impl, Impl); 2] = [(Impl::Ucarp, Impl::Ours), (Impl::Ours, Impl::Ucarp)];
+
+/// Master on host 0 (advskew 0), backup on host 1 (advskew 50): the backup
+/// hears and accepts the master; kill -9 the master and the backup takes
+/// over; restart the old master and it stays backup (no preemption).
+#[test]
+fn each_backs_up_the_other() {
+    if !ready("each_backs_up_the_other") {
+        return;
+    }
+    in_parallel(&BOTH_WAYS, |&(master_impl, backup_impl)| {
+        let lab = Lab::new(2);
+        let mut master = start(&lab, 0, master_impl, &["-k", "0"]);
+        wait_master(&master, 8 * SECOND);
+        let backup = start(&lab, 1, backup_impl, &["-k", "50"]);
+        std::thread::sleep(5 * SECOND);
+        assert_eq!(
+            state(&backup).as_deref(),
+            Some("BACKUP"),
+            "{backup_impl:?} backup"
+        );
+        assert_eq!(
+            takeovers(&backup),
+            0,
+            "{backup_impl:?} took over from a healthy master"
+        );
+        if backup_impl == Impl::Ours {
+            let line = status(&backup);
+            assert!(status_count(&line, "accepted") >= 3, "{line}");
+            assert_eq!(status_count(&line, "bad_digest"), 0, "{line}");
+        }
+        master.kill9();
+        // 3 s master-down (+ up to 1 s of UCARP's lateness).
+        let took = wait_master(&backup, 6 * SECOND);
+        assert!(
+            took < Duration::from_millis(4500),
+            "{backup_impl:?} took {took:?}"
+        );
+        let restarted = start(&lab, 0, master_impl, &["-k", "0"]);
+        std::thread::sleep(5 * SECOND);
+        assert_eq!(
+            state(&restarted).as_deref(),
+            Some("BACKUP"),
+            "restarted {master_impl:?}"
+        );
+        assert!(is_master(&backup));
+    });
+}
+
+#[test]
+fn wrong_password_makes_both_master_and_is_counted() {
+    if !ready("wrong_password_makes_both_master_and_is_counted") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let ucarp = start(&lab, 0, Impl::Ucarp, &["-p", "right", "-k", "0"]);
+    let ours = start(&lab, 1, Impl::Ours, &["-p", "wrong", "-k", "50"]);
+    wait_master(&ucarp, 8 * SECOND);
+    wait_master(&ours, 8 * SECOND);
+    std::thread::sleep(2 * SECOND);
+    let line = status(&ours);
+    assert!(status_count(&line, "bad_digest") >= 3, "{line}");
+    assert!(
+        ucarp
+            .lines()
+            .iter()
+            .any(|l| l.to_lowercase().contains("digest")),
+        "UCARP did not log the bad digest:\n{}",
+        ucarp.lines().join("\n")
+    );
+    // Our log says it once, not once per packet.
+    let logged = ours
+        .lines()
+        .iter()
+        .filter(|l| l.contains("bad digest"))
+        .count();
+    assert_eq!(logged, 1, "{}", ours.lines().join("\n"));
+    assert!(is_master(&ucarp) && is_master(&ours));
+}
+
+#[test]
+fn preemption_across_implementations() {
+    if !ready("preemption_across_implementations") {
+        return;
+    }
+    in_parallel(&BOTH_WAYS, |&(slow_impl, fast_impl)| {
+        let lab = Lab::new(2);
+        let slow = start(&lab, 0, slow_impl, &["-k", "100"]);
+        wait_master(&slow, 8 * SECOND);
+        let fast = start(&lab, 1, fast_impl, &["-k", "0", "-P"]);
+        wait_master(&fast, 8 * SECOND);
+        std::thread::sleep(3 * SECOND);
+        assert_eq!(
+            state(&slow).as_deref(),
+            Some("BACKUP"),
+            "{slow_impl:?} did not yield"
+        );
+        assert!(is_master(&fast));
+    });
+}
+
+/// Equal intervals, for address pairs including ones where numeric order
+/// and UCARP's (last octet first) disagree. Both start cut off from each
+/// other (isolated bridge ports, carrier up) so that both become master;
+/// then they meet and the tie-break alone must leave exactly one master,
+/// and it stays so.
+#[test]
+fn equal_intervals_elect_exactly_one_master() {
+    if !ready("equal_intervals_elect_exactly_one_master") {
+        return;
+    }
+    let pairs = [
+        ([10, 99, 2, 1], [10, 99, 1, 2]), // numeric and UCARP order disagree
+        ([10, 99, 3, 4], [10, 99, 4, 3]), // disagree
+        ([10, 99, 0, 9], [10, 99, 0, 10]), // agree
+    ];
+    let mut cases = Vec::new();
+    for (x, y) in pairs {
+        for ours_first in [true, false] {
+            cases.push((Ipv4Addr::from(x), Ipv4Addr::from(y), ours_first));
+        }
+    }
+    in_parallel(&cases, |&(x, y, ours_first)| {
+        let lab = Lab::with_addrs(vec![x, y]);
+        let (a_impl, b_impl) = if ours_first {
+            (Impl::Ours, Impl::Ucarp)
+        } else {
+            (Impl::Ucarp, Impl::Ours)
+        };
+        lab.isolate(0, true);
+        lab.isolate(1, true);
+        let a = start(&lab, 0, a_impl, &[]);
+        let b = start(&lab, 1, b_impl, &[]);
+        wait_master(&a, 8 * SECOND);
+        wait_master(&b, 8 * SECOND);
+        lab.isolate(0, false);
+        lab.isolate(1, false);
+        std::thread::sleep(5 * SECOND);
+        let masters = [&a, &b].iter().filter(|p| is_master(p)).count();
+        assert_eq!(
+            masters, 1,
+            "{x} ({a_impl:?}) / {y} ({b_impl:?}): {masters} masters"
+        );
+        let before = takeovers(&a) + takeovers(&b);
+        std::thread::sleep(3 * SECOND);
+        assert_eq!(
+            takeovers(&a) + takeovers(&b),
+            before,
+            "{x} / {y}: not stable"
+        );
+        // The winner is the one UCARP's little-endian comparison picks.
+        let winner = if u32::from_le_bytes(x.octets()) < u32::from_le_bytes(y.octets()) {
+            &a
+        } else {
+            &b
+        };
+        assert!(
+            is_master(winner),
+            "{x} / {y}: wrong winner\n{}\n{}",
+            a.lines().join("\n"),
+            b.lines().join("\n")
+        );
+    });
+}
+
+/// Broadcast mode (-M) and a custom group, each way: the backup hears the
+/// master (stays backup, and ours counts accepted adverts).
+#[test]
+fn broadcast_and_custom_group_each_way() {
+    if !ready("broadcast_and_custom_group_each_way") {
+        return;
+    }
+    // UCARP 1.5.2 documents -m but does not accept it: --mcast for both.
+    let modes: [&[&str]; 2] = [&["-M"], &["--mcast=239.1.2.3"]];
+    let mut cases = Vec::new();
+    for mode in modes {
+        for roles in BOTH_WAYS {
+            cases.push((mode, roles));
+        }
+    }
+    in_parallel(&cases, |&(mode, (master_impl, backup_impl))| {
+        let lab = Lab::new(2);
+        let master = start(&lab, 0, master_impl, &[&["-k", "0"], mode].concat());
+        wait_master(&master, 8 * SECOND);
+        let backup = start(&lab, 1, backup_impl, &[&["-k", "50"], mode].concat());
+        std::thread::sleep(5 * SECOND);
+        assert_eq!(
+            takeovers(&backup),
+            0,
+            "{mode:?}: {backup_impl:?} did not hear {master_impl:?}"
+        );
+        if backup_impl == Impl::Ours {
+            let line = status(&backup);
+            assert!(status_count(&line, "accepted") >= 3, "{mode:?}: {line}");
+        }
+    });
+}
+
+/// advbase 0 each way. Ours as backup never takes over from a healthy UCARP
+/// master; UCARP as backup flaps (its master-down is one interval at
+/// advbase 0, see the notes), but ours stays master throughout, and the
+/// flaps are recorded. Killing the master hands over either way.
+#[test]
+fn sub_second_intervals_each_way() {
+    if !ready("sub_second_intervals_each_way") {
+        return;
+    }
+    in_parallel(&BOTH_WAYS, |&(master_impl, backup_impl)| {
+        let lab = Lab::new(2);
+        let mut master = start(&lab, 0, master_impl, &["-b", "0", "-k", "20"]);
+        wait_master(&master, 5 * SECOND);
+        let backup = start(&lab, 1, backup_impl, &["-b", "0", "-k", "60"]);
+        std::thread::sleep(5 * SECOND);
+        match backup_impl {
+            Impl::Ours => assert_eq!(takeovers(&backup), 0, "ours flapped under a healthy UCARP"),
+            Impl::Ucarp => {
+                assert_eq!(
+                    takeovers(&master),
+                    1,
+                    "ours lost mastership to a flapping UCARP"
+                );
+                assert!(is_master(&master));
+                eprintln!(
+                    "UCARP backup at advbase 0: {} false takeovers in 5 s",
+                    takeovers(&backup)
+                );
+            }
+        }
+        master.kill9();
+        let killed = Instant::now();
+        while !is_master(&backup) {
+            assert!(
+                killed.elapsed() < 3 * SECOND,
+                "{backup_impl:?} did not take over"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+}
+
+/// Our leave advertisement makes a UCARP backup take over at once, long
+/// before its 6 s master-down time (advbase 2).
+#[test]
+fn our_leave_advert_hands_over_to_ucarp_at_once() {
+    if !ready("our_leave_advert_hands_over_to_ucarp_at_once") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let mut ours = start(&lab, 0, Impl::Ours, &["-b", "2", "-k", "0"]);
+    wait_master(&ours, 10 * SECOND);
+    let ucarp = start(&lab, 1, Impl::Ucarp, &["-b", "2", "-k", "50"]);
+    std::thread::sleep(5 * SECOND);
+    assert_eq!(takeovers(&ucarp), 0);
+    let sent = Instant::now();
+    ours.signal(Signal::SIGTERM);
+    let took = wait_master(&ucarp, 8 * SECOND);
+    assert!(
+        took < Duration::from_millis(2500),
+        "UCARP took {took:?}: no immediate handover"
+    );
+    assert_eq!(ours.wait_exit(5 * SECOND).and_then(|s| s.code()), Some(0));
+    eprintln!(
+        "leave advert: UCARP master {:?} after SIGTERM",
+        sent.elapsed()
+    );
+}
+
+/// A UCARP master stepping down on SIGUSR2 hands over to ours.
+#[test]
+fn ucarp_step_down_hands_over_to_ours() {
+    if !ready("ucarp_step_down_hands_over_to_ours") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let ucarp = start(&lab, 0, Impl::Ucarp, &["-k", "0"]);
+    wait_master(&ucarp, 8 * SECOND);
+    let ours = start(&lab, 1, Impl::Ours, &["-k", "50"]);
+    std::thread::sleep(3 * SECOND);
+    assert_eq!(takeovers(&ours), 0);
+    ucarp.signal(Signal::SIGUSR2);
+    wait_master(&ours, 6 * SECOND);
+    std::thread::sleep(2 * SECOND);
+    assert_eq!(state(&ucarp).as_deref(), Some("BACKUP"));
+    assert!(is_master(&ours));
+}

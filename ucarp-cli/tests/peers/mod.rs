@@ -1,0 +1,165 @@
+//! Running our `ucarp` and the real UCARP 1.5.2 (`/usr/sbin/ucarp`, Debian
+//! package `ucarp`) side by side in a lab, with the same arguments.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::lab::{privileged, Lab, Proc};
+
+pub const VIP: &str = "10.99.0.100";
+pub const SECOND: Duration = Duration::from_secs(1);
+pub const UCARP_C: &str = "/usr/sbin/ucarp";
+
+/// Which implementation a host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impl {
+    /// This project's binary.
+    Ours,
+    /// UCARP 1.5.2, the C one.
+    Ucarp,
+}
+
+impl Impl {
+    pub fn binary(self) -> &'static str {
+        match self {
+            Impl::Ours => env!("CARGO_BIN_EXE_ucarp"),
+            Impl::Ucarp => UCARP_C,
+        }
+    }
+
+    pub fn other(self) -> Impl {
+        match self {
+            Impl::Ours => Impl::Ucarp,
+            Impl::Ucarp => Impl::Ours,
+        }
+    }
+}
+
+/// Interop tests need root and the real UCARP; in CI both must be there.
+pub fn ready(test: &str) -> bool {
+    if !privileged(test) {
+        return false;
+    }
+    if !Path::new(UCARP_C).exists() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "{test}: {UCARP_C} is missing (apt-get install ucarp); CI must run interop tests"
+            );
+        }
+        eprintln!("SKIPPED {test}: {UCARP_C} not installed (apt-get install ucarp)");
+        return false;
+    }
+    true
+}
+
+/// Starts `which` on `host` in the foreground: `-i eth0 -s <addr> -v 7
+/// -p secret -a VIP -f none` plus `extra`.
+pub fn start(lab: &Lab, host: usize, which: Impl, extra: &[&str]) -> Proc {
+    let mut command = lab.command(host, which.binary());
+    command.args([
+        "-i",
+        "eth0",
+        "-s",
+        &lab.addr(host).to_string(),
+        "-v",
+        "7",
+        "-a",
+        VIP,
+        "-f",
+        "none",
+    ]);
+    if !extra.iter().any(|a| *a == "-p" || *a == "-o") {
+        command.args(["-p", "secret"]);
+    }
+    command.args(extra);
+    Proc::spawn(&format!("h{host}-{which:?}"), command)
+}
+
+/// The last state a node announced ("MASTER", "BACKUP"), from the
+/// `Switching to state:` lines both implementations log.
+pub fn state(proc: &Proc) -> Option<String> {
+    proc.lines()
+        .iter()
+        .rev()
+        .find_map(|l| l.split("Switching to state: ").nth(1))
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+}
+
+pub fn is_master(proc: &Proc) -> bool {
+    state(proc).as_deref() == Some("MASTER")
+}
+
+/// How many times a node became master.
+pub fn takeovers(proc: &Proc) -> usize {
+    proc.lines()
+        .iter()
+        .filter(|l| l.contains("Switching to state: MASTER"))
+        .count()
+}
+
+pub fn wait_master(proc: &Proc, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    while !is_master(proc) {
+        assert!(
+            start.elapsed() < timeout,
+            "{} not master within {timeout:?}; output:\n{}",
+            proc.name,
+            proc.lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.elapsed()
+}
+
+/// Our node's status line (SIGUSR1), e.g. `BACKUP on eth0 id 7: accepted 4
+/// sent 0 … rejected [bad_digest=3]`.
+pub fn status(proc: &Proc) -> String {
+    let mark = proc.mark();
+    proc.signal(nix::sys::signal::Signal::SIGUSR1);
+    proc.wait_for_after(mark, "status line", 3 * SECOND, |l| {
+        l.contains(" on eth0 id 7: ")
+    })
+}
+
+/// A number from our status line: `accepted`, `sent`, or a rejection cause.
+pub fn status_count(line: &str, key: &str) -> u64 {
+    if let Some(rest) = line.split(&format!("{key} ")).nth(1) {
+        return rest
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+    }
+    line.split(&format!("{key}="))
+        .nth(1)
+        .and_then(|rest| rest.split([' ', ']']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `f` for every case on its own thread (each case builds its own
+/// lab, so they do not interfere) and re-raises the first failure.
+pub fn in_parallel<T: Sync>(cases: &[T], f: impl Fn(&T) + Sync) {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = cases.iter().map(|case| scope.spawn(|| f(case))).collect();
+        for handle in handles {
+            if let Err(panic) = handle.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+}
+
+/// Kills a process started by `Proc` with SIGKILL and notes when.
+pub fn kill9(proc: &mut Proc) -> Instant {
+    let at = Instant::now();
+    proc.kill9();
+    at
+}
