@@ -174,6 +174,34 @@ impl Lab {
         ]);
     }
 
+    /// Drops `percent` % of the CARP datagrams delivered to host, at random,
+    /// in the bridge (nftables; this kernel has no netem). Dropping before
+    /// the host's interface treats every receive path alike: UCARP reads
+    /// with libpcap, which an `ip` input hook in the host would not affect.
+    pub fn drop_carp_percent(&self, host: usize, percent: u32) {
+        let rules = format!(
+            "add table bridge carploss\n\
+             add chain bridge carploss forward {{ type filter hook forward priority 0; }}\n\
+             add rule bridge carploss forward oifname \"p{host}\" ip protocol 112 \
+             numgen random mod 100 < {percent} drop\n"
+        );
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.bridge_ns(), "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft (apt-get install nftables)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "nft rules for {percent}% loss"
+        );
+    }
+
     /// A command run inside host's namespace.
     pub fn command(&self, host: usize, program: &str) -> Command {
         let mut command = Command::new("ip");
