@@ -100,8 +100,7 @@ impl Log for Logger {
             let _ = writeln!(std::io::stderr().lock(), "{line}");
         }
         if let Some(syslog) = &self.syslog {
-            let priority = syslog.facility * 8 + severity(record.level());
-            let message = format!("<{priority}>ucarp[{}]: {line}", syslog.pid);
+            let message = syslog_message(syslog.facility, record.level(), syslog.pid, &line);
             if let Ok(socket) = syslog.socket.lock() {
                 let _ = socket.send(message.as_bytes());
             }
@@ -109,4 +108,28 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+/// A syslog datagram as /dev/log expects it (RFC 3164 without timestamp and
+/// host, which the local daemon adds): `<priority>ucarp[pid]: line`.
+fn syslog_message(facility: u8, level: Level, pid: u32, line: &str) -> String {
+    let priority = u16::from(facility) * 8 + u16::from(severity(level));
+    format!("<{priority}>ucarp[{pid}]: {line}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syslog_datagrams_carry_facility_severity_ident_and_pid() {
+        // daemon (3) × 8 + warning (4) = 28.
+        assert_eq!(
+            syslog_message(3, Level::Warn, 42, "[WARNING] Switching to state: MASTER"),
+            "<28>ucarp[42]: [WARNING] Switching to state: MASTER"
+        );
+        // local7 (23) × 8 + debug (7) = 191.
+        assert_eq!(syslog_message(23, Level::Debug, 1, "x"), "<191>ucarp[1]: x");
+        assert_eq!(label(Level::Error), "[ERROR]");
+    }
 }

@@ -262,6 +262,8 @@ fn signals_and_passfile() {
 
     // SIGTERM on the master (no -z): leave advert, a takes over at once,
     // b exits 0 without running its down script.
+    // The up script runs after the state change is logged: wait for it.
+    scripts.wait_for(1, &format!("up eth0 {VIP}"), 2 * SECOND);
     let b_log_before = scripts.log(1);
     let mark = a.mark();
     let sent = Instant::now();
@@ -281,4 +283,73 @@ fn signals_and_passfile() {
         .unwrap();
     assert!(takeover.contains("leave advertisement"), "{takeover}");
     a.kill9();
+}
+
+/// Debian's own hook (`/etc/network/if-up.d/ucarp` from the `ucarp`
+/// package), unchanged but for its `UCARP=` path, starts ours from the
+/// `ucarp-*` stanza variables ifupdown would export.
+#[test]
+fn debian_ifupdown_hook_starts_ours() {
+    if !privileged("debian_ifupdown_hook_starts_ours") {
+        return;
+    }
+    let hook = Path::new("/etc/network/if-up.d/ucarp");
+    if !hook.exists() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "{} missing: .ci/run installs the ucarp package",
+            hook.display()
+        );
+        eprintln!(
+            "SKIPPED debian_ifupdown_hook_starts_ours: {} not installed",
+            hook.display()
+        );
+        return;
+    }
+    let ours = env!("CARGO_BIN_EXE_ucarp");
+    let original = std::fs::read_to_string(hook).unwrap();
+    let patched = original.replace("UCARP=/usr/sbin/ucarp", &format!("UCARP={ours}"));
+    assert_ne!(
+        patched, original,
+        "the hook no longer sets UCARP=/usr/sbin/ucarp"
+    );
+    let scripts = Scripts::new("hook");
+    let hook_copy = scripts.dir.join("if-up-ucarp");
+    std::fs::write(&hook_copy, patched).unwrap();
+    let lab = Lab::new(1);
+    let status = lab
+        .command(0, "env")
+        .args([
+            "IFACE=eth0".to_string(),
+            format!("IF_ADDRESS={}", lab.addr(0)),
+            "IF_UCARP_VID=7".to_string(),
+            format!("IF_UCARP_VIP={VIP}"),
+            "IF_UCARP_PASSWORD=secret".to_string(),
+            format!("IF_UCARP_UPSCRIPT={}", scripts.script("up")),
+            format!("IF_UCARP_DOWNSCRIPT={}", scripts.script("down")),
+            "IF_UCARP_MASTER=yes".to_string(),
+            "IF_UCARP_ADVSKEW=20".to_string(),
+            "IF_UCARP_ADVBASE=0".to_string(),
+            "IF_UCARP_DEADRATIO=3".to_string(),
+            "IF_UCARP_NOMCAST=no".to_string(),
+            "IF_UCARP_XPARAM=extra".to_string(),
+            "UCARP_HOST=h0".to_string(),
+            "sh".to_string(),
+        ])
+        .arg(&hook_copy)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the hook failed: {status}");
+    wait_until("the daemon runs", 2 * SECOND, || {
+        !pids_in(&lab, 0).is_empty()
+    });
+    scripts.wait_for(0, &format!("up eth0 {VIP} extra"), 5 * SECOND);
+    signal_all(&lab, 0, Signal::SIGTERM);
+    wait_until("the daemon exits", 5 * SECOND, || {
+        pids_in(&lab, 0).is_empty()
+    });
+    // -z from the hook: a down script at start-up and one on shutdown.
+    let down = format!("down eth0 {VIP} extra");
+    let downs = scripts.log(0).iter().filter(|l| **l == down).count();
+    assert_eq!(downs, 2, "{:?}", scripts.log(0));
 }

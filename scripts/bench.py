@@ -1,0 +1,408 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmarks of our `ucarp` and UCARP 1.5.2 (/usr/sbin/ucarp).
+
+Run as root from the repository: `sudo python3 scripts/bench.py [--quick]`.
+Builds the release binary, then measures both implementations in the same
+run on the same kind of network namespaces, and prints a Markdown report
+(medians with min/max, and ours/UCARP ratios) for docs/BENCHMARKS.md.
+
+Benchmarks, not tests: nothing here asserts; it measures and reports.
+"""
+
+import os
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OURS = os.path.join(REPO, "target", "release", "ucarp")
+FLOOD = os.path.join(REPO, "target", "release", "examples", "flood")
+UCARP = "/usr/sbin/ucarp"
+VIP = "10.98.0.100"
+QUICK = "--quick" in sys.argv
+IMPLS = {"ours": OURS, "ucarp": UCARP}
+_lab_counter = [0]
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
+
+
+class Lab:
+    """A bridge namespace and `n` hosts at 10.98.0.(i+1)/16 on eth0."""
+
+    def __init__(self, n):
+        _lab_counter[0] += 1
+        self.prefix = f"bn{os.getpid()}x{_lab_counter[0]}"
+        self.n = n
+        self.br = f"{self.prefix}-br"
+        self.procs = []
+        sh("ip", "netns", "add", self.br)
+        sh("ip", "-n", self.br, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", self.br, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+        sh("ip", "-n", self.br, "link", "set", "br0", "up")
+        for i in range(n):
+            ns = self.ns(i)
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "-n", self.br, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "-n", self.br, "link", "set", f"p{i}", "master", "br0", "up")
+            sh("ip", "-n", ns, "addr", "add", f"{self.addr(i)}/16", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+
+    def ns(self, i):
+        return f"{self.prefix}-h{i}"
+
+    def addr(self, i):
+        return f"10.98.0.{i + 1}"
+
+    def spawn(self, i, argv, **kw):
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns(i)] + argv, **kw)
+        self.procs.append(p)
+        return p
+
+    def loss(self, host, percent):
+        rules = (
+            "add table bridge loss\n"
+            "add chain bridge loss forward { type filter hook forward priority 0; }\n"
+            f'add rule bridge loss forward oifname "p{host}" ip protocol 112 '
+            f"numgen random mod 100 < {percent} drop\n"
+        )
+        subprocess.run(["ip", "netns", "exec", self.br, "nft", "-f", "-"], input=rules, text=True, check=True)
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for ns in [self.ns(i) for i in range(self.n)] + [self.br]:
+            out = sh("ip", "netns", "pids", ns, check=False).stdout.split()
+            for pid in out:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            sh("ip", "netns", "del", ns, check=False)
+
+
+@contextmanager
+def lab(n):
+    l = Lab(n)
+    try:
+        yield l
+    finally:
+        l.close()
+
+
+class Node:
+    """One ucarp process; its up script appends a timestamp to a file."""
+
+    def __init__(self, lab, host, impl, extra, work):
+        self.lab, self.host, self.impl = lab, host, impl
+        self.up_file = os.path.join(work, f"{lab.prefix}-{host}-{impl}.up")
+        self.log_file = os.path.join(work, f"{lab.prefix}-{host}-{impl}.log")
+        up = os.path.join(work, "up.sh")
+        argv = [IMPLS[impl], "-i", "eth0", "-s", lab.addr(host), "-v", "9", "-p", "bench",
+                "-a", VIP, "-f", "none", "-u", up] + extra
+        env = dict(os.environ, UP_FILE=self.up_file)
+        self.log = open(self.log_file, "w")
+        self.proc = lab.spawn(host, argv, env=env, stdout=self.log, stderr=self.log)
+
+    def ups(self):
+        try:
+            with open(self.up_file) as f:
+                return [float(x) for x in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def takeovers(self):
+        with open(self.log_file) as f:
+            return f.read().count("Switching to state: MASTER")
+
+    def is_master(self):
+        with open(self.log_file) as f:
+            states = [l.split("Switching to state: ")[1].split()[0] for l in f if "Switching to state: " in l]
+        return bool(states) and states[-1] == "MASTER"
+
+    def cpu_seconds(self):
+        """CPU time of all the process's threads, in ns resolution
+        (schedstat), not clock ticks."""
+        total = 0
+        task_dir = f"/proc/{self.proc.pid}/task"
+        for tid in os.listdir(task_dir):
+            with open(f"{task_dir}/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self, sig=signal.SIGKILL):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def wait_until(cond, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+class Capture:
+    """tcpdump on the bridge; returns (timestamp, source IP) of CARP adverts."""
+
+    def __init__(self, lab, work):
+        self.path = os.path.join(work, f"{lab.prefix}.pcap")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", lab.br, "tcpdump", "-i", "br0", "-U", "-w", self.path, "ip proto 112"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+
+    def stop(self):
+        time.sleep(0.2)
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait()
+        adverts = []
+        with open(self.path, "rb") as f:
+            data = f.read()
+        at = 24
+        while at + 16 <= len(data):
+            sec, usec, caplen, _ = struct.unpack("<IIII", data[at:at + 16])
+            frame = data[at + 16:at + 16 + caplen]
+            if len(frame) >= 34:
+                src = ".".join(str(b) for b in frame[26:30])
+                adverts.append((sec + usec / 1e6, src))
+            at += 16 + caplen
+        return adverts
+
+
+def master_down(impl, advbase, advskew, master_interval, deadratio=3):
+    skew = advskew / 256
+    if impl == "ucarp":
+        return advbase * deadratio + skew
+    return skew + deadratio * max(advbase, master_interval)
+
+
+def summary(values, unit="ms", scale=1000.0, digits=1):
+    if not values:
+        return "n/a", None
+    v = [x * scale for x in values]
+    med = statistics.median(v)
+    return f"{med:.{digits}f} {unit} ({min(v):.{digits}f} … {max(v):.{digits}f}, n={len(v)})", med
+
+
+def ratio(ours, theirs):
+    if ours is None or theirs is None or theirs == 0:
+        return "n/a"
+    return f"{ours / theirs:.2f}"
+
+
+def unplanned_takeover(work, advbase, advskew, reps):
+    """Master's last advert on the wire → backup's up script, minus the
+    master-down time the backup's implementation computes."""
+    out = {}
+    for impl in ("ours", "ucarp"):
+        out[impl] = []
+    for rep in range(reps):
+        for impl in ("ours", "ucarp"):
+            with lab(2) as l:
+                cap = Capture(l, work)
+                m = Node(l, 0, impl, ["-b", str(advbase), "-k", str(advskew)], work)
+                if not wait_until(m.is_master, 10):
+                    continue
+                b = Node(l, 1, impl, ["-b", str(advbase), "-k", str(advskew)], work)
+                time.sleep(2.5 + rep * 0.137 % 1)
+                ups_before = len(b.ups())
+                m.stop()
+                wait_until(lambda: len(b.ups()) > ups_before, 10)
+                adverts = cap.stop()
+                b.stop()
+                last_master = [t for t, src in adverts if src == l.addr(0)]
+                ups = b.ups()[ups_before:]
+                if not last_master or not ups:
+                    continue
+                interval = advbase + advskew / 256
+                late = ups[0] - last_master[-1] - master_down(impl, advbase, advskew, interval)
+                out[impl].append(late)
+    return out
+
+
+def false_takeovers(work, loss, seconds):
+    results = {}
+    labs = {impl: Lab(2) for impl in ("ours", "ucarp")}
+    nodes = {}
+    try:
+        for impl, l in labs.items():
+            m = Node(l, 0, impl, ["-b", "0", "-k", "51"], work)
+            wait_until(m.is_master, 5)
+            b = Node(l, 1, impl, ["-b", "0", "-k", "51"], work)
+            nodes[impl] = (m, b)
+        time.sleep(2)
+        before = {impl: m.takeovers() + b.takeovers() for impl, (m, b) in nodes.items()}
+        if loss:
+            for l in labs.values():
+                l.loss(0, loss)
+                l.loss(1, loss)
+        time.sleep(seconds)
+        for impl, (m, b) in nodes.items():
+            results[impl] = m.takeovers() + b.takeovers() - before[impl]
+    finally:
+        for impl, (m, b) in nodes.items():
+            m.stop()
+            b.stop()
+        for l in labs.values():
+            l.close()
+    return results
+
+
+def planned_takeover(work, reps):
+    out = {"ours": [], "ucarp": []}
+    for _ in range(reps):
+        for impl in ("ours", "ucarp"):
+            with lab(2) as l:
+                m = Node(l, 0, impl, ["-b", "1", "-k", "0"], work)
+                if not wait_until(m.is_master, 10):
+                    continue
+                b = Node(l, 1, impl, ["-b", "1", "-k", "50"], work)
+                time.sleep(2.3)
+                sent = time.time()
+                m.proc.send_signal(signal.SIGTERM)
+                if wait_until(lambda: len(b.ups()) > 0, 10):
+                    out[impl].append(b.ups()[0] - sent)
+                m.stop()
+                b.stop()
+    return out
+
+
+def interval_stddev(work, advbase, advskew, seconds):
+    out = {}
+    for impl in ("ours", "ucarp"):
+        with lab(1) as l:
+            cap = Capture(l, work)
+            m = Node(l, 0, impl, ["-b", str(advbase), "-k", str(advskew)], work)
+            wait_until(m.is_master, 10)
+            time.sleep(seconds)
+            adverts = cap.stop()
+            m.stop()
+            times = [t for t, src in adverts if src == l.addr(0)]
+            gaps = [b - a for a, b in zip(times[1:], times[2:])]  # skip takeover burst
+            out[impl] = (statistics.pstdev(gaps) if len(gaps) > 2 else None, len(gaps))
+    return out
+
+
+def flood_cpu(work, kind, seconds):
+    out = {}
+    for impl in ("ours", "ucarp"):
+        with lab(3) as l:
+            m = Node(l, 0, "ours", ["-b", "1", "-k", "0"], work)
+            wait_until(m.is_master, 10)
+            b = Node(l, 1, impl, ["-b", "1", "-k", "50"], work)
+            time.sleep(2)
+            cpu0 = b.cpu_seconds()
+            r = sh("ip", "netns", "exec", l.ns(2), FLOOD, "iface=eth0", f"src={l.addr(2)}",
+                   f"kind={kind}", "vhid=9", f"seconds={seconds}")
+            cpu = b.cpu_seconds() - cpu0
+            pps = r.stdout.strip()
+            took = b.takeovers()
+            m.stop()
+            b.stop()
+            out[impl] = (cpu, pps, took)
+    return out
+
+
+def steady_rss(work):
+    out = {}
+    for impl in ("ours", "ucarp"):
+        with lab(2) as l:
+            m = Node(l, 0, impl, ["-b", "1", "-k", "0"], work)
+            wait_until(m.is_master, 10)
+            b = Node(l, 1, impl, ["-b", "1", "-k", "50"], work)
+            time.sleep(8)
+            out[impl] = (m.rss_kib(), b.rss_kib())
+            m.stop()
+            b.stop()
+    return out
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root (network namespaces)")
+    for tool in ("ip", "tcpdump", "nft"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} missing (apt-get install iproute2 tcpdump nftables)")
+    if not os.path.exists(UCARP):
+        sys.exit("bench: /usr/sbin/ucarp missing (apt-get install ucarp)")
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "ucarp-cli", "-p", "carp-io", "--examples", "--bins"],
+                   cwd=REPO, check=True)
+    work = tempfile.mkdtemp(prefix="ucarp-bench-")
+    up = os.path.join(work, "up.sh")
+    with open(up, "w") as f:
+        f.write('#!/bin/sh\ndate +%s.%N >> "$UP_FILE"\n')
+    os.chmod(up, 0o755)
+    reps = 3 if QUICK else 8
+    long_run = 20 if QUICK else 120
+    rows = []
+    try:
+        for advbase, advskew in ((1, 0), (0, 51)):
+            r = unplanned_takeover(work, advbase, advskew, reps)
+            o, om = summary(r["ours"])
+            u, um = summary(r["ucarp"])
+            rows.append((f"unplanned takeover, late vs master-down, advbase {advbase}/advskew {advskew}", o, u, ratio(om, um)))
+            print(f"# takeover {advbase}/{advskew}: ours {o}; ucarp {u}", file=sys.stderr)
+        for loss in (0, 20):
+            r = false_takeovers(work, loss, long_run)
+            rows.append((f"false takeovers in {long_run} s, healthy master, advbase 0/advskew 51, {loss} % loss",
+                         str(r["ours"]), str(r["ucarp"]), "n/a"))
+            print(f"# false takeovers {loss}%: {r}", file=sys.stderr)
+        r = planned_takeover(work, reps)
+        o, om = summary(r["ours"])
+        u, um = summary(r["ucarp"])
+        rows.append(("planned takeover: SIGTERM to master → backup's up script (advbase 1)", o, u, ratio(om, um)))
+        for advbase, advskew in ((1, 0), (0, 51)):
+            r = interval_stddev(work, advbase, advskew, 15 if QUICK else 60)
+            (os_, on), (us, un) = r["ours"], r["ucarp"]
+            fmt = lambda s, n: f"{s * 1000:.3f} ms (n={n})" if s is not None else "n/a"
+            rows.append((f"advert interval stddev, advbase {advbase}/advskew {advskew}", fmt(os_, on), fmt(us, un), ratio(os_, us)))
+        for kind in ("unrelated", "forged"):
+            r = flood_cpu(work, kind, 5 if QUICK else 10)
+            (oc, op, ot), (uc, up_, ut) = r["ours"], r["ucarp"]
+            rows.append((f"backup CPU during a {kind} flood ({op}; {up_})",
+                         f"{oc * 1000:.1f} ms CPU, {ot} takeovers", f"{uc * 1000:.1f} ms CPU, {ut} takeovers",
+                         ratio(oc, uc)))
+        r = steady_rss(work)
+        rows.append(("RSS of a steady master", f"{r['ours'][0]} KiB", f"{r['ucarp'][0]} KiB", ratio(r['ours'][0], r['ucarp'][0])))
+        rows.append(("RSS of a steady backup", f"{r['ours'][1]} KiB", f"{r['ucarp'][1]} KiB", ratio(r['ours'][1], r['ucarp'][1])))
+        stripped = os.path.join(work, "ucarp.stripped")
+        sh("strip", "-o", stripped, OURS)
+        ours_size, ucarp_size = os.path.getsize(stripped), os.path.getsize(UCARP)
+        rows.append(("binary size (stripped)", f"{ours_size // 1024} KiB", f"{ucarp_size // 1024} KiB", ratio(ours_size, ucarp_size)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"Measured {time.strftime('%Y-%m-%d')} with `sudo python3 scripts/bench.py{' --quick' if QUICK else ''}`.\n")
+    print("| measurement | ours | UCARP 1.5.2 | ours/UCARP |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
