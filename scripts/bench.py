@@ -26,6 +26,12 @@ FLOOD = os.path.join(REPO, "target", "release", "examples", "flood")
 UCARP = "/usr/sbin/ucarp"
 VIP = "10.98.0.100"
 QUICK = "--quick" in sys.argv
+# --only=takeover,false,planned,stddev,flood,rss runs just those sections.
+ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
+
+
+def wanted(section):
+    return ONLY is None or section in ONLY
 IMPLS = {"ours": OURS, "ucarp": UCARP}
 _lab_counter = [0]
 
@@ -362,42 +368,44 @@ def main():
     long_run = 20 if QUICK else 120
     rows = []
     try:
-        for advbase, advskew in ((1, 0), (0, 51)):
+        for advbase, advskew in ((1, 0), (0, 51)) if wanted("takeover") else ():
             r = unplanned_takeover(work, advbase, advskew, reps)
             o, om = summary(r["ours"])
             u, um = summary(r["ucarp"])
             rows.append((f"unplanned takeover, late vs master-down, advbase {advbase}/advskew {advskew}", o, u, ratio(om, um)))
             print(f"# takeover {advbase}/{advskew}: ours {o}; ucarp {u}", file=sys.stderr)
-        for loss in (0, 20):
+        for loss in (0, 20) if wanted("false") else ():
             r = false_takeovers(work, loss, long_run)
             rows.append((f"false takeovers in {long_run} s, healthy master, advbase 0/advskew 51, {loss} % loss",
                          str(r["ours"]), str(r["ucarp"]), "n/a"))
             print(f"# false takeovers {loss}%: {r}", file=sys.stderr)
-        r = planned_takeover(work, reps)
-        o, om = summary(r["ours"])
-        u, um = summary(r["ucarp"])
-        rows.append(("planned takeover: SIGTERM to master → backup's up script (advbase 1)", o, u, ratio(om, um)))
-        for advbase, advskew in ((1, 0), (0, 51)):
+        if wanted("planned"):
+            r = planned_takeover(work, reps)
+            o, om = summary(r["ours"])
+            u, um = summary(r["ucarp"])
+            rows.append(("planned takeover: SIGTERM to master → backup's up script (advbase 1)", o, u, ratio(om, um)))
+        for advbase, advskew in ((1, 0), (0, 51)) if wanted("stddev") else ():
             r = interval_stddev(work, advbase, advskew, 15 if QUICK else 60)
             (os_, on), (us, un) = r["ours"], r["ucarp"]
             fmt = lambda s, n: f"{s * 1000:.3f} ms (n={n})" if s is not None else "n/a"
             rows.append((f"advert interval stddev, advbase {advbase}/advskew {advskew}", fmt(os_, on), fmt(us, un), ratio(os_, us)))
-        for kind in ("unrelated", "forged"):
+        for kind in ("unrelated", "forged") if wanted("flood") else ():
             r = flood_cpu(work, kind, 5 if QUICK else 10)
             (oc, op, ot), (uc, up_, ut) = r["ours"], r["ucarp"]
             rows.append((f"backup CPU during a {kind} flood ({op}; {up_})",
                          f"{oc * 1000:.1f} ms CPU, {ot} takeovers", f"{uc * 1000:.1f} ms CPU, {ut} takeovers",
                          ratio(oc, uc)))
-        r = steady_rss(work)
-        rows.append(("RSS of a steady master", f"{r['ours'][0]} KiB", f"{r['ucarp'][0]} KiB", ratio(r['ours'][0], r['ucarp'][0])))
-        rows.append(("RSS of a steady backup", f"{r['ours'][1]} KiB", f"{r['ucarp'][1]} KiB", ratio(r['ours'][1], r['ucarp'][1])))
+        if wanted("rss"):
+            r = steady_rss(work)
+            rows.append(("RSS of a steady master", f"{r['ours'][0]} KiB", f"{r['ucarp'][0]} KiB", ratio(r['ours'][0], r['ucarp'][0])))
+            rows.append(("RSS of a steady backup", f"{r['ours'][1]} KiB", f"{r['ucarp'][1]} KiB", ratio(r['ours'][1], r['ucarp'][1])))
         stripped = os.path.join(work, "ucarp.stripped")
         sh("strip", "-o", stripped, OURS)
         ours_size, ucarp_size = os.path.getsize(stripped), os.path.getsize(UCARP)
         rows.append(("binary size (stripped)", f"{ours_size // 1024} KiB", f"{ucarp_size // 1024} KiB", ratio(ours_size, ucarp_size)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"Measured {time.strftime('%Y-%m-%d')} with `sudo python3 scripts/bench.py{' --quick' if QUICK else ''}`.\n")
+    print(f"Measured {time.strftime('%Y-%m-%d')} with `sudo python3 {' '.join(['scripts/bench.py'] + sys.argv[1:])}`.\n")
     print("| measurement | ours | UCARP 1.5.2 | ours/UCARP |")
     print("|---|---|---|---|")
     for row in rows:

@@ -28,6 +28,7 @@ pub mod daemon;
 mod error;
 mod hooks;
 pub mod iface;
+pub mod link;
 mod node;
 pub mod ratelimit;
 mod script;

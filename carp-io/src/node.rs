@@ -21,6 +21,7 @@ use nix::sys::time::TimeSpec;
 use crate::clock::Clock;
 use crate::counters::{CounterSnapshot, Counters};
 use crate::iface::{self, InterfaceInfo};
+use crate::link::LinkMonitor;
 use crate::ratelimit::RejectLog;
 use crate::socket::{AdvertReceiver, FrameSender};
 use crate::{Hooks, IoError};
@@ -38,15 +39,17 @@ pub struct NodeConfig {
     pub broadcast: bool,
     /// The election's configuration.
     pub engine: carp_engine::Config,
-    /// How often carrier is checked (unless the engine ignores link state).
-    pub link_poll: Duration,
+    /// How often carrier is re-read without a notification (unless the
+    /// engine ignores link state). Netlink announces changes at once; this
+    /// is a safety net. Without netlink, carrier is polled every 100 ms.
+    pub link_recheck: Duration,
     /// At most one summary line per rejection cause per period.
     pub reject_log_period: Duration,
 }
 
 impl NodeConfig {
-    /// Defaults: group 224.0.0.18, multicast, carrier checked every 100 ms,
-    /// rejected packets summarised once a minute.
+    /// Defaults: group 224.0.0.18, multicast, carrier followed by netlink
+    /// and re-read every 5 s, rejected packets summarised once a minute.
     pub fn new(interface: &str, vip: Ipv4Addr, engine: carp_engine::Config) -> NodeConfig {
         NodeConfig {
             interface: interface.to_string(),
@@ -54,10 +57,18 @@ impl NodeConfig {
             group: carp_proto::DEFAULT_GROUP,
             broadcast: false,
             engine,
-            link_poll: Duration::from_millis(100),
+            link_recheck: Duration::from_secs(5),
             reject_log_period: Duration::from_secs(60),
         }
     }
+}
+
+/// What a wait ended on.
+#[derive(Debug, Default, Clone, Copy)]
+struct Woke {
+    advert: bool,
+    command: bool,
+    link: bool,
 }
 
 enum Command {
@@ -111,6 +122,7 @@ pub struct Node {
     info: InterfaceInfo,
     receiver: AdvertReceiver,
     sender: FrameSender,
+    link: Option<LinkMonitor>,
     filter: ReceiveFilter,
     hooks: Box<dyn Hooks>,
     counters: Arc<Counters>,
@@ -124,6 +136,11 @@ pub struct Node {
 /// Datagrams read per wake-up before timers get a turn, so a flood cannot
 /// delay our own advertisements.
 const READ_BATCH: usize = 64;
+/// A periodic link re-check (about a millisecond of netlink dump) is put
+/// off when an engine timer is due sooner than this.
+const RECHECK_GUARD: Duration = Duration::from_millis(10);
+/// Carrier polling interval when netlink notifications are unavailable.
+const LINK_POLL_WITHOUT_NETLINK: Duration = Duration::from_millis(100);
 
 impl Node {
     /// Opens the sockets on the interface. Needs CAP_NET_RAW.
@@ -132,6 +149,19 @@ impl Node {
         let info = InterfaceInfo::lookup(&config.interface)?;
         let receiver = AdvertReceiver::open(&info.name, info.index, config.group)?;
         let sender = FrameSender::open(&info.name, info.index)?;
+        let link = if config.engine.ignore_link_state {
+            None
+        } else {
+            LinkMonitor::open(info.index)
+                .map_err(|e| {
+                    warn!(
+                        "vhid {}: no netlink link notifications ({e}); polling carrier every {:?}",
+                        config.engine.vhid(),
+                        LINK_POLL_WITHOUT_NETLINK
+                    )
+                })
+                .ok()
+        };
         let filter = ReceiveFilter {
             own_addr: config.engine.src_addr,
             group: config.group,
@@ -158,6 +188,7 @@ impl Node {
             info,
             receiver,
             sender,
+            link,
             filter,
             hooks,
             counters,
@@ -179,6 +210,11 @@ impl Node {
 
     /// Runs the protocol until shut down (`Ok`) or the interface vanishes.
     pub fn run(mut self) -> Result<(), IoError> {
+        // Wake at the deadline, not up to 50 µs (the default slack) later:
+        // adverts and takeovers are timed from it.
+        if let Err(e) = nix::sys::prctl::set_timerslack(1) {
+            debug!("cannot lower timer slack: {e}");
+        }
         let clock = Clock::start();
         let mut engine = Engine::new(self.config.engine.clone(), clock.now())?;
         info!(
@@ -204,7 +240,9 @@ impl Node {
             );
             engine.handle_link_change(clock.now(), false);
         }
-        let mut next_link_poll = Instant::now();
+        // Check at once: a change between the lookup in `new` and the
+        // netlink subscription would otherwise wait for the re-check.
+        let mut next_link_check = Instant::now();
         let mut buf = [0u8; 2048];
         let result = loop {
             self.drain(&mut engine, &clock);
@@ -212,76 +250,112 @@ impl Node {
                 break Ok(());
             }
             let now = Instant::now();
-            if !engine.config().ignore_link_state && now >= next_link_poll {
-                next_link_poll = now + self.config.link_poll;
-                match iface::link_state(&self.info.name) {
-                    None => {
-                        error!(
-                            "vhid {}: interface {} disappeared",
-                            engine.config().vhid(),
-                            self.info.name
-                        );
-                        engine.handle_link_change(clock.now(), false);
-                        engine.shutdown(clock.now(), true);
-                        self.drain(&mut engine, &clock);
-                        break Err(IoError::InterfaceGone(self.info.name.clone()));
-                    }
-                    Some(up) if up != link_up => {
-                        link_up = up;
-                        warn!(
-                            "vhid {}: link on {} {}",
-                            engine.config().vhid(),
-                            self.info.name,
-                            if up { "is back" } else { "lost carrier" }
-                        );
-                        engine.handle_link_change(clock.now(), up);
-                        continue;
-                    }
-                    Some(_) => {}
-                }
-            }
             self.reject_log.flush(now);
-            let (readable, woken) = self.wait(&engine, &clock, next_link_poll);
-            if readable {
+            let watching_link = !engine.config().ignore_link_state;
+            let woke = self.wait(&engine, &clock, watching_link.then_some(next_link_check));
+            if woke.advert {
                 self.read_adverts(&mut engine, &clock, &mut buf);
             }
-            if woken {
+            if woke.command {
                 self.run_commands(&mut engine, &clock);
             }
+            // Timers before the link re-check: reading the interface list
+            // can take a millisecond, which must not delay an advert.
             if engine.poll_timeout().is_some_and(|due| due <= clock.now()) {
                 engine.handle_timeout(clock.now());
+                self.drain(&mut engine, &clock);
+            }
+            let link_changed = woke.link && self.link.as_ref().is_some_and(LinkMonitor::changed);
+            let recheck_due = watching_link && Instant::now() >= next_link_check;
+            let timer_soon = engine
+                .poll_timeout()
+                .map(|due| clock.until(due))
+                .filter(|&left| left < RECHECK_GUARD);
+            if let (true, Some(left), false) = (recheck_due, timer_soon, link_changed) {
+                // The periodic re-check waits until the timer has fired.
+                next_link_check = Instant::now() + left + Duration::from_millis(1);
+            } else if link_changed || recheck_due {
+                next_link_check = Instant::now() + self.link_check_interval();
+                if let Err(gone) = self.check_link(&mut engine, &clock, &mut link_up) {
+                    break Err(gone);
+                }
             }
         };
         self.hooks.finish();
         result
     }
 
-    /// Sleeps until a datagram, a command, or the next deadline.
-    fn wait(&self, engine: &Engine, clock: &Clock, next_link_poll: Instant) -> (bool, bool) {
+    fn link_check_interval(&self) -> Duration {
+        if self.link.is_some() {
+            self.config.link_recheck
+        } else {
+            LINK_POLL_WITHOUT_NETLINK
+        }
+    }
+
+    /// Re-reads carrier and tells the engine about a change. `Err` when the
+    /// interface is gone: the engine has then been shut down (down hook).
+    fn check_link(
+        &mut self,
+        engine: &mut Engine,
+        clock: &Clock,
+        link_up: &mut bool,
+    ) -> Result<(), IoError> {
+        let vhid = engine.config().vhid();
+        match iface::link_state(&self.info.name) {
+            None => {
+                error!("vhid {vhid}: interface {} disappeared", self.info.name);
+                engine.handle_link_change(clock.now(), false);
+                engine.shutdown(clock.now(), true);
+                self.drain(engine, clock);
+                Err(IoError::InterfaceGone(self.info.name.clone()))
+            }
+            Some(up) if up != *link_up => {
+                *link_up = up;
+                let what = if up { "is back" } else { "lost carrier" };
+                warn!("vhid {vhid}: link on {} {what}", self.info.name);
+                engine.handle_link_change(clock.now(), up);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Sleeps until a datagram, a command, a link notification, or the next
+    /// deadline (engine timer, link re-check, log summary).
+    fn wait(&self, engine: &Engine, clock: &Clock, next_link_check: Option<Instant>) -> Woke {
         let now = Instant::now();
         let mut deadlines = vec![];
         if let Some(due) = engine.poll_timeout() {
             deadlines.push(clock.until(due));
         }
-        if !engine.config().ignore_link_state {
-            deadlines.push(next_link_poll.saturating_duration_since(now));
+        if let Some(check) = next_link_check {
+            deadlines.push(check.saturating_duration_since(now));
         }
         if let Some(flush) = self.reject_log.next_flush() {
             deadlines.push(flush.saturating_duration_since(now));
         }
         let timeout = deadlines.into_iter().min().map(TimeSpec::from_duration);
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(self.receiver.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.waker.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(link) = &self.link {
+            fds.push(PollFd::new(link.as_fd(), PollFlags::POLLIN));
+        }
         if let Err(e) = ppoll(&mut fds, timeout, None) {
             if e != nix::errno::Errno::EINTR {
                 error!("vhid {}: poll failed: {e}", engine.config().vhid());
             }
-            return (false, false);
+            return Woke::default();
         }
-        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-        (ready(&fds[0]), ready(&fds[1]))
+        let ready =
+            |fd: Option<&PollFd<'_>>| fd.and_then(PollFd::revents).is_some_and(|r| !r.is_empty());
+        Woke {
+            advert: ready(fds.first()),
+            command: ready(fds.get(1)),
+            link: ready(fds.get(2)),
+        }
     }
 
     fn read_adverts(&mut self, engine: &mut Engine, clock: &Clock, buf: &mut [u8]) {
