@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use carp_proto::datagram::AdvertDatagram;
 use carp_proto::{AdvertRepr, Password, VirtualHostAuth};
-use lab::{built, privileged, Lab, Proc};
+use lab::{built, privileged, Capture, Lab, Proc};
 
 const VIP: &str = "10.99.0.100";
 const PASS: &str = "secret";
@@ -343,64 +343,6 @@ fn send_raw(socket: &socket2::Socket, datagram: &[u8]) {
     let dst = Ipv4Addr::new(datagram[16], datagram[17], datagram[18], datagram[19]);
     let address = std::net::SocketAddrV4::new(dst, 0);
     socket.send_to(datagram, &address.into()).unwrap();
-}
-
-/// tcpdump on the bridge, into a pcap file.
-struct Capture {
-    child: std::process::Child,
-    path: std::path::PathBuf,
-}
-
-impl Capture {
-    fn start(lab: &Lab) -> Capture {
-        let path = std::env::temp_dir().join(format!("{}.pcap", lab.prefix));
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.bridge_ns(),
-                "tcpdump",
-                "-i",
-                "br0",
-                "-U",
-                "-w",
-            ])
-            .arg(&path)
-            .arg("ip proto 112")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("tcpdump (apt-get install tcpdump)");
-        std::thread::sleep(Duration::from_millis(300));
-        Capture { child, path }
-    }
-
-    /// Stops the capture and returns the frames.
-    fn stop(mut self) -> Vec<Vec<u8>> {
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        );
-        let _ = self.child.wait();
-        let pcap = std::fs::read(&self.path).expect("capture file");
-        let _ = std::fs::remove_file(&self.path);
-        let mut frames = Vec::new();
-        let mut at = 24;
-        while at + 16 <= pcap.len() {
-            let caplen = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
-            frames.push(pcap[at + 16..at + 16 + caplen].to_vec());
-            at += 16 + caplen;
-        }
-        frames
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Every advert on the wire is what UCARP sends: TOS 0x10, DF, TTL 255, to

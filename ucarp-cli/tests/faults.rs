@@ -8,10 +8,9 @@ mod lab;
 mod peers;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use lab::{built, Lab};
-use nix::sys::signal::Signal;
+use lab::{built, Capture, Lab};
 use peers::{
     in_parallel, is_master, ready, start, state, status, status_count, takeovers, wait_master,
     Impl, SECOND,
@@ -254,60 +253,4 @@ fn replayed_adverts_after_the_master_dies() {
         // Once the replay stops, the backup takes over.
         wait_master(&backup, 6 * SECOND);
     });
-}
-
-/// tcpdump on the bridge, CARP only.
-struct Capture {
-    child: std::process::Child,
-    path: std::path::PathBuf,
-}
-
-impl Capture {
-    fn start(lab: &Lab) -> Capture {
-        let path = std::env::temp_dir().join(format!("{}.pcap", lab.prefix));
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.bridge_ns(),
-                "tcpdump",
-                "-i",
-                "br0",
-                "-U",
-                "-w",
-            ])
-            .arg(&path)
-            .arg("ip proto 112")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("tcpdump (apt-get install tcpdump)");
-        std::thread::sleep(Duration::from_millis(300));
-        Capture { child, path }
-    }
-
-    fn stop(mut self) -> Vec<Vec<u8>> {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            Signal::SIGINT,
-        );
-        let _ = self.child.wait();
-        let pcap = std::fs::read(&self.path).expect("capture file");
-        let _ = std::fs::remove_file(&self.path);
-        let mut frames = Vec::new();
-        let mut at = 24;
-        while at + 16 <= pcap.len() {
-            let caplen = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
-            frames.push(pcap[at + 16..at + 16 + caplen].to_vec());
-            at += 16 + caplen;
-        }
-        frames
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

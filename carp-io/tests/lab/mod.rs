@@ -298,20 +298,7 @@ impl Proc {
 
     /// Waits until a line satisfies `pred`; returns it.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.lines().into_iter().find(|l| pred(l)) {
-                return line;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{}: no {what} within {timeout:?}; output:\n{}",
-                    self.name,
-                    self.lines().join("\n")
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        self.wait_for_after(0, what, timeout, pred)
     }
 
     /// Number of lines seen so far (to wait for lines after a point).
@@ -319,6 +306,7 @@ impl Proc {
         self.lines.lock().unwrap().len()
     }
 
+    /// Waits until a line after the first `mark` ones satisfies `pred`.
     pub fn wait_for_after(
         &self,
         mark: usize,
@@ -388,6 +376,64 @@ fn collect(
 }
 
 impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// tcpdump on the lab's bridge, CARP only, into a pcap file.
+pub struct Capture {
+    child: Child,
+    path: PathBuf,
+}
+
+impl Capture {
+    pub fn start(lab: &Lab) -> Capture {
+        let path = std::env::temp_dir().join(format!("{}.pcap", lab.prefix));
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.bridge_ns(),
+                "tcpdump",
+                "-i",
+                "br0",
+                "-U",
+                "-w",
+            ])
+            .arg(&path)
+            .arg("ip proto 112")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump (apt-get install tcpdump)");
+        thread::sleep(Duration::from_millis(300));
+        Capture { child, path }
+    }
+
+    /// Stops the capture and returns the captured frames.
+    pub fn stop(mut self) -> Vec<Vec<u8>> {
+        thread::sleep(Duration::from_millis(200));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let _ = self.child.wait();
+        let pcap = std::fs::read(&self.path).expect("capture file");
+        let _ = std::fs::remove_file(&self.path);
+        let mut frames = Vec::new();
+        let mut at = 24;
+        while at + 16 <= pcap.len() {
+            let caplen = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+            frames.push(pcap[at + 16..at + 16 + caplen].to_vec());
+            at += 16 + caplen;
+        }
+        frames
+    }
+}
+
+impl Drop for Capture {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
