@@ -88,14 +88,19 @@ impl FrameSender {
         Ok(FrameSender { socket, index })
     }
 
-    /// Sends `frame`, whose first six bytes are the destination MAC.
+    /// Sends a whole Ethernet frame (destination MAC first); a frame shorter
+    /// than the Ethernet header is refused.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        let dst = MacAddr(
-            frame[..6]
-                .try_into()
-                .expect("a frame starts with its destination"),
-        );
-        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        let Some(header) = frame.get(..14) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "frame shorter than an Ethernet header",
+            ));
+        };
+        let mut dst = [0u8; 6];
+        dst.copy_from_slice(&header[..6]);
+        let dst = MacAddr(dst);
+        let ethertype = u16::from_be_bytes([header[12], header[13]]);
         let address = link_address(self.index, dst, ethertype)?;
         let sent = self.socket.send_to(frame, &address)?;
         if sent == frame.len() {
