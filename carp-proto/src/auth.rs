@@ -287,12 +287,15 @@ impl PreparedHmac {
 
     fn digest_with_counter(&self, counter: u64) -> Digest {
         let mut inner = self.inner;
-        let mut tail = self.inner_tail;
         let at = self.counter_at;
-        tail.as_flattened_mut()[at..at + 8].copy_from_slice(&counter.to_be_bytes());
         if self.inner_blocks == 1 {
-            sha1::block_api::compress(&mut inner, &tail[..1]);
+            // The usual case (UCARP's 15-byte message): copy one block only.
+            let mut block = self.inner_tail[0];
+            block[at..at + 8].copy_from_slice(&counter.to_be_bytes());
+            sha1::block_api::compress(&mut inner, &[block]);
         } else {
+            let mut tail = self.inner_tail;
+            tail.as_flattened_mut()[at..at + 8].copy_from_slice(&counter.to_be_bytes());
             sha1::block_api::compress(&mut inner, &tail);
         }
 
