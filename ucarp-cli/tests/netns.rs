@@ -353,3 +353,36 @@ fn debian_ifupdown_hook_starts_ours() {
     let downs = scripts.log(0).iter().filter(|l| **l == down).count();
     assert_eq!(downs, 2, "{:?}", scripts.log(0));
 }
+
+/// A source address that is not on the interface is a warning, not an
+/// error (it may be added later), as with UCARP.
+#[test]
+fn source_address_not_on_the_interface_is_a_warning() {
+    if !privileged("source_address_not_on_the_interface_is_a_warning") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let args: Vec<String> = [
+        "-i",
+        "eth0",
+        "-s",
+        "10.99.0.77",
+        "-v",
+        "7",
+        "-p",
+        "secret",
+        "-a",
+        VIP,
+        "-f",
+        "none",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let node = Proc::spawn("h0", ucarp_command(&lab, 0, &args));
+    node.wait_for("the warning", 2 * SECOND, |l| {
+        l.contains("--srcip (-s): 10.99.0.77 is not an address of eth0")
+    });
+    node.wait_for("the node running anyway", 5 * SECOND, |l| {
+        l.contains("Switching to state: BACKUP")
+    });
+}
