@@ -291,6 +291,12 @@ impl RawArgs {
         }
         check_script(&self.upscript, "--upscript (-u)", &mut warnings);
         check_script(&self.downscript, "--downscript (-d)", &mut warnings);
+        // --daemonize moves to /: a relative script path would stop
+        // resolving, so scripts are remembered by absolute path.
+        let absolute = |path: &Option<PathBuf>| {
+            path.as_ref()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+        };
         Ok(Options {
             interface,
             srcip,
@@ -303,8 +309,8 @@ impl RawArgs {
             vip_as_given,
             advbase,
             advskew,
-            upscript: self.upscript.clone(),
-            downscript: self.downscript.clone(),
+            upscript: absolute(&self.upscript),
+            downscript: absolute(&self.downscript),
             deadratio,
             debug: self.debug,
             shutdown: self.shutdown,
@@ -508,6 +514,15 @@ mod tests {
             Facility::Syslog(23)
         );
         assert!(error(&["-f", "bogus"]).contains("unknown facility \"bogus\""));
+    }
+
+    #[test]
+    fn relative_script_paths_survive_daemonizing() {
+        let o = with(&["-u", "scripts/up.sh", "-d", "/etc/down.sh"]).unwrap();
+        let up = o.upscript.unwrap();
+        assert!(up.is_absolute(), "{}", up.display());
+        assert!(up.ends_with("scripts/up.sh"));
+        assert_eq!(o.downscript.unwrap(), PathBuf::from("/etc/down.sh"));
     }
 
     #[test]
