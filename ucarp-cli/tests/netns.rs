@@ -386,3 +386,35 @@ fn source_address_not_on_the_interface_is_a_warning() {
         l.contains("Switching to state: BACKUP")
     });
 }
+
+/// SIGINT, SIGQUIT and SIGHUP stop the daemon cleanly too, like SIGTERM.
+#[test]
+fn every_stop_signal_exits_cleanly() {
+    if !privileged("every_stop_signal_exits_cleanly") {
+        return;
+    }
+    for signal in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGHUP] {
+        let lab = Lab::new(1);
+        let scripts = Scripts::new(&format!("stop-{signal}"));
+        let mut node = foreground(
+            &lab,
+            0,
+            &scripts,
+            &["-p", "secret", "-b", "0", "-k", "20", "-z"],
+        );
+        node.wait_for("master", 5 * SECOND, is_master);
+        scripts.wait_for(0, &format!("up eth0 {VIP}"), 2 * SECOND);
+        node.signal(signal);
+        let status = node.wait_exit(5 * SECOND);
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{signal}");
+        node.wait_for("shutdown log", SECOND, |l| {
+            l.contains(&format!("{signal}: shutting down"))
+        });
+        let downs = scripts
+            .log(0)
+            .iter()
+            .filter(|l| l.starts_with("down "))
+            .count();
+        assert_eq!(downs, 2, "{signal}: start-up and -z shutdown down scripts");
+    }
+}
