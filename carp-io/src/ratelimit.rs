@@ -34,7 +34,8 @@ impl RejectLog {
     }
 
     /// Records one rejected packet; `detail` is only formatted when logged
-    /// or kept for a summary.
+    /// or kept for a summary. Summaries are written by [`RejectLog::flush`],
+    /// which the node calls once per wake-up, not once per packet.
     pub fn record(&mut self, now: Instant, label: &'static str, detail: impl FnOnce() -> String) {
         match self.causes.get_mut(label) {
             None => {
@@ -59,7 +60,6 @@ impl RejectLog {
                 }
             }
         }
-        self.flush(now);
     }
 
     /// Writes the summary lines that are due.
