@@ -57,6 +57,10 @@ pub enum ConfigError {
     /// Our own address cannot be unspecified: it is our tie-break identity.
     #[error("source address must not be 0.0.0.0")]
     UnspecifiedSource,
+    /// advbase 255 with advskew 255 is the leave advertisement: every backup
+    /// hearing it would take over at once, so no node may advertise it.
+    #[error("advbase 255 with advskew 255 is reserved for the leave advertisement")]
+    LeaveInterval,
 }
 
 impl Config {
@@ -105,6 +109,11 @@ impl Config {
         }
         if self.advbase == 0 && self.advskew == 0 {
             return Err(ConfigError::ZeroInterval);
+        }
+        if (self.advbase, self.advskew)
+            == (crate::engine::LEAVE_ADVBASE, crate::engine::LEAVE_ADVSKEW)
+        {
+            return Err(ConfigError::LeaveInterval);
         }
         if self.deadratio == 0 {
             return Err(ConfigError::ZeroDeadratio);

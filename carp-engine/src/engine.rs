@@ -493,10 +493,15 @@ impl Engine {
         !self.stopped && self.link_up && self.timers.get(Timer::StepDownHold).is_none()
     }
 
-    /// Whether an advert was handed over to the network. After three failures
-    /// in a row we advertise skew 240 so that peers preempt us, until three
-    /// sends in a row succeed (notes §5).
-    pub fn handle_send_result(&mut self, _now: Time, sent: bool) {
+    /// Whether `transmit` was handed over to the network. After three
+    /// advertisements in a row failed we advertise skew 240 so that peers
+    /// preempt us, until three in a row succeed (notes §5). Only adverts
+    /// count: a failed gratuitous ARP says nothing about whether peers hear
+    /// us, and must not make us advertise a poor skew.
+    pub fn handle_send_result(&mut self, _now: Time, transmit: &Transmit, sent: bool) {
+        if !matches!(transmit, Transmit::Advert(_)) {
+            return;
+        }
         if sent {
             self.send_successes = self.send_successes.saturating_add(1);
             if !self.degraded || self.send_successes >= SEND_ERROR_LIMIT {

@@ -71,6 +71,12 @@ fn configuration_is_validated() {
         ConfigError::UnspecifiedSource
     );
     assert!(Engine::new(config().with_interval(0, 1), Time::ZERO).is_ok());
+    // 255/255 is the leave advertisement: advertising it would hand over
+    // to every backup at every advert.
+    let leave = Engine::new(config().with_interval(255, 255), Time::ZERO).unwrap_err();
+    assert_eq!(leave, ConfigError::LeaveInterval);
+    assert!(Engine::new(config().with_interval(255, 254), Time::ZERO).is_ok());
+    assert!(Engine::new(config().with_interval(254, 255), Time::ZERO).is_ok());
 }
 
 #[test]
@@ -228,8 +234,9 @@ fn repeated_send_failures_degrade_the_advertised_skew() {
     let mut e = master(|c| c.with_interval(1, 10));
     let mut now = e.poll_timeout().unwrap();
     let mut skews = Vec::new();
+    let sent = Transmit::Advert(advert(1, 10, 1));
     for ok in [false, false, false, true, true, true, true] {
-        e.handle_send_result(now, ok);
+        e.handle_send_result(now, &sent, ok);
         e.handle_timeout(now);
         skews.push(sent_adverts(&drain(&mut e).1)[0].advskew);
         now = now + secs(1.0 + 10.0 / 256.0);
@@ -247,6 +254,20 @@ fn repeated_send_failures_degrade_the_advertised_skew() {
             10
         ]
     );
+}
+
+/// A gratuitous ARP that could not be sent says nothing about whether
+/// peers hear our adverts: it must not degrade the advertised skew.
+#[test]
+fn failed_gratuitous_arps_do_not_degrade_the_advertised_skew() {
+    let mut e = master(|c| c.with_interval(1, 10));
+    for _ in 0..5 {
+        e.handle_send_result(at(1.0), &Transmit::GratuitousArp, false);
+    }
+    assert!(!e.is_degraded());
+    let due = e.poll_timeout().unwrap();
+    e.handle_timeout(due);
+    assert_eq!(sent_adverts(&drain(&mut e).1)[0].advskew, 10);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use carp_engine::{Config, Hook, Transition};
-use carp_io::{Hooks, Node, NodeConfig, ScriptConfig, ScriptHooks};
+use carp_io::{HookDone, Hooks, Node, NodeConfig, ScriptConfig, ScriptHooks};
 use carp_proto::{Password, VirtualHostAuth};
 use nix::time::{clock_gettime, ClockId};
 
@@ -51,10 +51,21 @@ fn print_event(t: &Transition) {
 struct PrintingHooks(Option<ScriptHooks>);
 
 impl Hooks for PrintingHooks {
-    fn transition(&mut self, transition: &Transition) {
+    fn transition(&mut self, transition: &Transition, done: HookDone) {
         print_event(transition);
         if let Some(scripts) = &mut self.0 {
-            scripts.transition(transition);
+            // The scripts finish the action: the node waits for them.
+            scripts.transition(transition, done);
+        }
+    }
+    fn interrupt(&mut self) {
+        if let Some(scripts) = &mut self.0 {
+            scripts.interrupt();
+        }
+    }
+    fn abandon(&mut self) {
+        if let Some(scripts) = &mut self.0 {
+            scripts.abandon();
         }
     }
     fn finish(&mut self) {
@@ -87,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .transpose()?
             .unwrap_or(default))
     };
-    let mut engine = Config::new(auth, src, carp_io::random_u64())
+    let mut engine = Config::new(auth, src, carp_io::random_u64()?)
         .with_interval(parse_or("advbase", 1)? as u8, parse_or("advskew", 0)? as u8)
         .with_deadratio(parse_or("deadratio", 3)?)
         .with_preempt(args.contains_key("preempt"));
@@ -99,17 +110,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     config.broadcast = args.contains_key("broadcast");
 
-    let scripts = (args.contains_key("up") || args.contains_key("down")).then(|| {
-        ScriptHooks::new(ScriptConfig {
-            up: args.get("up").map(Into::into),
-            down: args.get("down").map(Into::into),
-            interface: iface.clone(),
-            vip: vip.to_string(),
-            xparam: args.get("xparam").cloned(),
-            timeout: Duration::from_secs(parse_or("script-timeout", 60).unwrap_or(60).into()),
-            vhid,
+    let scripts = (args.contains_key("up") || args.contains_key("down"))
+        .then(|| {
+            let scripts = ScriptConfig {
+                up: args.get("up").map(Into::into),
+                down: args.get("down").map(Into::into),
+                interface: iface.clone(),
+                vip: vip.to_string(),
+                xparam: args.get("xparam").cloned(),
+                timeout: Duration::from_secs(parse_or("script-timeout", 60).unwrap_or(60).into()),
+                vhid,
+            };
+            config.hook_wait = scripts.longest_wait();
+            ScriptHooks::new(scripts)
         })
-    });
+        .transpose()?;
     let node = Node::new(config, Box::new(PrintingHooks(scripts)))?;
     let handle = node.handle();
     std::thread::spawn(move || {

@@ -33,6 +33,9 @@ pub enum IoError {
     /// The interface went away while the node was running.
     #[error("interface {0:?} disappeared; the node stopped after running its down hook")]
     InterfaceGone(String),
+    /// The kernel gave no random bytes for the first counter.
+    #[error("no randomness from the kernel (getrandom): {0}")]
+    Random(String),
     /// The engine refused the configuration.
     #[error("invalid configuration: {0}")]
     Config(#[from] carp_engine::ConfigError),

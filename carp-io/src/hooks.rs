@@ -4,6 +4,18 @@
 //! thread, and must never be held up by it: an implementation hands work to
 //! another thread (as [`crate::ScriptHooks`] does) or does only quick,
 //! non-blocking things.
+//!
+//! Each call gets a [`HookDone`]: dropping it tells the node that the
+//! action has finished. The node uses that to keep UCARP's documented
+//! order without ever blocking: the gratuitous ARP after a takeover goes
+//! out once the up action has put the address in place, and the leave
+//! advertisement of a stopping master once the down action has removed it.
+//! Adverts themselves never wait.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use carp_engine::Transition;
 
@@ -11,18 +23,30 @@ use carp_engine::Transition;
 pub trait Hooks: Send {
     /// Called on the protocol thread for every transition, in order.
     /// `transition.hook` says whether to take (`Up`) or release (`Down`)
-    /// the address. Must not block.
-    fn transition(&mut self, transition: &Transition);
+    /// the address. Must not block. Drop `done` when the action has
+    /// finished (at once for a quick action, from a worker thread for a
+    /// slow one).
+    fn transition(&mut self, transition: &Transition, done: HookDone);
+
+    /// The node is stopping: cut short work that is running now (a script
+    /// is signalled) so that stopping does not wait for it. Work queued
+    /// afterwards, such as the down action of `--shutdown`, still runs.
+    fn interrupt(&mut self) {}
+
+    /// The node must stop at once (a second stop signal): kill whatever
+    /// runs and start nothing more.
+    fn abandon(&mut self) {}
 
     /// Called once when the node stops, after the last transition: may wait,
     /// bounded, for work still pending (a down script to finish).
     fn finish(&mut self) {}
 }
 
-/// Any closure is a hook.
+/// Any closure is a hook; it has finished when it returns.
 impl<F: FnMut(&Transition) + Send> Hooks for F {
-    fn transition(&mut self, transition: &Transition) {
-        self(transition)
+    fn transition(&mut self, transition: &Transition, done: HookDone) {
+        self(transition);
+        drop(done);
     }
 }
 
@@ -31,5 +55,41 @@ impl<F: FnMut(&Transition) + Send> Hooks for F {
 pub struct NoHooks;
 
 impl Hooks for NoHooks {
-    fn transition(&mut self, _: &Transition) {}
+    fn transition(&mut self, _: &Transition, _: HookDone) {}
+}
+
+/// Dropped when a transition's action has finished; wakes the node.
+#[derive(Debug)]
+pub struct HookDone {
+    finished: Arc<AtomicBool>,
+    waker: Option<Arc<UnixStream>>,
+}
+
+impl HookDone {
+    /// A token and the flag it sets when dropped; `waker` (if any) gets a
+    /// byte so a sleeping node looks at the flag.
+    pub(crate) fn new(waker: Option<Arc<UnixStream>>) -> (HookDone, Arc<AtomicBool>) {
+        let finished = Arc::new(AtomicBool::new(false));
+        let done = HookDone {
+            finished: Arc::clone(&finished),
+            waker,
+        };
+        (done, finished)
+    }
+
+    /// A token and the flag it sets, for hooks driven outside a node (an
+    /// embedder's own loop, tests).
+    pub fn pair() -> (HookDone, Arc<AtomicBool>) {
+        HookDone::new(None)
+    }
+}
+
+impl Drop for HookDone {
+    fn drop(&mut self) {
+        self.finished.store(true, Ordering::Release);
+        if let Some(waker) = &self.waker {
+            // A full socket buffer already holds a wake-up: nothing lost.
+            let _ = (&**waker).write(&[1]);
+        }
+    }
 }

@@ -67,13 +67,31 @@ fn is_running(flags: InterfaceFlags) -> bool {
     flags.contains(InterfaceFlags::IFF_UP) && flags.contains(InterfaceFlags::IFF_RUNNING)
 }
 
-/// Carrier state of `name`: `Some(true)` up and running, `Some(false)` down
-/// or without carrier, `None` if the interface no longer exists.
-pub fn link_state(name: &str) -> Option<bool> {
-    let entries = getifaddrs().ok()?;
-    let mut state = None;
+/// What a re-check sees of an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// Kernel index: a deleted and re-created interface has a new one.
+    pub index: u32,
+    /// Up and with carrier.
+    pub running: bool,
+}
+
+/// The state of `name` now: `Ok(None)` if no such interface exists, `Err`
+/// if the kernel could not be asked (a transient failure, not "gone").
+pub fn link_status(name: &str) -> std::io::Result<Option<LinkStatus>> {
+    let entries = getifaddrs()?;
+    let mut status = None;
     for entry in entries.filter(|e| e.interface_name == name) {
-        state = Some(is_running(entry.flags));
+        let index = entry
+            .address
+            .as_ref()
+            .and_then(|a| a.as_link_addr())
+            .map(|link| link.ifindex() as u32);
+        let previous: Option<LinkStatus> = status;
+        status = Some(LinkStatus {
+            index: index.or(previous.map(|s| s.index)).unwrap_or(0),
+            running: is_running(entry.flags),
+        });
     }
-    state
+    Ok(status)
 }

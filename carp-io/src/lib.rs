@@ -10,7 +10,7 @@
 //!
 //! let vip = Ipv4Addr::new(10, 1, 1, 252);
 //! let auth = VirtualHostAuth::new(&Password::new(b"love")?, 42, &[IpAddr::V4(vip)])?;
-//! let engine = Config::new(auth, Ipv4Addr::new(10, 1, 1, 1), carp_io::random_u64());
+//! let engine = Config::new(auth, Ipv4Addr::new(10, 1, 1, 1), carp_io::random_u64()?);
 //! let hooks = move |t: &Transition| match t.hook {
 //!     Some(Hook::Up) => println!("take {vip}"),
 //!     Some(Hook::Down) => println!("release {vip}"),
@@ -36,20 +36,14 @@ pub mod socket;
 
 pub use counters::{CounterSnapshot, Counters};
 pub use error::IoError;
-pub use hooks::{Hooks, NoHooks};
+pub use hooks::{HookDone, Hooks, NoHooks};
 pub use node::{Node, NodeConfig, NodeHandle};
-pub use script::{ScriptConfig, ScriptHooks};
+pub use script::{ScriptConfig, ScriptHooks, KILL_GRACE};
 
-/// 64 random bits from the kernel, for the engine's first counter.
-pub fn random_u64() -> u64 {
-    use std::io::Read;
-    let mut bytes = [0u8; 8];
-    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
-        Ok(()) => u64::from_ne_bytes(bytes),
-        // Without /dev/urandom, the clock is the best we have: the counter
-        // only has to differ between restarts.
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x5eed, |d| d.as_nanos() as u64),
-    }
+/// 64 random bits from the kernel's `getrandom(2)`, for the engine's first
+/// counter. No file to open (a chroot or a sandbox without `/dev/urandom`
+/// still works) and no silent fallback: if the kernel has no randomness to
+/// give, the node does not start.
+pub fn random_u64() -> Result<u64, IoError> {
+    getrandom::u64().map_err(|e| IoError::Random(e.to_string()))
 }

@@ -28,6 +28,8 @@ const IFI_INDEX_AT: usize = NLMSG_HEADER_LEN + 4;
 #[derive(Debug)]
 pub struct LinkMonitor {
     socket: OwnedFd,
+    /// The interface we care about; 0 while it is gone, when any link
+    /// message may be its return under a new index.
     index: u32,
 }
 
@@ -45,6 +47,12 @@ impl LinkMonitor {
             &NetlinkAddr::new(0, RTMGRP_LINK),
         )?;
         Ok(LinkMonitor { socket, index })
+    }
+
+    /// Follows another interface index (0: any), after the interface was
+    /// re-created or while it is gone.
+    pub fn watch(&mut self, index: u32) {
+        self.index = index;
     }
 
     /// Drains pending notifications. Returns whether our interface may have
@@ -83,6 +91,9 @@ fn mentions(mut messages: &[u8], index: u32) -> bool {
         let kind = u16::from_ne_bytes([messages[4], messages[5]]);
         if len < NLMSG_HEADER_LEN || len > messages.len() {
             return false;
+        }
+        if (kind == RTM_NEWLINK || kind == RTM_DELLINK) && len >= IFI_INDEX_AT + 4 && index == 0 {
+            return true;
         }
         if (kind == RTM_NEWLINK || kind == RTM_DELLINK) && len >= IFI_INDEX_AT + 4 {
             let at = IFI_INDEX_AT;
@@ -129,6 +140,10 @@ mod tests {
         assert!(!mentions(&link_message(20, 3), 3));
         assert!(!mentions(&datagram[..20], 3));
         assert!(!mentions(&[], 3));
+        // Index 0: any link message counts (our interface is gone and may
+        // come back under a new index).
+        assert!(mentions(&datagram, 0));
+        assert!(!mentions(&link_message(20, 3), 0));
     }
 
     #[test]

@@ -5,11 +5,12 @@ use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use carp_engine::{Engine, Transition, Transmit};
+use carp_engine::{Engine, Hook, State, Transition, Transmit, LEAVE_ADVBASE, LEAVE_ADVSKEW};
 use carp_proto::arp::GratuitousArp;
 use carp_proto::datagram::{AdvertDatagram, AdvertFrame};
 use carp_proto::ethernet::MacAddr;
@@ -20,11 +21,11 @@ use nix::sys::time::TimeSpec;
 
 use crate::clock::Clock;
 use crate::counters::{CounterSnapshot, Counters};
-use crate::iface::{self, InterfaceInfo};
+use crate::iface::{self, InterfaceInfo, LinkStatus};
 use crate::link::LinkMonitor;
-use crate::ratelimit::RejectLog;
+use crate::ratelimit::RateLimitedLog;
 use crate::socket::{AdvertReceiver, FrameSender};
-use crate::{Hooks, IoError};
+use crate::{HookDone, Hooks, IoError, NoHooks};
 
 /// Where and how a node runs.
 #[derive(Debug, Clone)]
@@ -43,13 +44,21 @@ pub struct NodeConfig {
     /// engine ignores link state). Netlink announces changes at once; this
     /// is a safety net. Without netlink, carrier is polled every 100 ms.
     pub link_recheck: Duration,
-    /// At most one summary line per rejection cause per period.
+    /// At most one summary line per rejection cause (and per kind of link
+    /// event) per period.
     pub reject_log_period: Duration,
+    /// How long the gratuitous ARP after a takeover waits for the up hook,
+    /// and a stopping master's leave advertisement for the down hook,
+    /// before going out anyway. Set it to the hooks' own bound (for
+    /// scripts, [`crate::ScriptConfig::longest_wait`]).
+    pub hook_wait: Duration,
 }
 
 impl NodeConfig {
     /// Defaults: group 224.0.0.18, multicast, carrier followed by netlink
-    /// and re-read every 5 s, rejected packets summarised once a minute.
+    /// and re-read every 5 s, rejected packets summarised once a minute,
+    /// hooks waited for at most 62 s (a script's default 60 s timeout and
+    /// the kill grace, twice).
     pub fn new(interface: &str, vip: Ipv4Addr, engine: carp_engine::Config) -> NodeConfig {
         NodeConfig {
             interface: interface.to_string(),
@@ -59,6 +68,7 @@ impl NodeConfig {
             engine,
             link_recheck: Duration::from_secs(5),
             reject_log_period: Duration::from_secs(60),
+            hook_wait: Duration::from_secs(62),
         }
     }
 }
@@ -98,9 +108,11 @@ impl NodeHandle {
         self.send(Command::StepDown);
     }
 
-    /// Stops the node: a master sends the leave advertisement; the down hook
-    /// runs only if `run_down_hook` (UCARP `--shutdown`). [`Node::run`]
-    /// returns once queued hooks have finished.
+    /// Stops the node: a running hook is interrupted, the down hook runs if
+    /// `run_down_hook` (UCARP `--shutdown`) and, once it has finished, a
+    /// master sends the leave advertisement. [`Node::run`] then returns.
+    /// Asked a second time while stopping, the node stops at once: hooks
+    /// are abandoned (scripts killed) and a pending leave advert goes out.
     pub fn shutdown(&self, run_down_hook: bool) {
         self.send(Command::Shutdown { run_down_hook });
     }
@@ -116,12 +128,57 @@ impl NodeHandle {
     }
 }
 
-/// A node ready to run.
-pub struct Node {
-    config: NodeConfig,
+/// The sockets bound to the interface: re-opened together when the
+/// interface is re-created under a new index.
+struct Sockets {
     info: InterfaceInfo,
     receiver: AdvertReceiver,
     sender: FrameSender,
+}
+
+impl Sockets {
+    fn open(interface: &str, group: Ipv4Addr) -> Result<Sockets, IoError> {
+        let info = InterfaceInfo::lookup(interface)?;
+        let receiver = AdvertReceiver::open(&info.name, info.index, group)?;
+        let sender = FrameSender::open(&info.name, info.index)?;
+        Ok(Sockets {
+            info,
+            receiver,
+            sender,
+        })
+    }
+}
+
+/// The most recent transition's hook while its action runs.
+struct InFlight {
+    hook: Hook,
+    finished: Arc<AtomicBool>,
+    /// Past this, what waits for it goes out anyway.
+    deadline: Instant,
+}
+
+/// Transmits that wait for a hook (UCARP's order): the gratuitous ARP for
+/// the up action, the leave advertisement for the down action.
+#[derive(Default)]
+struct Held {
+    arp: bool,
+    leave: Option<AdvertRepr>,
+}
+
+/// Where the node is in stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    No,
+    /// Shut down; waiting for the down hook and the leave advert.
+    Graceful,
+    /// Told twice: leave now.
+    Forced,
+}
+
+/// A node ready to run.
+pub struct Node {
+    config: NodeConfig,
+    sockets: Sockets,
     link: Option<LinkMonitor>,
     filter: ReceiveFilter,
     hooks: Box<dyn Hooks>,
@@ -129,8 +186,16 @@ pub struct Node {
     commands: Receiver<Command>,
     waker: UnixStream,
     handle: NodeHandle,
-    reject_log: RejectLog,
+    reject_log: RateLimitedLog,
+    event_log: RateLimitedLog,
     ip_ident: u16,
+    in_flight: Option<InFlight>,
+    held: Held,
+    stopping: Stopping,
+    /// Carrier as last reported to the engine.
+    link_up: bool,
+    /// The interface is gone (only kept running with `ignore_link_state`).
+    gone: bool,
 }
 
 /// Datagrams read per wake-up before timers get a turn, so a flood cannot
@@ -143,35 +208,38 @@ const RECHECK_GUARD: Duration = Duration::from_millis(10);
 const LINK_POLL_WITHOUT_NETLINK: Duration = Duration::from_millis(100);
 
 impl Node {
-    /// Opens the sockets on the interface. Needs CAP_NET_RAW.
+    /// Opens the sockets on the interface and runs `hooks` on transitions.
+    /// Needs CAP_NET_RAW.
     pub fn new(config: NodeConfig, hooks: Box<dyn Hooks>) -> Result<Node, IoError> {
+        let mut node = Node::open(config)?;
+        node.set_hooks(hooks);
+        Ok(node)
+    }
+
+    /// Opens the sockets, with no hooks yet. For a daemon that must fail
+    /// before it detaches: open everything that can fail, daemonize, then
+    /// start the hooks' threads and [`Node::set_hooks`].
+    pub fn open(config: NodeConfig) -> Result<Node, IoError> {
         config.engine.validate()?;
-        let info = InterfaceInfo::lookup(&config.interface)?;
-        let receiver = AdvertReceiver::open(&info.name, info.index, config.group)?;
-        let sender = FrameSender::open(&info.name, info.index)?;
-        let link = if config.engine.ignore_link_state {
-            None
-        } else {
-            LinkMonitor::open(info.index)
-                .map_err(|e| {
-                    warn!(
-                        "vhid {}: no netlink link notifications ({e}); polling carrier every {:?}",
-                        config.engine.vhid(),
-                        LINK_POLL_WITHOUT_NETLINK
-                    )
-                })
-                .ok()
-        };
+        let sockets = Sockets::open(&config.interface, config.group)?;
+        let vhid = config.engine.vhid();
+        let link = LinkMonitor::open(sockets.info.index)
+            .map_err(|e| {
+                warn!(
+                    "vhid {vhid}: no netlink link notifications ({e}); polling the interface every {:?}",
+                    LINK_POLL_WITHOUT_NETLINK
+                )
+            })
+            .ok();
         let filter = ReceiveFilter {
             own_addr: config.engine.src_addr,
             group: config.group,
             auth: config.engine.auth.clone(),
         };
-        let (waker, wake_end) = UnixStream::pair()
-            .map_err(|e| IoError::socket("creating the control socket", &info.name, e))?;
+        let control = |e| IoError::socket("creating the control socket", &config.interface, e);
+        let (waker, wake_end) = UnixStream::pair().map_err(control)?;
         for end in [&waker, &wake_end] {
-            end.set_nonblocking(true)
-                .map_err(|e| IoError::socket("creating the control socket", &info.name, e))?;
+            end.set_nonblocking(true).map_err(control)?;
         }
         let (commands_tx, commands) = mpsc::channel();
         let counters = Arc::new(Counters::default());
@@ -180,22 +248,30 @@ impl Node {
             waker: Arc::new(wake_end),
             counters: Arc::clone(&counters),
         };
-        let vhid = config.engine.vhid();
         Ok(Node {
-            reject_log: RejectLog::new(vhid, config.reject_log_period),
+            reject_log: RateLimitedLog::rejections(vhid, config.reject_log_period),
+            event_log: RateLimitedLog::events(vhid, config.reject_log_period),
             ip_ident: config.engine.initial_counter as u16 | 1,
+            link_up: sockets.info.running,
             config,
-            info,
-            receiver,
-            sender,
+            sockets,
             link,
             filter,
-            hooks,
+            hooks: Box::new(NoHooks),
             counters,
             commands,
             waker,
             handle,
+            in_flight: None,
+            held: Held::default(),
+            stopping: Stopping::No,
+            gone: false,
         })
+    }
+
+    /// Replaces the transition hooks (before [`Node::run`]).
+    pub fn set_hooks(&mut self, hooks: Box<dyn Hooks>) {
+        self.hooks = hooks;
     }
 
     /// A handle to control the node once it runs.
@@ -205,7 +281,11 @@ impl Node {
 
     /// The interface as found at start.
     pub fn interface(&self) -> &InterfaceInfo {
-        &self.info
+        &self.sockets.info
+    }
+
+    fn vhid(&self) -> u8 {
+        self.config.engine.vhid()
     }
 
     /// Runs the protocol until shut down (`Ok`) or the interface vanishes.
@@ -217,11 +297,12 @@ impl Node {
         }
         let clock = Clock::start();
         let mut engine = Engine::new(self.config.engine.clone(), clock.now())?;
+        let info = &self.sockets.info;
         info!(
             "vhid {}: starting on {} ({}) from {}, virtual address {}, group {}{}",
-            self.config.engine.vhid(),
-            self.info.name,
-            self.info.mac,
+            self.vhid(),
+            info.name,
+            info.mac,
             self.config.engine.src_addr,
             self.config.vip,
             self.config.group,
@@ -231,28 +312,30 @@ impl Node {
                 ""
             }
         );
-        let mut link_up = self.info.running;
-        if !link_up {
+        if !self.link_up && !self.config.engine.ignore_link_state {
             warn!(
                 "vhid {}: {} has no carrier; waiting for it",
-                engine.config().vhid(),
-                self.info.name
+                self.vhid(),
+                info.name
             );
             engine.handle_link_change(clock.now(), false);
         }
-        // Check at once: a change between the lookup in `new` and the
+        // Check at once: a change between the lookup in `open` and the
         // netlink subscription would otherwise wait for the re-check.
         let mut next_link_check = Instant::now();
         let mut buf = [0u8; 2048];
         let result = loop {
             self.drain(&mut engine, &clock);
-            if engine.state() == carp_engine::State::Init {
+            self.release_held(&mut engine, &clock);
+            if self.stopping == Stopping::Forced
+                || (engine.state() == State::Init && self.held.leave.is_none())
+            {
                 break Ok(());
             }
             let now = Instant::now();
             self.reject_log.flush(now);
-            let watching_link = !engine.config().ignore_link_state;
-            let woke = self.wait(&engine, &clock, watching_link.then_some(next_link_check));
+            self.event_log.flush(now);
+            let woke = self.wait(&engine, &clock, next_link_check);
             if woke.advert {
                 self.read_adverts(&mut engine, &clock, &mut buf);
             }
@@ -266,7 +349,7 @@ impl Node {
                 self.drain(&mut engine, &clock);
             }
             let link_changed = woke.link && self.link.as_ref().is_some_and(LinkMonitor::changed);
-            let recheck_due = watching_link && Instant::now() >= next_link_check;
+            let recheck_due = Instant::now() >= next_link_check;
             let timer_soon = engine
                 .poll_timeout()
                 .map(|due| clock.until(due))
@@ -276,7 +359,7 @@ impl Node {
                 next_link_check = Instant::now() + left + Duration::from_millis(1);
             } else if link_changed || recheck_due {
                 next_link_check = Instant::now() + self.link_check_interval();
-                if let Err(gone) = self.check_link(&mut engine, &clock, &mut link_up) {
+                if let Err(gone) = self.check_link(&mut engine, &clock) {
                     break Err(gone);
                 }
             }
@@ -293,51 +376,99 @@ impl Node {
         }
     }
 
-    /// Re-reads carrier and tells the engine about a change. `Err` when the
-    /// interface is gone: the engine has then been shut down (down hook).
-    fn check_link(
-        &mut self,
-        engine: &mut Engine,
-        clock: &Clock,
-        link_up: &mut bool,
-    ) -> Result<(), IoError> {
-        let vhid = engine.config().vhid();
-        match iface::link_state(&self.info.name) {
-            None => {
-                error!("vhid {vhid}: interface {} disappeared", self.info.name);
-                engine.handle_link_change(clock.now(), false);
-                engine.shutdown(clock.now(), true);
-                self.drain(engine, clock);
-                Err(IoError::InterfaceGone(self.info.name.clone()))
+    /// Re-reads the interface: carrier changes go to the engine (unless it
+    /// ignores link state), a new index (deleted and re-created) re-opens
+    /// the sockets, and a failure to read is only retried later. `Err` when
+    /// the interface is gone and link state is followed: the engine has
+    /// then been shut down (down hook).
+    fn check_link(&mut self, engine: &mut Engine, clock: &Clock) -> Result<(), IoError> {
+        let name = self.sockets.info.name.clone();
+        let now = Instant::now();
+        let status = match iface::link_status(&name) {
+            Ok(status) => status,
+            Err(e) => {
+                self.event_log.record(now, "interface_unreadable", || {
+                    format!("cannot read the state of {name} ({e}); trying again")
+                });
+                return Ok(());
             }
-            Some(up) if up != *link_up => {
-                *link_up = up;
-                let what = if up { "is back" } else { "lost carrier" };
-                warn!("vhid {vhid}: link on {} {what}", self.info.name);
-                engine.handle_link_change(clock.now(), up);
-                Ok(())
+        };
+        let Some(LinkStatus { index, running }) = status else {
+            return self.interface_gone(engine, clock);
+        };
+        if self.gone || index != self.sockets.info.index {
+            self.reopen(index);
+        }
+        if running != self.link_up && !self.config.engine.ignore_link_state {
+            self.link_up = running;
+            let what = if running { "is back" } else { "lost carrier" };
+            let label = if running { "link_up" } else { "link_down" };
+            self.event_log
+                .record(now, label, || format!("link on {name} {what}"));
+            engine.handle_link_change(clock.now(), running);
+        }
+        Ok(())
+    }
+
+    fn interface_gone(&mut self, engine: &mut Engine, clock: &Clock) -> Result<(), IoError> {
+        let name = self.sockets.info.name.clone();
+        if !self.config.engine.ignore_link_state {
+            error!("vhid {}: interface {name} disappeared", self.vhid());
+            engine.handle_link_change(clock.now(), false);
+            engine.shutdown(clock.now(), true);
+            self.drain(engine, clock);
+            return Err(IoError::InterfaceGone(name));
+        }
+        if !self.gone {
+            self.gone = true;
+            if let Some(link) = &mut self.link {
+                link.watch(0);
             }
-            Some(_) => Ok(()),
+        }
+        self.event_log.record(Instant::now(), "interface_gone", || {
+            format!("interface {name} is gone; waiting for it to return (link state ignored)")
+        });
+        Ok(())
+    }
+
+    /// The interface came back under a new index: open new sockets on it.
+    fn reopen(&mut self, index: u32) {
+        let name = self.sockets.info.name.clone();
+        match Sockets::open(&name, self.config.group) {
+            Ok(sockets) => {
+                warn!(
+                    "vhid {}: interface {name} was re-created (index {} -> {index}); sockets re-opened",
+                    self.vhid(),
+                    self.sockets.info.index
+                );
+                self.sockets = sockets;
+                self.gone = false;
+                if let Some(link) = &mut self.link {
+                    link.watch(self.sockets.info.index);
+                }
+            }
+            Err(e) => self.event_log.record(Instant::now(), "reopen_failed", || {
+                format!("interface {name} is back (index {index}) but its sockets cannot be opened: {e}; trying again")
+            }),
         }
     }
 
     /// Sleeps until a datagram, a command, a link notification, or the next
-    /// deadline (engine timer, link re-check, log summary).
-    fn wait(&self, engine: &Engine, clock: &Clock, next_link_check: Option<Instant>) -> Woke {
+    /// deadline (engine timer, link re-check, log summary, hook wait).
+    fn wait(&self, engine: &Engine, clock: &Clock, next_link_check: Instant) -> Woke {
         let now = Instant::now();
-        let mut deadlines = vec![];
+        let mut deadlines = vec![next_link_check.saturating_duration_since(now)];
         if let Some(due) = engine.poll_timeout() {
             deadlines.push(clock.until(due));
         }
-        if let Some(check) = next_link_check {
-            deadlines.push(check.saturating_duration_since(now));
-        }
-        if let Some(flush) = self.reject_log.next_flush() {
-            deadlines.push(flush.saturating_duration_since(now));
+        let flushes = [self.reject_log.next_flush(), self.event_log.next_flush()];
+        let hook = self.in_flight.as_ref().map(|f| f.deadline);
+        for at in flushes.into_iter().chain([hook]).flatten() {
+            deadlines.push(at.saturating_duration_since(now));
         }
         let timeout = deadlines.into_iter().min().map(TimeSpec::from_duration);
         let mut fds = vec![
-            PollFd::new(self.receiver.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.sockets.receiver.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.waker.as_fd(), PollFlags::POLLIN),
         ];
         if let Some(link) = &self.link {
@@ -345,7 +476,7 @@ impl Node {
         }
         if let Err(e) = ppoll(&mut fds, timeout, None) {
             if e != nix::errno::Errno::EINTR {
-                error!("vhid {}: poll failed: {e}", engine.config().vhid());
+                error!("vhid {}: poll failed: {e}", self.vhid());
             }
             return Woke::default();
         }
@@ -360,11 +491,11 @@ impl Node {
 
     fn read_adverts(&mut self, engine: &mut Engine, clock: &Clock, buf: &mut [u8]) {
         for _ in 0..READ_BATCH {
-            let bytes = match self.receiver.recv(buf) {
+            let bytes = match self.sockets.receiver.recv(buf) {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) => return,
                 Err(e) => {
-                    error!("vhid {}: receive failed: {e}", engine.config().vhid());
+                    error!("vhid {}: receive failed: {e}", self.vhid());
                     return;
                 }
             };
@@ -409,16 +540,40 @@ impl Node {
             match command {
                 Command::StepDown => {
                     if !engine.step_down(clock.now()) {
-                        info!(
-                            "vhid {}: asked to step down, but not master",
-                            engine.config().vhid()
-                        );
+                        info!("vhid {}: asked to step down, but not master", self.vhid());
                     }
                 }
-                Command::Shutdown { run_down_hook } => engine.shutdown(clock.now(), run_down_hook),
+                Command::Shutdown { run_down_hook } => {
+                    self.shut_down(engine, clock, run_down_hook);
+                }
                 Command::LogStatus => self.log_status(engine),
             }
             self.drain(engine, clock);
+        }
+    }
+
+    /// First request: interrupt what runs, then leave the election (the
+    /// leave advert waits for the down hook). Second: stop now.
+    fn shut_down(&mut self, engine: &mut Engine, clock: &Clock, run_down_hook: bool) {
+        match self.stopping {
+            Stopping::No => {
+                self.stopping = Stopping::Graceful;
+                // Before the shutdown transition queues its own down hook,
+                // which must still run.
+                self.hooks.interrupt();
+                engine.shutdown(clock.now(), run_down_hook);
+            }
+            Stopping::Graceful | Stopping::Forced => {
+                warn!(
+                    "vhid {}: asked again to stop: killing running scripts and leaving now",
+                    self.vhid()
+                );
+                self.stopping = Stopping::Forced;
+                self.hooks.abandon();
+                if let Some(leave) = self.held.leave.take() {
+                    self.send(engine, clock, &Transmit::Advert(leave));
+                }
+            }
         }
     }
 
@@ -428,8 +583,8 @@ impl Node {
         info!(
             "{} on {} id {}: accepted {} sent {} send-errors {} arps {} transitions {} rejected [{}]",
             engine.state(),
-            self.info.name,
-            engine.config().vhid(),
+            self.sockets.info.name,
+            self.vhid(),
             c.accepted,
             c.sent,
             c.send_errors,
@@ -440,16 +595,62 @@ impl Node {
     }
 
     /// Acts on everything the engine has queued: transitions, then frames.
+    /// A gratuitous ARP waits for a running up hook and a leave advert for
+    /// a running down hook ([`Node::release_held`] sends them).
     fn drain(&mut self, engine: &mut Engine, clock: &Clock) {
         while let Some(transition) = engine.poll_event() {
             self.on_transition(&transition);
         }
         while let Some(transmit) = engine.poll_transmit() {
-            let sent = match transmit {
-                Transmit::Advert(advert) => self.send_advert(&advert),
-                Transmit::GratuitousArp => self.send_arp(),
-            };
-            engine.handle_send_result(clock.now(), sent);
+            match transmit {
+                Transmit::GratuitousArp if self.waiting_for(Hook::Up) => self.held.arp = true,
+                Transmit::Advert(advert) if is_leave(&advert) && self.waiting_for(Hook::Down) => {
+                    self.held.leave = Some(advert)
+                }
+                _ => self.send(engine, clock, &transmit),
+            }
+        }
+    }
+
+    fn send(&mut self, engine: &mut Engine, clock: &Clock, transmit: &Transmit) {
+        let sent = match transmit {
+            Transmit::Advert(advert) => self.send_advert(advert),
+            Transmit::GratuitousArp => self.send_arp(),
+        };
+        engine.handle_send_result(clock.now(), transmit, sent);
+    }
+
+    /// Whether the latest transition's `hook` action is still running.
+    fn waiting_for(&self, hook: Hook) -> bool {
+        self.in_flight
+            .as_ref()
+            .is_some_and(|f| f.hook == hook && !f.finished.load(Ordering::Acquire))
+    }
+
+    /// Sends what waited for a hook once it has finished, or once
+    /// `hook_wait` has passed. A held ARP goes out only if still master.
+    fn release_held(&mut self, engine: &mut Engine, clock: &Clock) {
+        let Some(flight) = &self.in_flight else {
+            return;
+        };
+        let finished = flight.finished.load(Ordering::Acquire);
+        if !finished && Instant::now() < flight.deadline {
+            return;
+        }
+        if !finished && (self.held.arp || self.held.leave.is_some()) {
+            warn!(
+                "vhid {}: {:?} hook still running after {:.0}s; not waiting for it any longer",
+                self.vhid(),
+                flight.hook,
+                self.config.hook_wait.as_secs_f64()
+            );
+        }
+        self.in_flight = None;
+        if std::mem::take(&mut self.held.arp) && engine.state() == State::Master {
+            self.send(engine, clock, &Transmit::GratuitousArp);
+        }
+        if let Some(leave) = self.held.leave.take() {
+            self.send(engine, clock, &Transmit::Advert(leave));
         }
     }
 
@@ -458,17 +659,25 @@ impl Node {
         warn!(
             "Switching to state: {} (vhid {} on {}: {})",
             transition.to,
-            self.config.engine.vhid(),
-            self.info.name,
+            self.vhid(),
+            self.sockets.info.name,
             transition.reason
         );
-        self.hooks.transition(transition);
+        let (done, finished) = HookDone::new(Some(Arc::clone(&self.handle.waker)));
+        self.hooks.transition(transition, done);
+        if let Some(hook) = transition.hook {
+            self.in_flight = Some(InFlight {
+                hook,
+                finished,
+                deadline: Instant::now() + self.config.hook_wait,
+            });
+        }
     }
 
     fn send_advert(&mut self, advert: &AdvertRepr) -> bool {
         self.ip_ident = self.ip_ident.wrapping_mul(25173).wrapping_add(13849);
         let frame = AdvertFrame {
-            eth_src: self.info.mac,
+            eth_src: self.sockets.info.mac,
             eth_dst: if self.config.broadcast {
                 MacAddr::BROADCAST
             } else {
@@ -481,11 +690,12 @@ impl Node {
                 advert: *advert,
             },
         };
-        let result = self.sender.send(&frame.to_bytes());
+        let result = self.sockets.sender.send(&frame.to_bytes());
         self.counters.sent(result.is_ok());
         if let Err(e) = &result {
+            let name = &self.sockets.info.name;
             self.reject_log.record(Instant::now(), "send_error", || {
-                format!("sending an advertisement on {} failed: {e}", self.info.name)
+                format!("sending an advertisement on {name} failed: {e}")
             });
         }
         result.is_ok()
@@ -493,28 +703,32 @@ impl Node {
 
     fn send_arp(&mut self) -> bool {
         let frame = GratuitousArp {
-            mac: self.info.mac,
+            mac: self.sockets.info.mac,
             ip: self.config.vip,
         }
         .to_frame();
-        match self.sender.send(&frame) {
+        match self.sockets.sender.send(&frame) {
             Ok(()) => {
                 self.counters.arp_sent();
                 debug!(
                     "vhid {}: gratuitous ARP for {}",
-                    self.config.engine.vhid(),
+                    self.vhid(),
                     self.config.vip
                 );
                 true
             }
             Err(e) => {
-                warn!(
-                    "vhid {}: gratuitous ARP on {} failed: {e}",
-                    self.config.engine.vhid(),
-                    self.info.name
-                );
+                let name = &self.sockets.info.name;
+                self.event_log.record(Instant::now(), "arp_error", || {
+                    format!("gratuitous ARP on {name} failed: {e}")
+                });
                 false
             }
         }
     }
+}
+
+/// The advert a leaving master sends.
+fn is_leave(advert: &AdvertRepr) -> bool {
+    (advert.advbase, advert.advskew) == (LEAVE_ADVBASE, LEAVE_ADVSKEW)
 }

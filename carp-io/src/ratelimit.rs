@@ -1,6 +1,7 @@
-//! Logging of rejected packets that a flood cannot turn into a flood of
-//! log lines: the first packet of each cause is logged in full, later ones
-//! are counted and summarised at most once per period per cause.
+//! Logging that a flood cannot turn into a flood of log lines: rejected
+//! packets, failed sends, link flaps. The first event of each label is
+//! logged in full, later ones are counted and summarised at most once per
+//! period per label; an event after a quiet period is logged in full again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,40 +11,64 @@ use log::warn;
 struct Cause {
     /// Suppressed since the last line.
     suppressed: u64,
-    /// When the last line for this cause was written.
+    /// When the last line for this label was written.
     last_line: Instant,
-    /// Detail of the last suppressed packet, for the summary.
+    /// Detail of the last suppressed event, for the summary.
     last_detail: String,
 }
 
-/// Per-cause rate limiter for warnings about bad packets.
-pub struct RejectLog {
+/// How lines read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `rejected packet (bad_ttl): …` / `N more packets rejected (bad_ttl)`.
+    Rejections,
+    /// `<detail>` / `N more <label> events`.
+    Events,
+}
+
+/// Per-label rate limiter for warnings.
+pub struct RateLimitedLog {
     vhid: u8,
     period: Duration,
+    kind: Kind,
     causes: BTreeMap<&'static str, Cause>,
 }
 
-impl RejectLog {
-    /// At most one line per cause per `period` after the first.
-    pub fn new(vhid: u8, period: Duration) -> RejectLog {
-        RejectLog {
+impl RateLimitedLog {
+    /// For rejected packets: at most one line per cause per `period` after
+    /// the first.
+    pub fn rejections(vhid: u8, period: Duration) -> RateLimitedLog {
+        RateLimitedLog::new(vhid, period, Kind::Rejections)
+    }
+
+    /// For events such as link changes, logged as their detail says.
+    pub fn events(vhid: u8, period: Duration) -> RateLimitedLog {
+        RateLimitedLog::new(vhid, period, Kind::Events)
+    }
+
+    fn new(vhid: u8, period: Duration, kind: Kind) -> RateLimitedLog {
+        RateLimitedLog {
             vhid,
             period,
+            kind,
             causes: BTreeMap::new(),
         }
     }
 
-    /// Records one rejected packet; `detail` is only formatted when logged
-    /// or kept for a summary. Summaries are written by [`RejectLog::flush`],
-    /// which the node calls once per wake-up, not once per packet.
+    /// Records one event; `detail` is only formatted when logged or kept for
+    /// a summary. Summaries are written by [`RateLimitedLog::flush`], which
+    /// the node calls once per wake-up, not once per event.
     pub fn record(&mut self, now: Instant, label: &'static str, detail: impl FnOnce() -> String) {
+        let period = self.period;
         match self.causes.get_mut(label) {
-            None => {
-                warn!(
-                    "vhid {}: rejected packet ({label}): {}",
-                    self.vhid,
-                    detail()
-                );
+            Some(cause) if cause.suppressed > 0 || now - cause.last_line < period => {
+                cause.suppressed += 1;
+                if cause.suppressed == 1 || now - cause.last_line >= period {
+                    cause.last_detail = detail();
+                }
+            }
+            _ => {
+                self.line(label, &detail());
                 self.causes.insert(
                     label,
                     Cause {
@@ -53,12 +78,13 @@ impl RejectLog {
                     },
                 );
             }
-            Some(cause) => {
-                cause.suppressed += 1;
-                if cause.suppressed == 1 || now - cause.last_line >= self.period {
-                    cause.last_detail = detail();
-                }
-            }
+        }
+    }
+
+    fn line(&self, label: &str, detail: &str) {
+        match self.kind {
+            Kind::Rejections => warn!("vhid {}: rejected packet ({label}): {detail}", self.vhid),
+            Kind::Events => warn!("vhid {}: {detail}", self.vhid),
         }
     }
 
@@ -66,20 +92,25 @@ impl RejectLog {
     pub fn flush(&mut self, now: Instant) {
         for (label, cause) in &mut self.causes {
             if cause.suppressed > 0 && now - cause.last_line >= self.period {
-                warn!(
-                    "vhid {}: {} more packets rejected ({label}) in the last {:.0}s; latest: {}",
-                    self.vhid,
-                    cause.suppressed,
-                    (now - cause.last_line).as_secs_f64(),
-                    cause.last_detail
-                );
+                let (n, secs) = (cause.suppressed, (now - cause.last_line).as_secs_f64());
+                let latest = &cause.last_detail;
+                match self.kind {
+                    Kind::Rejections => warn!(
+                        "vhid {}: {n} more packets rejected ({label}) in the last {secs:.0}s; latest: {latest}",
+                        self.vhid
+                    ),
+                    Kind::Events => warn!(
+                        "vhid {}: {n} more {label} events in the last {secs:.0}s; latest: {latest}",
+                        self.vhid
+                    ),
+                }
                 cause.suppressed = 0;
                 cause.last_line = now;
             }
         }
     }
 
-    /// When [`RejectLog::flush`] next has something to write.
+    /// When [`RateLimitedLog::flush`] next has something to write.
     pub fn next_flush(&self) -> Option<Instant> {
         self.causes
             .values()

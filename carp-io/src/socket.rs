@@ -81,15 +81,24 @@ pub struct FrameSender {
 }
 
 impl FrameSender {
-    /// Opens a packet socket that receives nothing (protocol 0).
+    /// Opens a packet socket that receives nothing (protocol 0). It is
+    /// non-blocking: a stalled transmit queue (a slow qdisc, a wedged
+    /// driver) must never put the protocol thread to sleep in `sendto`,
+    /// where it would miss its timers and ignore every command.
     pub fn open(iface: &str, index: u32) -> Result<FrameSender, IoError> {
+        let err = |op| move |e| IoError::socket(op, iface, e);
         let socket = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0)))
-            .map_err(|e| IoError::socket("opening a packet socket", iface, e))?;
+            .map_err(err("opening a packet socket"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(err("making the packet socket non-blocking"))?;
         Ok(FrameSender { socket, index })
     }
 
     /// Sends a whole Ethernet frame (destination MAC first); a frame shorter
-    /// than the Ethernet header is refused.
+    /// than the Ethernet header is refused. A full transmit queue is an
+    /// error (`WouldBlock`, or `ENOBUFS`) like any failed send: the caller
+    /// counts it and tries again at the next advert.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         let Some(header) = frame.get(..14) else {
             return Err(io::Error::new(

@@ -2,26 +2,47 @@
 //! chosen facility, plus stderr unless daemonized, lines like
 //! `[WARNING] Switching to state: MASTER`. `--debug` adds debug lines;
 //! `RUST_LOG` (env_logger syntax) overrides the level.
+//!
+//! Logging never blocks the protocol: a log call only formats the line and
+//! offers it to a bounded queue; a writer thread does the writing. A full
+//! queue (stderr or syslog not keeping up) drops the line and counts it,
+//! and the writer says how many were lost once it can. Syslog is written
+//! without blocking too (a syslog daemon that stops reading costs lines,
+//! not the writer), and `/dev/log` is connected again after the syslog
+//! daemon restarts, or if it was not there when we started.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixDatagram;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::options::Facility;
 
+/// Lines waiting for the writer at most.
+const QUEUE: usize = 1024;
+/// The syslog socket's path.
+const DEV_LOG: &str = "/dev/log";
+/// A lost `/dev/log` is looked for again at most this often.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+/// How long [`Logger::flush_now`] waits for the writer at exit.
+const FLUSH_WAIT: Duration = Duration::from_secs(1);
+
 /// Where log lines go.
 pub struct Logger {
     filter: env_filter::Filter,
-    stderr: bool,
-    syslog: Option<Syslog>,
+    queue: SyncSender<Entry>,
+    /// Lines the full queue refused, not yet reported.
+    dropped: Arc<AtomicU64>,
 }
 
-struct Syslog {
-    socket: Mutex<UnixDatagram>,
-    facility: u8,
-    pid: u32,
+enum Entry {
+    Line(Level, String),
+    /// Acknowledged once everything before it is written.
+    Flush(SyncSender<()>),
 }
 
 fn label(level: Level) -> &'static str {
@@ -43,9 +64,9 @@ fn severity(level: Level) -> u8 {
 }
 
 impl Logger {
-    /// Installs the logger. Syslog is skipped, with a note on stderr, when
-    /// /dev/log cannot be reached.
-    pub fn install(debug: bool, facility: Facility, stderr: bool) {
+    /// Starts the writer thread and installs the logger. Fails only if the
+    /// thread cannot be started.
+    pub fn install(debug: bool, facility: Facility, stderr: bool) -> std::io::Result<()> {
         let default = if debug {
             LevelFilter::Debug
         } else {
@@ -59,30 +80,41 @@ impl Logger {
         let syslog = match facility {
             Facility::None => None,
             Facility::Syslog(facility) => {
-                let socket =
-                    UnixDatagram::unbound().and_then(|s| s.connect("/dev/log").map(|()| s));
-                match socket {
-                    Ok(socket) => Some(Syslog {
-                        socket: Mutex::new(socket),
-                        facility,
-                        pid: std::process::id(),
-                    }),
-                    Err(e) => {
-                        if stderr {
-                            eprintln!("[WARNING] syslog unavailable (/dev/log: {e}); logging to stderr only");
-                        }
-                        None
-                    }
+                let syslog = Syslog::new(DEV_LOG, facility);
+                if let (Err(e), true) = (&syslog.connected, stderr) {
+                    eprintln!(
+                        "[WARNING] syslog unavailable ({DEV_LOG}: {e}); logging to stderr, and to syslog once it is there"
+                    );
                 }
+                Some(syslog)
             }
         };
-        let logger = Logger {
-            filter: builder.build(),
+        let (queue, lines) = mpsc::sync_channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut writer = Writer {
             stderr,
             syslog,
+            dropped: Arc::clone(&dropped),
+        };
+        std::thread::Builder::new()
+            .name("ucarp-log".into())
+            .spawn(move || writer.run(&lines))
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot start the log thread: {e}"))
+            })?;
+        let logger = Logger {
+            filter: builder.build(),
+            queue,
+            dropped,
         };
         log::set_max_level(logger.filter.filter());
         let _ = log::set_boxed_logger(Box::new(logger));
+        Ok(())
+    }
+
+    /// Waits (at most a second) until every line logged so far is written.
+    pub fn flush_now() {
+        log::logger().flush();
     }
 }
 
@@ -96,18 +128,141 @@ impl Log for Logger {
             return;
         }
         let line = format!("{} {}", label(record.level()), record.args());
-        if self.stderr {
-            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        if let Err(TrySendError::Full(_)) = self.queue.try_send(Entry::Line(record.level(), line)) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(syslog) = &self.syslog {
-            let message = syslog_message(syslog.facility, record.level(), syslog.pid, &line);
-            if let Ok(socket) = syslog.socket.lock() {
-                let _ = socket.send(message.as_bytes());
+    }
+
+    fn flush(&self) {
+        let (ack, acked) = mpsc::sync_channel(1);
+        let deadline = Instant::now() + FLUSH_WAIT;
+        let mut entry = Entry::Flush(ack);
+        loop {
+            match self.queue.try_send(entry) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    entry = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return,
+            }
+        }
+        let _ = acked.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// The writer thread's side.
+struct Writer {
+    stderr: bool,
+    syslog: Option<Syslog>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(&mut self, lines: &Receiver<Entry>) {
+        for entry in lines {
+            let dropped = self.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                self.write(
+                    Level::Warn,
+                    &format!("[WARNING] {dropped} log lines dropped: logging could not keep up"),
+                );
+            }
+            match entry {
+                Entry::Line(level, line) => self.write(level, &line),
+                Entry::Flush(ack) => {
+                    let _ = ack.try_send(());
+                }
             }
         }
     }
 
-    fn flush(&self) {}
+    fn write(&mut self, level: Level, line: &str) {
+        if self.stderr {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }
+        if let Some(syslog) = &mut self.syslog {
+            syslog.send(level, line);
+        }
+    }
+}
+
+/// A non-blocking connection to the syslog socket that reconnects.
+struct Syslog {
+    path: &'static str,
+    facility: u8,
+    pid: u32,
+    connected: std::io::Result<UnixDatagram>,
+    last_attempt: Instant,
+    /// Lines syslog did not take (not reading, or not there), unreported.
+    lost: u64,
+}
+
+impl Syslog {
+    fn new(path: &'static str, facility: u8) -> Syslog {
+        Syslog {
+            path,
+            facility,
+            pid: std::process::id(),
+            connected: connect(path),
+            last_attempt: Instant::now(),
+            lost: 0,
+        }
+    }
+
+    fn send(&mut self, level: Level, line: &str) {
+        if self.lost > 0 {
+            let note = self.lost_note();
+            if self.try_send(Level::Warn, &note) {
+                self.lost = 0;
+            }
+        }
+        if !self.try_send(level, line) {
+            self.lost += 1;
+        }
+    }
+
+    fn lost_note(&self) -> String {
+        format!(
+            "[WARNING] {} log lines did not reach syslog (it was not reading, or not there)",
+            self.lost
+        )
+    }
+
+    /// One attempt, reconnecting once if the socket is gone (the syslog
+    /// daemon restarted) and it is time to look again.
+    fn try_send(&mut self, level: Level, line: &str) -> bool {
+        let message = syslog_message(self.facility, level, self.pid, line);
+        for attempt in 0..2 {
+            let result = match &self.connected {
+                Ok(socket) => socket.send(message.as_bytes()).map(|_| ()),
+                Err(_) => Err(ErrorKind::NotConnected.into()),
+            };
+            match result {
+                Ok(()) => return true,
+                // Not reading: the line is lost, the connection is fine.
+                Err(e)
+                    if e.kind() == ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(nix::libc::ENOBUFS) =>
+                {
+                    return false
+                }
+                Err(_) if attempt == 0 && self.last_attempt.elapsed() >= RECONNECT_EVERY => {
+                    self.last_attempt = Instant::now();
+                    self.connected = connect(self.path);
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+fn connect(path: &str) -> std::io::Result<UnixDatagram> {
+    let socket = UnixDatagram::unbound()?;
+    socket.connect(path)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
 /// A syslog datagram as /dev/log expects it (RFC 3164 without timestamp and

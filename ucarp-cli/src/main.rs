@@ -1,7 +1,9 @@
 //! `ucarp`: CARP failover with UCARP 1.5.2's command line.
 //!
 //! Exit codes: 0 after a clean shutdown, 1 for a bad command line, 2 when
-//! the protocol cannot start or stops on an error.
+//! the protocol cannot start or stops on an error. Everything that can fail
+//! at start-up (options, interface, randomness, sockets) is done before
+//! `--daemonize` detaches, so a failure is seen by whoever started us.
 
 mod logging;
 mod options;
@@ -10,7 +12,6 @@ mod usage;
 
 use std::net::IpAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use carp_engine::Config;
 use carp_io::{Node, NodeConfig, ScriptConfig, ScriptHooks};
@@ -18,9 +19,6 @@ use carp_proto::VirtualHostAuth;
 use clap::Parser;
 use log::{error, warn};
 use options::{Options, RawArgs};
-
-/// How long a script may run before it is killed.
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
     let raw = match RawArgs::try_parse() {
@@ -48,23 +46,44 @@ fn main() -> ExitCode {
         eprintln!("ucarp: {message}");
         return ExitCode::from(1);
     }
+    // The logger is not running yet: start-up errors go to stderr, before
+    // daemonizing, so that `ucarp -B` with a bad setup does not exit 0.
+    let (node, scripts) = match open(&options) {
+        Ok(opened) => opened,
+        Err(e) => {
+            eprintln!("ucarp: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if options.daemonize {
         if let Err(e) = carp_io::daemon::daemonize() {
             eprintln!("ucarp: cannot daemonize: {e}");
             return ExitCode::from(2);
         }
     }
-    logging::Logger::install(options.debug, options.facility, !options.daemonize);
+    // Threads start only now: after the fork, and after the stop signals
+    // are blocked, so that every thread inherits the mask and only the
+    // signal thread receives them.
+    if let Err(e) = signals::block() {
+        eprintln!("ucarp: cannot block signals: {e}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = logging::Logger::install(options.debug, options.facility, !options.daemonize) {
+        eprintln!("ucarp: {e}");
+        return ExitCode::from(2);
+    }
     for warning in &options.warnings {
         warn!("{warning}");
     }
-    match run(&options) {
+    let code = match run(node, scripts, &options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
             ExitCode::from(2)
         }
-    }
+    };
+    logging::Logger::flush_now();
+    code
 }
 
 /// The interface must exist; a source address not on it is only a warning
@@ -88,28 +107,38 @@ fn check_interface(options: &Options) -> Result<(), String> {
     }
 }
 
-fn run(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
-    signals::block()?;
+/// Everything that can fail before the node runs, without starting a
+/// thread: the node with its sockets, and the scripts it will run.
+fn open(options: &Options) -> Result<(Node, ScriptConfig), Box<dyn std::error::Error>> {
     let auth = VirtualHostAuth::new(&options.password, options.vhid, &[IpAddr::V4(options.vip)])?;
-    let mut engine = Config::new(auth, options.srcip, carp_io::random_u64())
+    let mut engine = Config::new(auth, options.srcip, carp_io::random_u64()?)
         .with_interval(options.advbase, options.advskew)
         .with_deadratio(options.deadratio)
         .with_preempt(options.preempt);
     engine.neutral = options.neutral;
     engine.ignore_link_state = options.ignore_ifstate;
-    let mut config = NodeConfig::new(&options.interface, options.vip, engine);
-    config.group = options.group;
-    config.broadcast = options.broadcast;
-    let hooks = ScriptHooks::new(ScriptConfig {
+    let scripts = ScriptConfig {
         up: options.upscript.clone(),
         down: options.downscript.clone(),
         interface: options.interface.clone(),
         vip: options.vip_as_given.clone(),
         xparam: options.xparam.clone(),
-        timeout: SCRIPT_TIMEOUT,
+        timeout: options.script_timeout,
         vhid: options.vhid,
-    });
-    let node = Node::new(config, Box::new(hooks))?;
+    };
+    let mut config = NodeConfig::new(&options.interface, options.vip, engine);
+    config.group = options.group;
+    config.broadcast = options.broadcast;
+    config.hook_wait = scripts.longest_wait();
+    Ok((Node::open(config)?, scripts))
+}
+
+fn run(
+    mut node: Node,
+    scripts: ScriptConfig,
+    options: &Options,
+) -> Result<(), Box<dyn std::error::Error>> {
+    node.set_hooks(Box::new(ScriptHooks::new(scripts)?));
     signals::spawn(node.handle(), options.shutdown)?;
     node.run()?;
     Ok(())

@@ -2,8 +2,11 @@
 //! (every UCARP option, long and short), then [`Options::validate`] turns
 //! them into checked values with messages naming the option and the value.
 
+use std::io::Read;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use carp_proto::Password;
 use clap::{ArgAction, Parser};
@@ -65,6 +68,9 @@ pub struct RawArgs {
     nomcast: bool,
     #[arg(short = 'x', long = "xparam")]
     xparam: Option<String>,
+    /// Not in UCARP 1.5.2: how long a script may run before it is killed.
+    #[arg(long = "script-timeout")]
+    script_timeout: Option<String>,
 }
 
 /// Syslog facility, or none.
@@ -121,6 +127,8 @@ pub struct Options {
     pub broadcast: bool,
     /// `-x`
     pub xparam: Option<String>,
+    /// `--script-timeout`
+    pub script_timeout: Duration,
     /// Things worth a warning that do not stop us.
     pub warnings: Vec<String>,
 }
@@ -150,6 +158,29 @@ fn ipv4(value: &str, option: &str) -> Result<Ipv4Addr, UsageError> {
     value
         .parse()
         .or_else(|_| fail(format!("{option}: {value:?} is not an IPv4 address")))
+}
+
+/// A host's own address or a virtual address: one that can be a unicast
+/// source. 0.0.0.0 would also break the tie-break identity, and a
+/// multicast or broadcast source is dropped by every receiver.
+fn unicast(value: &str, option: &str) -> Result<Ipv4Addr, UsageError> {
+    let addr = ipv4(value, option)?;
+    let problem = if addr.is_unspecified() {
+        "the unspecified address"
+    } else if addr.is_multicast() {
+        "a multicast address"
+    } else if addr.is_broadcast() {
+        "the broadcast address"
+    } else if addr.octets()[0] >= 240 {
+        "a reserved (class E) address"
+    } else if addr.is_loopback() {
+        "a loopback address"
+    } else {
+        return Ok(addr);
+    };
+    fail(format!(
+        "{option}: {addr} is {problem}; use a unicast address of this host"
+    ))
 }
 
 /// Parses an optional decimal number in `range`; `default` when absent.
@@ -217,27 +248,66 @@ fn facility(value: Option<&str>) -> Result<Facility, UsageError> {
         })
 }
 
+/// At most this much of a passfile is read: the password is its first
+/// line and at most 19 bytes.
+const PASSFILE_MAX: u64 = 4096;
+
 fn read_passfile(path: &Path) -> Result<Password, UsageError> {
-    let text = std::fs::read(path).or_else(|e| {
-        fail(format!(
+    let cannot = |e: std::io::Error| {
+        UsageError(format!(
             "--passfile (-o): cannot read {}: {e}",
             path.display()
         ))
-    })?;
+    };
+    // Non-blocking open: a FIFO must not hang the start-up waiting for a
+    // writer; it is refused below like every other non-regular file.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    let kind = file.metadata().map_err(cannot)?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return fail(format!(
+            "--passfile (-o): {} is {what}; the password must be in a regular file",
+            path.display()
+        ));
+    }
+    let mut text = Vec::new();
+    file.take(PASSFILE_MAX)
+        .read_to_end(&mut text)
+        .map_err(cannot)?;
     let first_line = text.split(|&b| b == b'\n').next().unwrap_or_default();
     let first_line = first_line.strip_suffix(b"\r").unwrap_or(first_line);
     Password::new(first_line).or_else(|e| fail(format!("--passfile (-o): {}: {e}", path.display())))
 }
 
-fn check_script(path: &Option<PathBuf>, option: &str, warnings: &mut Vec<String>) {
-    use std::os::unix::fs::PermissionsExt;
-    let Some(path) = path else { return };
+/// A script that cannot run would leave a master without its address:
+/// refused at start-up.
+fn check_script(path: &Option<PathBuf>, option: &str) -> Result<(), UsageError> {
+    let Some(path) = path else { return Ok(()) };
     match std::fs::metadata(path) {
-        Err(_) => warnings.push(format!("{option}: {} does not exist", path.display())),
-        Ok(meta) if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 => warnings.push(
-            format!("{option}: {} is not an executable file", path.display()),
-        ),
-        Ok(_) => {}
+        Err(e) => fail(format!("{option}: {}: {e}", path.display())),
+        Ok(meta) if !meta.is_file() => fail(format!(
+            "{option}: {} is not a regular file",
+            path.display()
+        )),
+        Ok(_) => match nix::unistd::access(path, nix::unistd::AccessFlags::X_OK) {
+            Ok(()) => Ok(()),
+            Err(_) => fail(format!(
+                "{option}: {} is not executable (chmod +x)",
+                path.display()
+            )),
+        },
     }
 }
 
@@ -246,7 +316,7 @@ impl RawArgs {
     pub fn validate(&self) -> Result<Options, UsageError> {
         let mut warnings = Vec::new();
         let interface = required(&self.interface, "--interface (-i)")?.to_string();
-        let srcip = ipv4(required(&self.srcip, "--srcip (-s)")?, "--srcip (-s)")?;
+        let srcip = unicast(required(&self.srcip, "--srcip (-s)")?, "--srcip (-s)")?;
         let vhid = number(
             Some(required(&self.vhid, "--vhid (-v)")?),
             "--vhid (-v)",
@@ -254,7 +324,7 @@ impl RawArgs {
             1..=255,
         )? as u8;
         let vip_as_given = required(&self.addr, "--addr (-a)")?.to_string();
-        let vip = ipv4(&vip_as_given, "--addr (-a)")?;
+        let vip = unicast(&vip_as_given, "--addr (-a)")?;
         let password = match (&self.pass, &self.passfile) {
             (_, Some(path)) => read_passfile(path)?,
             (Some(pass), None) => {
@@ -274,6 +344,13 @@ impl RawArgs {
                 "--advbase (-b) 0 needs --advskew (-k) above 0: the interval would be zero".into(),
             );
         }
+        if advbase == 255 && advskew == 255 {
+            return fail(
+                "--advbase (-b) 255 with --advskew (-k) 255 is the leave advertisement: \
+                 every backup would take over at each advert; lower one of them"
+                    .into(),
+            );
+        }
         let deadratio = number(
             self.deadratio.as_deref(),
             "--deadratio (-r)",
@@ -284,13 +361,26 @@ impl RawArgs {
             Some(value) => ipv4(value, "--mcast (-m)")?,
             None => carp_proto::DEFAULT_GROUP,
         };
-        if !group.is_multicast() && !self.nomcast {
+        // With -M the frames are Ethernet broadcasts, but the datagrams are
+        // still addressed to the group, which receivers must have joined.
+        if !group.is_multicast() {
+            let also = if self.nomcast {
+                " (--nomcast (-M) still sends to the group, in broadcast frames)"
+            } else {
+                ""
+            };
             return fail(format!(
-                "--mcast (-m): {group} is not a multicast address (224.0.0.0/4)"
+                "--mcast (-m): {group} is not a multicast address (224.0.0.0/4){also}"
             ));
         }
-        check_script(&self.upscript, "--upscript (-u)", &mut warnings);
-        check_script(&self.downscript, "--downscript (-d)", &mut warnings);
+        check_script(&self.upscript, "--upscript (-u)")?;
+        check_script(&self.downscript, "--downscript (-d)")?;
+        let script_timeout = Duration::from_secs(number(
+            self.script_timeout.as_deref(),
+            "--script-timeout",
+            60,
+            1..=3600,
+        )?);
         // --daemonize moves to /: a relative script path would stop
         // resolving, so scripts are remembered by absolute path.
         let absolute = |path: &Option<PathBuf>| {
@@ -319,6 +409,7 @@ impl RawArgs {
             ignore_ifstate: self.ignoreifstate,
             broadcast: self.nomcast,
             xparam: self.xparam.clone(),
+            script_timeout,
             warnings,
         })
     }
@@ -462,9 +553,51 @@ mod tests {
             "--addr (-a): \"vip\" is not an IPv4 address"
         );
         assert!(error(&["-m", "10.0.0.1"]).contains("not a multicast address"));
-        assert!(
-            with(&["-m", "10.0.0.255", "-M"]).is_ok(),
-            "any group in broadcast mode"
+        // -M sends broadcast frames, but still to the group: a unicast
+        // group used to be accepted here and fail when joined at run time.
+        assert_eq!(
+            error(&["-m", "10.0.0.255", "-M"]),
+            "--mcast (-m): 10.0.0.255 is not a multicast address (224.0.0.0/4) \
+             (--nomcast (-M) still sends to the group, in broadcast frames)"
+        );
+        assert!(with(&["-m", "239.1.2.3", "-M"]).is_ok());
+    }
+
+    #[test]
+    fn non_unicast_source_and_virtual_addresses_are_refused() {
+        for (addr, what) in [
+            ("0.0.0.0", "the unspecified address"),
+            ("224.0.0.18", "a multicast address"),
+            ("255.255.255.255", "the broadcast address"),
+            ("240.0.0.1", "a reserved (class E) address"),
+            ("127.0.0.1", "a loopback address"),
+        ] {
+            let mut args = BASE.to_vec();
+            args[3] = addr;
+            assert_eq!(
+                parse(&args).unwrap_err().0,
+                format!("--srcip (-s): {addr} is {what}; use a unicast address of this host")
+            );
+            args = BASE.to_vec();
+            args[9] = addr;
+            assert!(parse(&args).unwrap_err().0.starts_with("--addr (-a): "));
+        }
+    }
+
+    #[test]
+    fn the_leave_interval_is_refused() {
+        assert!(error(&["-b", "255", "-k", "255"]).contains("is the leave advertisement"));
+        assert!(with(&["-b", "255", "-k", "254"]).is_ok());
+    }
+
+    #[test]
+    fn script_timeout() {
+        assert_eq!(with(&[]).unwrap().script_timeout, Duration::from_secs(60));
+        let o = with(&["--script-timeout", "5"]).unwrap();
+        assert_eq!(o.script_timeout, Duration::from_secs(5));
+        assert_eq!(
+            error(&["--script-timeout=0"]),
+            "--script-timeout: 0 is out of range 1..=3600"
         );
     }
 
@@ -526,19 +659,78 @@ mod tests {
     }
 
     #[test]
-    fn scripts_that_cannot_run_are_warned_about() {
+    fn scripts_that_cannot_run_are_refused() {
+        assert_eq!(
+            error(&["-u", "/nonexistent/up"]),
+            "--upscript (-u): /nonexistent/up: No such file or directory (os error 2)"
+        );
         let plain = std::env::temp_dir().join(format!("ucarp-cli-plain-{}", std::process::id()));
         std::fs::write(&plain, "not a script").unwrap();
-        let o = with(&["-u", "/nonexistent/up", "-d", plain.to_str().unwrap()]).unwrap();
-        assert!(o
-            .warnings
-            .iter()
-            .any(|w| w == "--upscript (-u): /nonexistent/up does not exist"));
-        let not_executable = format!(
-            "--downscript (-d): {} is not an executable file",
-            plain.display()
+        let plain_path = plain.to_str().unwrap();
+        assert_eq!(
+            error(&["-d", plain_path]),
+            format!("--downscript (-d): {plain_path} is not executable (chmod +x)")
         );
-        assert!(o.warnings.contains(&not_executable), "{:?}", o.warnings);
+        assert_eq!(
+            error(&["-d", "/tmp"]),
+            "--downscript (-d): /tmp is not a regular file"
+        );
         let _ = std::fs::remove_file(&plain);
+        assert!(with(&["-u", "/bin/true", "-d", "/bin/true"]).is_ok());
+    }
+
+    /// Validation on another thread, so that a passfile that blocks fails
+    /// the test instead of hanging it.
+    fn error_within(args: Vec<String>, limit: std::time::Duration) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let _ = tx.send(with(&args).map(|_| ()).unwrap_err().0);
+        });
+        rx.recv_timeout(limit)
+            .expect("validating the passfile blocked or panicked")
+    }
+
+    #[test]
+    fn passfiles_that_are_not_regular_files_are_refused_without_reading_them() {
+        let limit = Duration::from_secs(5);
+        let args = |path: &str| vec!["-o".to_string(), path.to_string()];
+        // /dev/zero was read until memory ran out.
+        assert_eq!(
+            error_within(args("/dev/zero"), limit),
+            "--passfile (-o): /dev/zero is a device; the password must be in a regular file"
+        );
+        // A FIFO blocked start-up forever waiting for a writer.
+        let dir = std::env::temp_dir().join(format!("ucarp-cli-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("pass");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let fifo = fifo.to_str().unwrap();
+        assert_eq!(
+            error_within(args(fifo), limit),
+            format!("--passfile (-o): {fifo} is a FIFO; the password must be in a regular file")
+        );
+        assert!(error_within(args("/tmp"), limit).contains("is a directory"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_huge_passfile_is_read_only_up_to_its_first_kilobytes() {
+        let dir = std::env::temp_dir().join(format!("ucarp-cli-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pass");
+        let mut text = b"s3cret\n".to_vec();
+        text.resize(8 << 20, b'x');
+        std::fs::write(&file, &text).unwrap();
+        let o = with(&["-o", file.to_str().unwrap()]).unwrap();
+        assert_eq!(o.password.as_bytes(), b"s3cret");
+        // One long line: only the first 4 KiB are read, and it is too long.
+        std::fs::write(&file, vec![b'y'; 8 << 20]).unwrap();
+        assert!(error(&["-o", file.to_str().unwrap()]).contains("at most 19"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

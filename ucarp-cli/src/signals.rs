@@ -33,7 +33,8 @@ pub fn block() -> nix::Result<()> {
     handled().thread_block()
 }
 
-/// Starts the thread that turns signals into node commands.
+/// Starts the thread that turns signals into node commands. A second stop
+/// signal while stopping makes the node stop at once (scripts killed).
 pub fn spawn(handle: NodeHandle, run_down_script: bool) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("ucarp-signals".into())
@@ -52,6 +53,9 @@ pub fn spawn(handle: NodeHandle, run_down_script: bool) -> std::io::Result<()> {
                     handle.shutdown(run_down_script);
                 }
             }
+        })
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot start the signal thread: {e}"))
         })?;
     Ok(())
 }

@@ -339,7 +339,7 @@ impl Sim {
             let Some(transmit) = engine.poll_transmit() else {
                 return;
             };
-            engine.handle_send_result(now, link_up);
+            engine.handle_send_result(now, &transmit, link_up);
             match transmit {
                 Transmit::GratuitousArp => {
                     self.nodes[id].arps.push(now);
