@@ -5,12 +5,12 @@
 #   and shows the takeover with its latency, stops the new master cleanly
 #   (SIGTERM) to show the instant handover, and removes everything it made.
 #
-# Usage: sudo scripts/demo.sh
+# Usage (as root): scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
-    echo "demo: run as root (network namespaces): sudo $0" >&2
+    echo "demo: run as root (network namespaces), e.g. sudo $0" >&2
     exit 1
 fi
 if ! command -v ip >/dev/null; then

@@ -412,3 +412,67 @@ fn errors_say_what_to_do() {
     let lo = carp_io::iface::link_status("lo").unwrap().unwrap();
     assert!(lo.running && lo.index > 0);
 }
+
+/// The first counter comes from getrandom(2), not from /dev/urandom with a
+/// silent fall-back to the clock: with /dev/urandom unreadable (here
+/// /dev/null bound over it in a private mount namespace), two draws still
+/// differ in their high bits, which two readings of the clock a moment
+/// apart do not. The test re-runs itself in that namespace.
+#[test]
+fn random_counters_need_no_dev_urandom() {
+    const CHILD: &str = "CARP_IO_RANDOM_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let (a, b) = (carp_io::random_u64(), carp_io::random_u64());
+        println!(
+            "DRAWS {:?} {:?}",
+            a.map_err(|e| e.to_string()),
+            b.map_err(|e| e.to_string())
+        );
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI runs this as root"
+        );
+        eprintln!("SKIPPED random_counters_need_no_dev_urandom: needs root for a mount namespace");
+        return;
+    }
+    let output = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind /dev/null /dev/urandom && exec \"$0\" \"$@\"")
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "random_counters_need_no_dev_urandom",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let draws = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("DRAWS "))
+        .unwrap_or_else(|| panic!("no draws in {stdout}"));
+    let values: Vec<u64> = draws
+        .split_whitespace()
+        .map(|v| {
+            v.trim_start_matches("Ok(")
+                .trim_end_matches(')')
+                .parse()
+                .unwrap_or_else(|_| panic!("not a number: {draws}"))
+        })
+        .collect();
+    assert_eq!(values.len(), 2, "{draws}");
+    assert_ne!(
+        values[0] >> 32,
+        values[1] >> 32,
+        "clock-like draws: {draws}"
+    );
+}

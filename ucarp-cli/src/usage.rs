@@ -29,10 +29,12 @@ pub const USAGE: &str = concat!(
 --nomcast (-M): use broadcast (instead of multicast) advertisements
 --facility=<facility> (-f): set syslog facility (default=daemon, none to disable)
 --xparam=<value> (-x): extra parameter to send to up/down scripts
+--script-timeout=<seconds>: kill a script's process group after this long (1-3600, default 60)
 
 Scripts are run as: <script> <interface> <virtual address> [<xparam>]
 Signals: SIGUSR1 logs the state, SIGUSR2 steps down, SIGTERM/SIGINT/SIGQUIT/SIGHUP
-exit (sending a leave advertisement if master; with --shutdown after the down script).
+exit: a running script is stopped, the --shutdown down script runs, then a master
+sends its leave advertisement. A second stop signal exits at once.
 
 Sample usage:
 

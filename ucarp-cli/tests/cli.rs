@@ -106,6 +106,37 @@ fn bad_values_name_the_option() {
     );
 }
 
+/// Found by an outside audit: each was accepted, then failed at run time
+/// (after `-B` had already exited 0), ate memory, hung, or ran a node whose
+/// master could never take its address.
+#[test]
+fn audit_findings_are_refused_up_front() {
+    assert_refused(
+        &with(&["-s", "0.0.0.0", "-B"]),
+        "--srcip (-s): 0.0.0.0 is the unspecified address",
+    );
+    assert_refused(
+        &with(&["-b", "255", "-k", "255"]),
+        "is the leave advertisement",
+    );
+    assert_refused(
+        &with(&["-M", "-m", "10.0.0.255"]),
+        "--mcast (-m): 10.0.0.255 is not a multicast address",
+    );
+    assert_refused(
+        &with(&["-o", "/dev/zero"]),
+        "--passfile (-o): /dev/zero is a device",
+    );
+    assert_refused(
+        &with(&["-u", "/nonexistent/vip-up.sh"]),
+        "--upscript (-u): /nonexistent/vip-up.sh: No such file or directory",
+    );
+    assert_refused(
+        &with(&["--script-timeout", "0"]),
+        "--script-timeout: 0 is out of range 1..=3600",
+    );
+}
+
 #[test]
 fn empty_passfile_is_refused() {
     let path = std::env::temp_dir().join(format!("ucarp-empty-pass-{}", std::process::id()));

@@ -154,6 +154,32 @@ impl Lab {
         ]);
     }
 
+    /// Deletes host's eth0 and creates it again (a new veth pair, so a new
+    /// interface index), with the same address, up and on the bridge: what
+    /// a network restart or a re-plugged USB NIC looks like to a daemon.
+    pub fn recreate_interface(&self, host: usize) {
+        let (bridge, ns, port) = (self.bridge_ns(), self.ns(host), format!("p{host}"));
+        must(&["ip", "-n", &bridge, "link", "del", &port]);
+        must(&[
+            "ip", "-n", &bridge, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+            "netns", &ns,
+        ]);
+        must(&[
+            "ip", "-n", &bridge, "link", "set", &port, "master", "br0", "up",
+        ]);
+        let addr = format!("{}/16", self.addr(host));
+        must(&["ip", "-n", &ns, "addr", "add", &addr, "dev", "eth0"]);
+        must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+    }
+
+    /// Runs `tc` in host's namespace (qdiscs on its eth0).
+    pub fn tc(&self, host: usize, args: &[&str]) {
+        let ns = self.ns(host);
+        let mut command = vec!["ip", "netns", "exec", ns.as_str(), "tc"];
+        command.extend_from_slice(args);
+        must(&command);
+    }
+
     /// Isolates host on the bridge (or ends it): an isolated port forwards
     /// to no other isolated port, so isolating every host partitions them
     /// all while carrier stays up.
