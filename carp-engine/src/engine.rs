@@ -102,6 +102,9 @@ pub enum Reason {
     },
     /// Our link lost carrier.
     LinkDown,
+    /// The interface was deleted and created again: the address went with
+    /// it, so it must be taken again.
+    InterfaceReset,
     /// Told to step down (UCARP's SIGUSR2).
     StepDown,
     /// Told to shut down.
@@ -131,6 +134,7 @@ impl fmt::Display for Reason {
             }
             Reason::Yield { peer } => write!(f, "{peer} is a better master"),
             Reason::LinkDown => write!(f, "link down"),
+            Reason::InterfaceReset => write!(f, "interface re-created; address lost"),
             Reason::StepDown => write!(f, "asked to step down"),
             Reason::Shutdown => write!(f, "shutdown"),
         }
@@ -535,6 +539,25 @@ impl Engine {
         }
         self.timers.stop_all();
         self.delayed_arp = None;
+    }
+
+    /// The interface was deleted and created again, so the virtual address
+    /// is gone from it even if link state is ignored. A master goes BACKUP
+    /// (down hook) and listens as a fresh backup: unless a peer takes over
+    /// first, it takes the address again (up hook, gratuitous ARP) after the
+    /// master-down time. A backup only listens afresh.
+    pub fn handle_interface_reset(&mut self, now: Time) {
+        if self.stopped {
+            return;
+        }
+        if self.state == State::Master {
+            self.transition(now, State::Backup, Reason::InterfaceReset, Some(Hook::Down));
+            self.timers.stop(Timer::Advertise);
+            self.delayed_arp = None;
+        }
+        if self.link_up {
+            self.listen_as_fresh_backup(now);
+        }
     }
 
     /// UCARP's SIGUSR2: a master goes BACKUP (down hook), stays deaf for the

@@ -270,6 +270,35 @@ fn failed_gratuitous_arps_do_not_degrade_the_advertised_skew() {
     assert_eq!(sent_adverts(&drain(&mut e).1)[0].advskew, 10);
 }
 
+/// A re-created interface has lost the address: a master releases and
+/// takes it again after the master-down time, unless a peer does first.
+#[test]
+fn an_interface_reset_makes_a_master_take_the_address_again() {
+    let mut e = master(|c| c);
+    e.handle_interface_reset(at(10.0));
+    let (events, transmits) = drain(&mut e);
+    assert_eq!(
+        (events[0].to, events[0].reason, events[0].hook),
+        (State::Backup, Reason::InterfaceReset, Some(Hook::Down))
+    );
+    assert!(transmits.is_empty());
+    let due = e.poll_timeout().unwrap();
+    assert_eq!(due, at(10.0) + e.master_down_time());
+    e.handle_timeout(due);
+    let (events, transmits) = drain(&mut e);
+    assert_eq!(
+        (events[0].to, events[0].hook),
+        (State::Master, Some(Hook::Up))
+    );
+    assert_eq!(transmits[0], Transmit::GratuitousArp);
+    // A backup only starts listening afresh.
+    let mut b = engine(|c| c);
+    drain(&mut b);
+    b.handle_interface_reset(at(0.5));
+    assert!(drain(&mut b).0.is_empty());
+    assert_eq!(b.poll_timeout(), Some(at(0.5) + b.master_down_time()));
+}
+
 #[test]
 fn link_down_silences_and_link_up_listens_afresh() {
     let mut e = master(|c| c);

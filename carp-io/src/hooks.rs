@@ -37,6 +37,13 @@ pub trait Hooks: Send {
     /// runs and start nothing more.
     fn abandon(&mut self) {}
 
+    /// Whether work is still queued or running. A stopping node keeps
+    /// answering commands (a second stop calls [`Hooks::abandon`]) until
+    /// this is false, then calls [`Hooks::finish`].
+    fn pending(&self) -> bool {
+        false
+    }
+
     /// Called once when the node stops, after the last transition: may wait,
     /// bounded, for work still pending (a down script to finish).
     fn finish(&mut self) {}

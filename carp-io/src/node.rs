@@ -1,6 +1,7 @@
 //! A running CARP node: the engine driven by sockets, a monotonic clock,
 //! link polling and hooks, on the thread that calls [`Node::run`].
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
@@ -149,20 +150,28 @@ impl Sockets {
     }
 }
 
-/// The most recent transition's hook while its action runs.
+/// A transition's hook whose action has not finished. Hooks finish in
+/// order (the script worker runs them one after the other).
 struct InFlight {
     hook: Hook,
     finished: Arc<AtomicBool>,
-    /// Past this, what waits for it goes out anyway.
-    deadline: Instant,
+    /// When it became the oldest unfinished one: `hook_wait` counts from
+    /// then, not from the transition, so an action queued behind a slow
+    /// one is not given up on before it even started.
+    oldest_since: Option<Instant>,
 }
 
-/// Transmits that wait for a hook (UCARP's order): the gratuitous ARP for
-/// the up action, the leave advertisement for the down action.
+/// Transmits that wait for a hook (UCARP's order): gratuitous ARPs for the
+/// up action, the leave advertisement for the down action.
 #[derive(Default)]
 struct Held {
-    arp: bool,
+    /// Gratuitous ARPs the engine asked for meanwhile (the takeover's, and
+    /// the delayed one if the action is slow).
+    arps: u8,
     leave: Option<AdvertRepr>,
+    /// A second held ARP goes out with the advert after the release, so
+    /// switches that missed the first still get one.
+    arp_with_next_advert: bool,
 }
 
 /// Where the node is in stopping.
@@ -189,7 +198,7 @@ pub struct Node {
     reject_log: RateLimitedLog,
     event_log: RateLimitedLog,
     ip_ident: u16,
-    in_flight: Option<InFlight>,
+    in_flight: VecDeque<InFlight>,
     held: Held,
     stopping: Stopping,
     /// Carrier as last reported to the engine.
@@ -262,7 +271,7 @@ impl Node {
             commands,
             waker,
             handle,
-            in_flight: None,
+            in_flight: VecDeque::new(),
             held: Held::default(),
             stopping: Stopping::No,
             gone: false,
@@ -364,8 +373,21 @@ impl Node {
                 }
             }
         };
-        self.hooks.finish();
+        self.finish_hooks(&mut engine, &clock);
         result
+    }
+
+    /// Waits for the hooks' pending work while still answering commands,
+    /// so that a second stop signal abandons it, then lets them finish.
+    fn finish_hooks(&mut self, engine: &mut Engine, clock: &Clock) {
+        while self.stopping != Stopping::Forced && self.hooks.pending() {
+            let mut fds = [PollFd::new(self.waker.as_fd(), PollFlags::POLLIN)];
+            let tick = TimeSpec::from_duration(Duration::from_millis(100));
+            if matches!(ppoll(&mut fds, Some(tick), None), Ok(n) if n > 0) {
+                self.run_commands(engine, clock);
+            }
+        }
+        self.hooks.finish();
     }
 
     fn link_check_interval(&self) -> Duration {
@@ -397,7 +419,7 @@ impl Node {
             return self.interface_gone(engine, clock);
         };
         if self.gone || index != self.sockets.info.index {
-            self.reopen(index);
+            self.reopen(engine, clock, index);
         }
         if running != self.link_up && !self.config.engine.ignore_link_state {
             self.link_up = running;
@@ -432,7 +454,9 @@ impl Node {
     }
 
     /// The interface came back under a new index: open new sockets on it.
-    fn reopen(&mut self, index: u32) {
+    /// The virtual address went with the old one, so the engine is told to
+    /// take it again.
+    fn reopen(&mut self, engine: &mut Engine, clock: &Clock, index: u32) {
         let name = self.sockets.info.name.clone();
         match Sockets::open(&name, self.config.group) {
             Ok(sockets) => {
@@ -446,6 +470,7 @@ impl Node {
                 if let Some(link) = &mut self.link {
                     link.watch(self.sockets.info.index);
                 }
+                engine.handle_interface_reset(clock.now());
             }
             Err(e) => self.event_log.record(Instant::now(), "reopen_failed", || {
                 format!("interface {name} is back (index {index}) but its sockets cannot be opened: {e}; trying again")
@@ -462,7 +487,11 @@ impl Node {
             deadlines.push(clock.until(due));
         }
         let flushes = [self.reject_log.next_flush(), self.event_log.next_flush()];
-        let hook = self.in_flight.as_ref().map(|f| f.deadline);
+        let hook = self
+            .in_flight
+            .front()
+            .and_then(|f| f.oldest_since)
+            .map(|since| since + self.config.hook_wait);
         for at in flushes.into_iter().chain([hook]).flatten() {
             deadlines.push(at.saturating_duration_since(now));
         }
@@ -603,7 +632,9 @@ impl Node {
         }
         while let Some(transmit) = engine.poll_transmit() {
             match transmit {
-                Transmit::GratuitousArp if self.waiting_for(Hook::Up) => self.held.arp = true,
+                Transmit::GratuitousArp if self.waiting_for(Hook::Up) => {
+                    self.held.arps = self.held.arps.saturating_add(1)
+                }
                 Transmit::Advert(advert) if is_leave(&advert) && self.waiting_for(Hook::Down) => {
                     self.held.leave = Some(advert)
                 }
@@ -618,39 +649,59 @@ impl Node {
             Transmit::GratuitousArp => self.send_arp(),
         };
         engine.handle_send_result(clock.now(), transmit, sent);
+        if matches!(transmit, Transmit::Advert(_))
+            && std::mem::take(&mut self.held.arp_with_next_advert)
+            && engine.state() == State::Master
+        {
+            self.send(engine, clock, &Transmit::GratuitousArp);
+        }
     }
 
     /// Whether the latest transition's `hook` action is still running.
     fn waiting_for(&self, hook: Hook) -> bool {
         self.in_flight
-            .as_ref()
+            .back()
             .is_some_and(|f| f.hook == hook && !f.finished.load(Ordering::Acquire))
     }
 
-    /// Sends what waited for a hook once it has finished, or once
-    /// `hook_wait` has passed. A held ARP goes out only if still master.
-    fn release_held(&mut self, engine: &mut Engine, clock: &Clock) {
-        let Some(flight) = &self.in_flight else {
-            return;
-        };
-        let finished = flight.finished.load(Ordering::Acquire);
-        if !finished && Instant::now() < flight.deadline {
-            return;
-        }
-        if !finished && (self.held.arp || self.held.leave.is_some()) {
+    /// Forgets finished actions, and gives up on the oldest one once it has
+    /// been the oldest for `hook_wait` (a hook that never reports).
+    fn settle_hooks(&mut self) {
+        let now = Instant::now();
+        while let Some(oldest) = self.in_flight.front_mut() {
+            if oldest.finished.load(Ordering::Acquire) {
+                self.in_flight.pop_front();
+                continue;
+            }
+            let since = *oldest.oldest_since.get_or_insert(now);
+            if now < since + self.config.hook_wait {
+                break;
+            }
             warn!(
                 "vhid {}: {:?} hook still running after {:.0}s; not waiting for it any longer",
-                self.vhid(),
-                flight.hook,
+                self.config.engine.vhid(),
+                oldest.hook,
                 self.config.hook_wait.as_secs_f64()
             );
+            self.in_flight.pop_front();
         }
-        self.in_flight = None;
-        if std::mem::take(&mut self.held.arp) && engine.state() == State::Master {
-            self.send(engine, clock, &Transmit::GratuitousArp);
+    }
+
+    /// Sends what waited for a hook once it has finished (or was given up
+    /// on). Held ARPs go out only if still master.
+    fn release_held(&mut self, engine: &mut Engine, clock: &Clock) {
+        self.settle_hooks();
+        if self.held.arps > 0 && !self.waiting_for(Hook::Up) {
+            let held = std::mem::take(&mut self.held.arps);
+            if engine.state() == State::Master {
+                self.send(engine, clock, &Transmit::GratuitousArp);
+                self.held.arp_with_next_advert = held > 1;
+            }
         }
-        if let Some(leave) = self.held.leave.take() {
-            self.send(engine, clock, &Transmit::Advert(leave));
+        if self.held.leave.is_some() && !self.waiting_for(Hook::Down) {
+            if let Some(leave) = self.held.leave.take() {
+                self.send(engine, clock, &Transmit::Advert(leave));
+            }
         }
     }
 
@@ -666,10 +717,10 @@ impl Node {
         let (done, finished) = HookDone::new(Some(Arc::clone(&self.handle.waker)));
         self.hooks.transition(transition, done);
         if let Some(hook) = transition.hook {
-            self.in_flight = Some(InFlight {
+            self.in_flight.push_back(InFlight {
                 hook,
                 finished,
-                deadline: Instant::now() + self.config.hook_wait,
+                oldest_since: None,
             });
         }
     }

@@ -17,10 +17,10 @@
 
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -71,39 +71,69 @@ struct Job {
     id: u64,
     hook: Hook,
     script: PathBuf,
+    /// Dropped with the job: counts it out of [`Hooks::pending`].
+    _outstanding: Outstanding,
     /// Dropped with the job, when the script has ended (or was skipped):
     /// that tells the node.
     _done: HookDone,
 }
 
+/// Counts a job as outstanding from queueing until it is dropped.
+struct Outstanding(Arc<Shared>);
+
+impl Outstanding {
+    fn new(shared: &Arc<Shared>) -> Outstanding {
+        shared.outstanding.fetch_add(1, Ordering::AcqRel);
+        Outstanding(Arc::clone(shared))
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What the protocol thread and the worker share.
 #[derive(Default)]
 struct Shared {
-    /// The job the worker holds, and its process group once started.
-    running: Mutex<Option<(u64, Option<Pid>)>>,
+    /// The job the worker holds (queued jobs are not here).
+    running: Mutex<Option<u64>>,
     /// The job to stop at once (set by [`Hooks::interrupt`]).
     cut: Mutex<Option<u64>>,
-    /// After an interrupt, run only the newest queued job.
-    collapse: AtomicBool,
+    /// The node is stopping: see [`next_job`].
+    stopping: AtomicBool,
     /// Run nothing more.
     abandoned: AtomicBool,
+    /// Jobs queued or running.
+    outstanding: AtomicUsize,
+    /// A down script was cut short by the stop and must run once more.
+    owed_down: AtomicBool,
 }
 
 impl Shared {
-    fn is_cut(&self, id: u64) -> bool {
-        self.abandoned.load(Ordering::Acquire)
-            || *self.cut.lock().unwrap_or_else(|e| e.into_inner()) == Some(id)
+    fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        mutex.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stops the job the worker holds now: its group gets SIGTERM at once,
-    /// and the worker escalates to SIGKILL after [`KILL_GRACE`].
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
+    }
+
+    fn is_cut(&self, id: u64) -> bool {
+        self.abandoned() || *Shared::lock(&self.cut) == Some(id)
+    }
+
+    /// Marks the job the worker holds now to be stopped; the worker signals
+    /// its group within one poll.
     fn cut_running(&self) {
-        let running = *self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((id, pgid)) = running {
-            *self.cut.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
-            if let Some(pgid) = pgid {
-                let _ = killpg(pgid, Signal::SIGTERM);
-            }
+        let running = *Shared::lock(&self.running);
+        if running.is_some() {
+            *Shared::lock(&self.cut) = running;
         }
     }
 }
@@ -155,6 +185,7 @@ impl Hooks for ScriptHooks {
             id: self.next_id,
             hook,
             script: script.clone(),
+            _outstanding: Outstanding::new(&self.shared),
             _done: done,
         };
         if jobs.send(job).is_err() {
@@ -167,13 +198,19 @@ impl Hooks for ScriptHooks {
     }
 
     fn interrupt(&mut self) {
-        self.shared.collapse.store(true, Ordering::Release);
+        self.shared.stopping.store(true, Ordering::Release);
         self.shared.cut_running();
     }
 
     fn abandon(&mut self) {
+        self.shared.stopping.store(true, Ordering::Release);
         self.shared.abandoned.store(true, Ordering::Release);
         self.shared.cut_running();
+    }
+
+    fn pending(&self) -> bool {
+        self.shared.outstanding.load(Ordering::Acquire) > 0
+            || self.shared.owed_down.load(Ordering::Acquire)
     }
 
     /// Lets queued scripts finish (each bounded by the timeout).
@@ -198,32 +235,107 @@ fn hook_name(hook: Hook) -> &'static str {
     }
 }
 
+/// What the worker does next.
+enum Next {
+    Run(Job),
+    /// Run the down script once more: the stop cut it short.
+    OwedDown,
+    Done,
+}
+
 fn run_jobs(config: &ScriptConfig, shared: &Shared, queue: &Receiver<Job>) {
-    while let Ok(mut job) = queue.recv() {
-        if shared.collapse.load(Ordering::Acquire) {
-            // Stopping: only the newest action says what state we end in.
-            while let Ok(newer) = queue.try_recv() {
-                info!(
-                    "vhid {}: stopping; {} script skipped for a later one",
-                    config.vhid,
-                    hook_name(job.hook)
-                );
-                job = newer;
+    loop {
+        let (hook, ended) = match next_job(config, shared, queue) {
+            Next::Done => return,
+            Next::OwedDown => {
+                shared.owed_down.store(false, Ordering::Release);
+                match &config.down {
+                    Some(script) => (Hook::Down, run_one(config, shared, 0, Hook::Down, script)),
+                    None => continue,
+                }
+            }
+            Next::Run(job) => {
+                *Shared::lock(&shared.running) = Some(job.id);
+                // Taken from the queue just as the stop came: no up script
+                // once stopping.
+                let ended = if shared.is_cut(job.id) || (shared.stopping() && job.hook == Hook::Up)
+                {
+                    skipped(config, job.hook, "stopping");
+                    Ended::Skipped
+                } else {
+                    run_one(config, shared, job.id, job.hook, &job.script)
+                };
+                *Shared::lock(&shared.running) = None;
+                (job.hook, ended)
+            }
+        };
+        if hook == Hook::Down && shared.stopping() && !shared.abandoned() {
+            let cut = matches!(ended, Ended::Cut(_) | Ended::Skipped);
+            shared.owed_down.store(cut, Ordering::Release);
+        }
+    }
+}
+
+fn skipped(config: &ScriptConfig, hook: Hook, why: &str) {
+    info!(
+        "vhid {}: {why}; {} script skipped",
+        config.vhid,
+        hook_name(hook)
+    );
+}
+
+/// The next job. While stopping: up scripts are skipped (we are leaving;
+/// taking the address now would leave two hosts holding it), of the down
+/// scripts queued only the newest runs (releasing is idempotent), and a
+/// down script the stop cut short runs once more, so that a host that
+/// yielded never keeps the address.
+fn next_job(config: &ScriptConfig, shared: &Shared, queue: &Receiver<Job>) -> Next {
+    loop {
+        if shared.abandoned() {
+            return Next::Done;
+        }
+        if !shared.stopping() {
+            return queue.recv().map_or(Next::Done, Next::Run);
+        }
+        let mut newest_down: Option<Job> = None;
+        let mut closed = false;
+        loop {
+            match queue.try_recv() {
+                Ok(job) if job.hook == Hook::Up => skipped(config, job.hook, "stopping"),
+                Ok(job) => {
+                    if let Some(older) = newest_down.replace(job) {
+                        skipped(config, older.hook, "stopping, a later one follows");
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             }
         }
-        if shared.abandoned.load(Ordering::Acquire) {
-            return;
+        if let Some(job) = newest_down {
+            return Next::Run(job);
         }
-        *shared.running.lock().unwrap_or_else(|e| e.into_inner()) = Some((job.id, None));
-        run_one(config, shared, &job);
-        *shared.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if shared.owed_down.load(Ordering::Acquire) {
+            return Next::OwedDown;
+        }
+        if closed {
+            return Next::Done;
+        }
+        // Nothing queued: wait for the stop's own down script, or the end.
+        match queue.recv() {
+            Ok(job) if job.hook == Hook::Up => skipped(config, job.hook, "stopping"),
+            Ok(job) => return Next::Run(job),
+            Err(_) => return Next::Done,
+        }
     }
 }
 
 /// The script's command: arguments, no stdin, its own process group, and a
 /// clean signal state.
-fn command(config: &ScriptConfig, job: &Job) -> Command {
-    let mut command = Command::new(&job.script);
+fn command(config: &ScriptConfig, script: &Path) -> Command {
+    let mut command = Command::new(script);
     command
         .arg(&config.interface)
         .arg(&config.vip)
@@ -253,27 +365,27 @@ fn command(config: &ScriptConfig, job: &Job) -> Command {
     command
 }
 
-fn run_one(config: &ScriptConfig, shared: &Shared, job: &Job) {
-    let name = hook_name(job.hook);
+/// Runs one script to its end (or its timeout, or a stop) and logs how.
+fn run_one(config: &ScriptConfig, shared: &Shared, id: u64, hook: Hook, script: &Path) -> Ended {
+    let name = hook_name(hook);
     let started = Instant::now();
-    let child = match command(config, job).spawn() {
+    let child = match command(config, script).spawn() {
         Ok(child) => child,
         Err(e) => {
             error!(
                 "vhid {}: cannot run {name} script {}: {e}",
                 config.vhid,
-                job.script.display()
+                script.display()
             );
-            return;
+            return Ended::NotStarted;
         }
     };
     // A script spawned in its own group: the group id is its pid.
     let pgid = Pid::from_raw(child.id() as i32);
-    *shared.running.lock().unwrap_or_else(|e| e.into_inner()) = Some((job.id, Some(pgid)));
     info!(
         "vhid {}: running {name} script {} {} {}{}",
         config.vhid,
-        job.script.display(),
+        script.display(),
         config.interface,
         config.vip,
         config
@@ -282,8 +394,9 @@ fn run_one(config: &ScriptConfig, shared: &Shared, job: &Job) {
             .map(|x| format!(" {x}"))
             .unwrap_or_default()
     );
-    let cut = || shared.is_cut(job.id);
-    match wait_or_stop(child, pgid, config.timeout, &cut) {
+    let cut = || shared.is_cut(id);
+    let ended = wait_or_stop(child, pgid, config.timeout, &cut);
+    match &ended {
         Ended::Exited(status) if status.success() => info!(
             "vhid {}: {name} script finished in {:.3}s",
             config.vhid,
@@ -293,20 +406,26 @@ fn run_one(config: &ScriptConfig, shared: &Shared, job: &Job) {
         Ended::TimedOut(how) => error!(
             "vhid {}: {name} script {} ran over its {}s timeout; its process group was killed ({how})",
             config.vhid,
-            job.script.display(),
+            script.display(),
             config.timeout.as_secs_f64()
         ),
         Ended::Cut(how) => warn!(
             "vhid {}: stopping; {name} script {} was cut short after {:.3}s ({how})",
             config.vhid,
-            job.script.display(),
+            script.display(),
             started.elapsed().as_secs_f64()
         ),
+        Ended::Skipped | Ended::NotStarted => {}
     }
+    ended
 }
 
 /// How a script ended.
 enum Ended {
+    /// Skipped because the node is stopping.
+    Skipped,
+    /// Could not be started (logged).
+    NotStarted,
     /// On its own.
     Exited(ExitStatus),
     /// Killed at its timeout; how it ended.
@@ -320,13 +439,11 @@ enum Ended {
 fn wait_or_stop(mut child: Child, pgid: Pid, timeout: Duration, cut: &dyn Fn() -> bool) -> Ended {
     let deadline = Instant::now() + timeout;
     let stopping: fn(String) -> Ended = loop {
-        // Cut first: the stop already sent SIGTERM, so the script may have
-        // exited from it; the rest of its group still gets the SIGKILL.
-        if cut() {
-            break Ended::Cut;
-        }
         match child.try_wait() {
+            // Exited on its own (nothing signalled it yet): what it left
+            // running in the background is its business.
             Ok(Some(status)) => return Ended::Exited(status),
+            Ok(None) if cut() => break Ended::Cut,
             Ok(None) if Instant::now() >= deadline => break Ended::TimedOut,
             Ok(None) => thread::sleep(POLL),
             Err(e) => return Ended::TimedOut(format!("wait failed: {e}")),
@@ -335,22 +452,50 @@ fn wait_or_stop(mut child: Child, pgid: Pid, timeout: Duration, cut: &dyn Fn() -
     stopping(stop_group(&mut child, pgid))
 }
 
-/// SIGTERM to the group, then SIGKILL to whatever is left after the grace.
-/// The leader stays unreaped (a zombie) until then, so the group id cannot
-/// be reused by an unrelated process before the SIGKILL.
+/// SIGTERM to the group; SIGKILL to whatever is left of it once the grace
+/// is over, or at once if nothing but the exited leader is left. The leader
+/// stays unreaped (a zombie) until then, so the group id cannot be reused
+/// by an unrelated process before the SIGKILL.
 fn stop_group(child: &mut Child, pgid: Pid) -> String {
     let _ = killpg(pgid, Signal::SIGTERM);
     let grace = Instant::now() + KILL_GRACE;
     let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     while Instant::now() < grace {
-        match waitid(Id::Pid(pgid), peek) {
-            Ok(nix::sys::wait::WaitStatus::StillAlive) => thread::sleep(POLL),
-            _ => break,
+        let leader_alive = matches!(
+            waitid(Id::Pid(pgid), peek),
+            Ok(nix::sys::wait::WaitStatus::StillAlive)
+        );
+        if !leader_alive && !group_has_others(pgid) {
+            break;
         }
+        thread::sleep(POLL);
     }
     let _ = killpg(pgid, Signal::SIGKILL);
     match child.wait() {
         Ok(status) => status.to_string(),
         Err(e) => format!("wait failed: {e}"),
     }
+}
+
+/// Whether a process other than the leader is in group `pgid` (from
+/// /proc: the fifth field of `stat`, after the parenthesised name).
+fn group_has_others(pgid: Pid) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            return false;
+        };
+        if pid == pgid.as_raw() {
+            return false;
+        }
+        std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+                .and_then(|pgrp| pgrp.parse::<i32>().ok())
+                == Some(pgid.as_raw())
+        })
+    })
 }

@@ -318,10 +318,11 @@ fn scripts_start_with_a_clean_signal_state() {
     .collect();
     let status = std::thread::spawn(move || {
         blocked.thread_block().unwrap();
-        ignore_sighup_in_this_process();
+        set_sighup(nix::sys::signal::SigHandler::SigIgn);
         let mut hooks = scripts_for(44, &up, &up, Duration::from_secs(10));
         let _ = queue(&mut hooks, State::Master, Hook::Up);
         hooks.finish();
+        set_sighup(nix::sys::signal::SigHandler::SigDfl);
         std::fs::read_to_string(&out).unwrap()
     })
     .join()
@@ -333,6 +334,8 @@ fn scripts_start_with_a_clean_signal_state() {
             .unwrap_or_else(|| panic!("no {name} in {status}"));
         u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
     };
+    // Rust's std already empties the mask when it spawns; the reset is
+    // ours too, and this checks it stays so.
     assert_eq!(mask("SigBlk:"), 0, "{status}");
     // Bits of signals 1–31; glibc keeps its own two real-time ones.
     assert_eq!(mask("SigIgn:") & 0x7fff_ffff, 0, "{status}");
@@ -340,15 +343,11 @@ fn scripts_start_with_a_clean_signal_state() {
 }
 
 #[allow(unsafe_code)] // signal(2) in a test: see SAFETY
-fn ignore_sighup_in_this_process() {
-    // SAFETY: sets SIGHUP to SIG_IGN, which installs no handler code; no
-    // test of this binary relies on SIGHUP.
+fn set_sighup(handler: nix::sys::signal::SigHandler) {
+    // SAFETY: sets SIGHUP to SIG_IGN or SIG_DFL, which installs no handler
+    // code; no test of this binary sends SIGHUP.
     unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGHUP,
-            nix::sys::signal::SigHandler::SigIgn,
-        )
-        .unwrap();
+        nix::sys::signal::signal(nix::sys::signal::Signal::SIGHUP, handler).unwrap();
     }
 }
 

@@ -4,12 +4,14 @@
 //! `RUST_LOG` (env_logger syntax) overrides the level.
 //!
 //! Logging never blocks the protocol: a log call only formats the line and
-//! offers it to a bounded queue; a writer thread does the writing. A full
-//! queue (stderr or syslog not keeping up) drops the line and counts it,
-//! and the writer says how many were lost once it can. Syslog is written
-//! without blocking too (a syslog daemon that stops reading costs lines,
-//! not the writer), and `/dev/log` is connected again after the syslog
-//! daemon restarts, or if it was not there when we started.
+//! offers it to a bounded queue; writer threads do the writing. A full
+//! queue drops the line and counts it, and the writer says how many were
+//! lost once it can. Syslog is written without blocking (a syslog daemon
+//! that stops reading costs lines, not the writer), and `/dev/log` is
+//! connected again after the syslog daemon restarts, or if it was not there
+//! when we started. Stderr has its own thread, so a stuck stderr does not
+//! hold up syslog. Flushing at exit ([`Logger::flush_now`]) waits for the
+//! syslog writer, not for a stuck stderr.
 
 use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixDatagram;
@@ -64,9 +66,10 @@ fn severity(level: Level) -> u8 {
 }
 
 impl Logger {
-    /// Starts the writer thread and installs the logger. Fails only if the
-    /// thread cannot be started.
-    pub fn install(debug: bool, facility: Facility, stderr: bool) -> std::io::Result<()> {
+    /// Installs the logger. No thread is started yet: lines wait in the
+    /// queue until [`Writers::start`] (after `--daemonize` has forked), so
+    /// that nothing logged during start-up is lost.
+    pub fn install(debug: bool, facility: Facility, stderr: bool) -> Writers {
         let default = if debug {
             LevelFilter::Debug
         } else {
@@ -81,7 +84,7 @@ impl Logger {
             Facility::None => None,
             Facility::Syslog(facility) => {
                 let syslog = Syslog::new(DEV_LOG, facility);
-                if let (Err(e), true) = (&syslog.connected, stderr) {
+                if let Err(e) = &syslog.connected {
                     eprintln!(
                         "[WARNING] syslog unavailable ({DEV_LOG}: {e}); logging to stderr, and to syslog once it is there"
                     );
@@ -91,25 +94,19 @@ impl Logger {
         };
         let (queue, lines) = mpsc::sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
-        let mut writer = Writer {
-            stderr,
-            syslog,
-            dropped: Arc::clone(&dropped),
-        };
-        std::thread::Builder::new()
-            .name("ucarp-log".into())
-            .spawn(move || writer.run(&lines))
-            .map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot start the log thread: {e}"))
-            })?;
         let logger = Logger {
             filter: builder.build(),
             queue,
-            dropped,
+            dropped: Arc::clone(&dropped),
         };
         log::set_max_level(logger.filter.filter());
         let _ = log::set_boxed_logger(Box::new(logger));
-        Ok(())
+        Writers {
+            lines,
+            stderr,
+            syslog,
+            dropped,
+        }
     }
 
     /// Waits (at most a second) until every line logged so far is written.
@@ -151,9 +148,84 @@ impl Log for Logger {
     }
 }
 
-/// The writer thread's side.
-struct Writer {
+/// The writing side, started once the process is what it will stay (after
+/// `--daemonize`): a thread for syslog (never blocking) that hands stderr
+/// lines to a second thread, so a stuck stderr (a pipe nobody reads, a
+/// frozen terminal) costs stderr lines, not syslog ones.
+pub struct Writers {
+    lines: Receiver<Entry>,
     stderr: bool,
+    syslog: Option<Syslog>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Writers {
+    /// Starts the writer threads.
+    pub fn start(self) -> std::io::Result<()> {
+        let spawn_error = |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("cannot start the log thread: {e}"))
+        };
+        let stderr = if self.stderr {
+            let (queue, lines) = mpsc::sync_channel::<String>(QUEUE);
+            std::thread::Builder::new()
+                .name("ucarp-stderr".into())
+                .spawn(move || {
+                    for line in lines {
+                        let _ = writeln!(std::io::stderr().lock(), "{line}");
+                    }
+                })
+                .map_err(spawn_error)?;
+            Some(StderrQueue { queue, lost: 0 })
+        } else {
+            None
+        };
+        let mut writer = Writer {
+            stderr,
+            syslog: self.syslog,
+            dropped: self.dropped,
+        };
+        let lines = self.lines;
+        std::thread::Builder::new()
+            .name("ucarp-log".into())
+            .spawn(move || writer.run(&lines))
+            .map_err(spawn_error)?;
+        Ok(())
+    }
+
+    /// For a start-up failure before the writers run: what was logged so
+    /// far, on stderr.
+    pub fn print_pending(&self) {
+        while let Ok(entry) = self.lines.try_recv() {
+            if let Entry::Line(_, line) = entry {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// Lines for the stderr thread, dropped (and counted) when it is stuck.
+struct StderrQueue {
+    queue: SyncSender<String>,
+    lost: u64,
+}
+
+impl StderrQueue {
+    fn send(&mut self, line: &str) {
+        if self.lost > 0 {
+            let note = format!("[WARNING] {} log lines did not reach stderr", self.lost);
+            if self.queue.try_send(note).is_ok() {
+                self.lost = 0;
+            }
+        }
+        if self.queue.try_send(line.to_string()).is_err() {
+            self.lost += 1;
+        }
+    }
+}
+
+/// The syslog writer thread's side.
+struct Writer {
+    stderr: Option<StderrQueue>,
     syslog: Option<Syslog>,
     dropped: Arc<AtomicU64>,
 }
@@ -178,8 +250,8 @@ impl Writer {
     }
 
     fn write(&mut self, level: Level, line: &str) {
-        if self.stderr {
-            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        if let Some(stderr) = &mut self.stderr {
+            stderr.send(line);
         }
         if let Some(syslog) = &mut self.syslog {
             syslog.send(level, line);

@@ -46,11 +46,14 @@ fn main() -> ExitCode {
         eprintln!("ucarp: {message}");
         return ExitCode::from(1);
     }
-    // The logger is not running yet: start-up errors go to stderr, before
-    // daemonizing, so that `ucarp -B` with a bad setup does not exit 0.
+    // The logger queues lines from now on; its threads start after the
+    // fork. Start-up errors go to stderr before daemonizing, so that
+    // `ucarp -B` with a bad setup does not exit 0.
+    let writers = logging::Logger::install(options.debug, options.facility, !options.daemonize);
     let (node, scripts) = match open(&options) {
         Ok(opened) => opened,
         Err(e) => {
+            writers.print_pending();
             eprintln!("ucarp: {e}");
             return ExitCode::from(2);
         }
@@ -68,7 +71,7 @@ fn main() -> ExitCode {
         eprintln!("ucarp: cannot block signals: {e}");
         return ExitCode::from(2);
     }
-    if let Err(e) = logging::Logger::install(options.debug, options.facility, !options.daemonize) {
+    if let Err(e) = writers.start() {
         eprintln!("ucarp: {e}");
         return ExitCode::from(2);
     }

@@ -473,19 +473,29 @@ fn pids_in(lab: &Lab, host: usize) -> Vec<i32> {
 }
 
 /// With `-S`, an interface deleted and created again (new index) is
-/// noticed: the sockets are re-opened and a peer hears the master again.
+/// noticed: the sockets are re-opened, the master takes its address again
+/// (the old interface took it along), and a peer hears it.
 #[test]
 fn ignoring_link_state_still_follows_a_recreated_interface() {
     if !privileged("ignoring_link_state_still_follows_a_recreated_interface") {
         return;
     }
     let lab = Lab::new(2);
-    let a = ucarp(&lab, 0, &["-S", "-k", "0"]);
+    let dir = Dir::new("recreate");
+    let up = dir.script("up", &format!("echo up >> {}", dir.path("log").display()));
+    let a = ucarp(&lab, 0, &["-S", "-n", "-k", "0", "-u", &up]);
     a.wait_for("a master", 6 * SECOND, is_master);
+    dir.wait_for("log", "up", 2 * SECOND);
+    let mark = a.mark();
     lab.recreate_interface(0);
-    a.wait_for("re-opened", 10 * SECOND, |l| {
+    a.wait_for_after(mark, "re-opened", 10 * SECOND, |l| {
         l.contains("interface eth0 was re-created") && l.contains("sockets re-opened")
     });
+    a.wait_for_after(mark, "reset", SECOND, |l| {
+        l.contains("Switching to state: BACKUP") && l.contains("interface re-created")
+    });
+    a.wait_for_after(mark, "a master again", 6 * SECOND, is_master);
+    dir.wait_for("log", "up\nup\n", 2 * SECOND);
     // b waits 3.4 s for a master; a's adverts must keep it backup.
     let b = ucarp(&lab, 1, &["-S", "-k", "100"]);
     b.wait_for("b backup", 3 * SECOND, |l| {
@@ -496,6 +506,35 @@ fn ignoring_link_state_still_follows_a_recreated_interface() {
         !b.lines().iter().any(|l| is_master(l)),
         "b took over: a's adverts are lost after the interface came back"
     );
+}
+
+/// Stop signals are answered while the daemon waits for its last scripts:
+/// here the interface vanished and the down script hangs.
+#[test]
+fn stop_signals_are_answered_while_the_last_scripts_run() {
+    if !privileged("stop_signals_are_answered_while_the_last_scripts_run") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let dir = Dir::new("gone-hanging");
+    let down = dir.script(
+        "down",
+        &format!("echo started >> {}\nsleep 300", dir.path("log").display()),
+    );
+    let mut node = ucarp(&lab, 0, &["-n", "-b", "0", "-k", "10", "-d", &down]);
+    node.wait_for("master", 5 * SECOND, is_master);
+    let status = Command::new("ip")
+        .args(["-n", &lab.bridge_ns(), "link", "del", "p0"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    node.wait_for("gone", 10 * SECOND, |l| l.contains("disappeared"));
+    dir.wait_for("log", "started", 3 * SECOND);
+    node.signal(Signal::SIGTERM);
+    std::thread::sleep(SECOND);
+    node.signal(Signal::SIGTERM);
+    let exit = node.wait_exit(5 * SECOND);
+    assert_eq!(exit.and_then(|s| s.code()), Some(2), "{:#?}", node.lines());
 }
 
 /// A flapping link is not a flood of log lines: one line per kind, then
@@ -556,10 +595,11 @@ fn a_thread_that_cannot_start_is_an_error_not_a_panic() {
         return;
     }
     let lab = Lab::new(1);
-    // Every new thread asks for a 1 TiB stack: more than the machine has.
+    // Every new thread asks for a 1 PiB stack: more than the address space
+    // (128 TiB on x86-64), whatever the overcommit setting.
     let output = lab
         .command(0, "env")
-        .arg(format!("RUST_MIN_STACK={}", 1u64 << 40))
+        .arg(format!("RUST_MIN_STACK={}", 1u64 << 50))
         .arg(env!("CARGO_BIN_EXE_ucarp"))
         .args(args(&lab, 0, &[]))
         .output()

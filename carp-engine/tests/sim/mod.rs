@@ -447,7 +447,7 @@ impl Sim {
             }),
             // Faults the simulator itself injected just now.
             Reason::LinkDown => !node.link_up,
-            Reason::StepDown | Reason::Shutdown => heard.is_none(),
+            Reason::StepDown | Reason::Shutdown | Reason::InterfaceReset => heard.is_none(),
         };
         if !cause_ok {
             self.fail(format!(
