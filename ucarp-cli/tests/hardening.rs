@@ -452,24 +452,13 @@ fn a_second_stop_signal_forces_the_exit() {
     let exit = node.wait_exit(5 * SECOND);
     assert_eq!(exit.and_then(|s| s.code()), Some(0), "{:#?}", node.lines());
     let deadline = Instant::now() + 3 * SECOND;
-    while !pids_in(&lab, 0).is_empty() {
+    while !lab.pids(0).is_empty() {
         assert!(
             Instant::now() < deadline,
             "the down script's group survived"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn pids_in(lab: &Lab, host: usize) -> Vec<i32> {
-    let output = Command::new("ip")
-        .args(["netns", "pids", &lab.ns(host)])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }
 
 /// With `-S`, an interface deleted and created again (new index) is
@@ -584,7 +573,7 @@ fn daemonize_reports_startup_failures() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("permission denied"), "{stderr}");
-    assert!(pids_in(&lab, 0).is_empty(), "a daemon was left running");
+    assert!(lab.pids(0).is_empty(), "a daemon was left running");
 }
 
 /// A thread that cannot be started is an error with a message and exit

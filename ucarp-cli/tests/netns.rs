@@ -119,20 +119,8 @@ fn ifupdown_args(lab: &Lab, host: usize, scripts: &Scripts, skew: &str) -> Vec<S
     .to_vec()
 }
 
-/// PIDs of the processes in host's namespace.
-fn pids_in(lab: &Lab, host: usize) -> Vec<i32> {
-    let output = Command::new("ip")
-        .args(["netns", "pids", &lab.ns(host)])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
 fn signal_all(lab: &Lab, host: usize, signal: Signal) {
-    for pid in pids_in(lab, host) {
+    for pid in lab.pids(host) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
     }
 }
@@ -160,7 +148,7 @@ fn started_as_debian_ifupdown_does() {
     }
     // Both daemons detached and run in their namespaces.
     wait_until("both daemons running", 2 * SECOND, || {
-        !pids_in(&lab, 0).is_empty() && !pids_in(&lab, 1).is_empty()
+        !lab.pids(0).is_empty() && !lab.pids(1).is_empty()
     });
     let down = format!("down eth0 {VIP} extra");
     let up = format!("up eth0 {VIP} extra");
@@ -178,7 +166,7 @@ fn started_as_debian_ifupdown_does() {
 
     // SIGTERM with -z: down script, then exit.
     signal_all(&lab, 1, Signal::SIGTERM);
-    wait_until("host 1 exits", 5 * SECOND, || pids_in(&lab, 1).is_empty());
+    wait_until("host 1 exits", 5 * SECOND, || lab.pids(1).is_empty());
     assert_eq!(
         scripts.log(1),
         vec![down.clone(), up, down],
@@ -340,14 +328,10 @@ fn debian_ifupdown_hook_starts_ours() {
         .status()
         .unwrap();
     assert!(status.success(), "the hook failed: {status}");
-    wait_until("the daemon runs", 2 * SECOND, || {
-        !pids_in(&lab, 0).is_empty()
-    });
+    wait_until("the daemon runs", 2 * SECOND, || !lab.pids(0).is_empty());
     scripts.wait_for(0, &format!("up eth0 {VIP} extra"), 5 * SECOND);
     signal_all(&lab, 0, Signal::SIGTERM);
-    wait_until("the daemon exits", 5 * SECOND, || {
-        pids_in(&lab, 0).is_empty()
-    });
+    wait_until("the daemon exits", 5 * SECOND, || lab.pids(0).is_empty());
     // -z from the hook: a down script at start-up and one on shutdown.
     let down = format!("down eth0 {VIP} extra");
     let downs = scripts.log(0).iter().filter(|l| **l == down).count();

@@ -228,6 +228,18 @@ impl Lab {
         );
     }
 
+    /// PIDs of the processes in host's namespace.
+    pub fn pids(&self, host: usize) -> Vec<i32> {
+        let output = Command::new("ip")
+            .args(["netns", "pids", &self.ns(host)])
+            .output()
+            .expect("ip netns pids");
+        String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
     /// A command run inside host's namespace.
     pub fn command(&self, host: usize, program: &str) -> Command {
         let mut command = Command::new("ip");
