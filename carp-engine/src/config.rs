@@ -1,6 +1,6 @@
 //! What one virtual host is configured with, validated once at construction.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use carp_proto::VirtualHostAuth;
@@ -16,8 +16,8 @@ pub struct Config {
     /// Signs our advertisements; its vhid is the virtual host's.
     pub auth: VirtualHostAuth,
     /// Our real address: the source of our adverts and our side of the
-    /// tie-break between equal intervals.
-    pub src_addr: Ipv4Addr,
+    /// tie-break between equal intervals. IPv4 or IPv6.
+    pub src_addr: IpAddr,
     /// Whole seconds of our advertisement interval (UCARP `-b`, default 1).
     pub advbase: u8,
     /// Our skew in 1/256 s (UCARP `-k`, default 0).
@@ -55,7 +55,7 @@ pub enum ConfigError {
     #[error("deadratio must be at least 1, got 0")]
     ZeroDeadratio,
     /// Our own address cannot be unspecified: it is our tie-break identity.
-    #[error("source address must not be 0.0.0.0")]
+    #[error("source address must not be unspecified (0.0.0.0 or ::)")]
     UnspecifiedSource,
     /// advbase 255 with advskew 255 is the leave advertisement: every backup
     /// hearing it would take over at once, so no node may advertise it.
@@ -66,10 +66,10 @@ pub enum ConfigError {
 impl Config {
     /// UCARP's defaults for everything but the identity: advbase 1, advskew
     /// 0, deadratio 3, no preemption, UCARP's tie-break.
-    pub fn new(auth: VirtualHostAuth, src_addr: Ipv4Addr, initial_counter: u64) -> Config {
+    pub fn new(auth: VirtualHostAuth, src_addr: impl Into<IpAddr>, initial_counter: u64) -> Config {
         Config {
             auth,
-            src_addr,
+            src_addr: src_addr.into(),
             advbase: 1,
             advskew: 0,
             deadratio: 3,

@@ -7,7 +7,7 @@
 //! 3. equal intervals: the tie-break on the two source addresses.
 
 use std::cmp::Ordering;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::time::Interval;
 
@@ -29,8 +29,18 @@ pub enum TieBreak {
 }
 
 impl TieBreak {
-    /// The key whose lower value wins the tie.
-    pub fn key(self, addr: Ipv4Addr) -> u32 {
+    /// The key whose lower value wins the tie. IPv4 addresses as described
+    /// above; IPv6 addresses (UCARP has none) in numeric order of their 16
+    /// bytes in both modes, and after every IPv4 address, so that any pair
+    /// is ordered the same way on both sides.
+    pub fn key(self, addr: IpAddr) -> (u8, u128) {
+        match addr {
+            IpAddr::V4(v4) => (0, u128::from(self.key_v4(v4))),
+            IpAddr::V6(v6) => (1, u128::from(v6)),
+        }
+    }
+
+    fn key_v4(self, addr: Ipv4Addr) -> u32 {
         match self {
             TieBreak::UcarpLittleEndian => u32::from_le_bytes(addr.octets()),
             TieBreak::Numeric => u32::from(addr),
@@ -46,7 +56,7 @@ pub struct Claim {
     /// Advertisement interval: shorter is better.
     pub interval: Interval,
     /// Sender's real address, for the tie-break.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
 }
 
 impl Claim {
@@ -69,7 +79,7 @@ mod tests {
         Claim {
             demote,
             interval: Interval::new(advbase, advskew),
-            addr: Ipv4Addr::from(addr),
+            addr: IpAddr::V4(Ipv4Addr::from(addr)),
         }
     }
 
@@ -93,6 +103,23 @@ mod tests {
         let y = claim(0, 1, 0, [10, 0, 1, 2]);
         assert_eq!(x.rank(&y, TieBreak::UcarpLittleEndian), Ordering::Greater);
         assert_eq!(x.rank(&y, TieBreak::Numeric), Ordering::Less);
+    }
+
+    /// IPv6 sources order numerically, after IPv4 ones, in both modes.
+    #[test]
+    fn ipv6_sources_order_numerically_after_ipv4() {
+        let v6 = |last: u16| Claim {
+            demote: 0,
+            interval: Interval::new(1, 0),
+            addr: IpAddr::V6(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, last)),
+        };
+        for tb in [TieBreak::UcarpLittleEndian, TieBreak::Numeric] {
+            assert_eq!(v6(1).rank(&v6(2), tb), Ordering::Greater);
+            assert_eq!(v6(2).rank(&v6(1), tb), Ordering::Less);
+            let v4 = claim(0, 1, 0, [10, 0, 0, 9]);
+            assert_eq!(v4.rank(&v6(1), tb), Ordering::Greater);
+            assert_eq!(v6(1).rank(&v4, tb), Ordering::Less);
+        }
     }
 
     /// Antisymmetry: whichever side evaluates it, the pair agrees.

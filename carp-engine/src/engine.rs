@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use carp_proto::AdvertRepr;
@@ -73,32 +73,32 @@ pub enum Reason {
     /// Preemption: the master advertises less often than we would.
     Preempt {
         /// The master we preempted.
-        peer: Ipv4Addr,
+        peer: IpAddr,
     },
     /// The master sent a leave advertisement (advbase 255, advskew 255).
     PeerLeft {
         /// The master that left.
-        peer: Ipv4Addr,
+        peer: IpAddr,
     },
     /// The master's interval is longer than our master-down time: it would
     /// time out anyway.
     PeerWillTimeOut {
         /// The master.
-        peer: Ipv4Addr,
+        peer: IpAddr,
         /// Its advertised interval.
         interval: Duration,
     },
     /// The master advertises a higher demotion counter than ours.
     PeerDemoted {
         /// The master.
-        peer: Ipv4Addr,
+        peer: IpAddr,
         /// Its demotion counter.
         demote: u8,
     },
     /// We heard a master that ranks above us.
     Yield {
         /// The better master.
-        peer: Ipv4Addr,
+        peer: IpAddr,
     },
     /// Our link lost carrier.
     LinkDown,
@@ -218,7 +218,12 @@ pub struct Engine {
     config: Config,
     state: State,
     timers: Timers,
-    counter: u64,
+    /// The counter our next advert continues from: our last one, or the
+    /// last one we accepted (UCARP continues from a peer's counter).
+    send_counter: u64,
+    /// The last accepted advert's source and counter, kept apart from
+    /// ours: replay protection compares against what each peer sent.
+    heard_counter: Option<(IpAddr, u64)>,
     /// Interval the current master announces (ours until one is heard).
     master_interval: Interval,
     /// When we last accepted an advert, or became a listening backup.
@@ -242,7 +247,8 @@ impl Engine {
         config.validate()?;
         let mut engine = Engine {
             master_interval: config.interval(),
-            counter: config.initial_counter,
+            send_counter: config.initial_counter,
+            heard_counter: None,
             config,
             state: State::Init,
             timers: Timers::default(),
@@ -273,9 +279,15 @@ impl Engine {
         self.state
     }
 
-    /// The counter of the last advert sent or accepted.
-    pub fn counter(&self) -> u64 {
-        self.counter
+    /// The counter our next advert continues from: that of the last advert
+    /// sent or accepted (UCARP's rule).
+    pub fn send_counter(&self) -> u64 {
+        self.send_counter
+    }
+
+    /// The source and counter of the last advert accepted, if any.
+    pub fn heard_counter(&self) -> Option<(IpAddr, u64)> {
+        self.heard_counter
     }
 
     /// Whether repeated send failures make us advertise a poor skew.
@@ -344,7 +356,7 @@ impl Engine {
 
     /// An advertisement that the I/O layer has parsed and authenticated,
     /// received at `now` from `src` (notes §5).
-    pub fn handle_advert(&mut self, now: Time, src: Ipv4Addr, advert: &AdvertRepr) {
+    pub fn handle_advert(&mut self, now: Time, src: IpAddr, advert: &AdvertRepr) {
         if !self.is_listening() || advert.vhid != self.config.vhid() || src == self.config.src_addr
         {
             self.stats.adverts_ignored += 1;
@@ -352,7 +364,8 @@ impl Engine {
         }
         self.stats.adverts_accepted += 1;
         // UCARP continues from the counter of the last advert it accepted.
-        self.counter = advert.counter;
+        self.send_counter = advert.counter;
+        self.heard_counter = Some((src, advert.counter));
         let theirs = Claim {
             demote: advert.demote,
             interval: Interval::new(advert.advbase, advert.advskew),
@@ -469,15 +482,15 @@ impl Engine {
     }
 
     fn queue_advert(&mut self, advbase: u8, advskew: u8) {
-        self.counter = self.counter.wrapping_add(1);
+        self.send_counter = self.send_counter.wrapping_add(1);
         self.stats.adverts_sent += 1;
         self.transmits.push_back(Transmit::Advert(AdvertRepr {
             vhid: self.config.vhid(),
             advbase,
             advskew,
             demote: self.config.demote,
-            counter: self.counter,
-            digest: self.config.auth.sign(self.counter),
+            counter: self.send_counter,
+            digest: self.config.auth.sign(self.send_counter),
         }));
     }
 

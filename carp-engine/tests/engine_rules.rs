@@ -2,7 +2,7 @@
 
 mod sim;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use carp_engine::{
@@ -11,7 +11,7 @@ use carp_engine::{
 use carp_proto::AdvertRepr;
 use sim::{addr, at, auth, secs};
 
-const PEER: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 9);
+const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 1, 1, 9));
 
 fn config() -> Config {
     Config::new(auth(), addr(1), 1000)
@@ -65,7 +65,7 @@ fn configuration_is_validated() {
     let dead = Engine::new(config().with_deadratio(0), Time::ZERO).unwrap_err();
     assert_eq!(dead, ConfigError::ZeroDeadratio);
     let mut unspecified = config();
-    unspecified.src_addr = Ipv4Addr::UNSPECIFIED;
+    unspecified.src_addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     assert_eq!(
         Engine::new(unspecified, Time::ZERO).unwrap_err(),
         ConfigError::UnspecifiedSource
@@ -130,7 +130,7 @@ fn advert_cadence_is_exact_even_when_woken_late() {
 fn counter_increments_and_adopts_the_peers() {
     let mut e = engine(|c| c);
     e.handle_advert(at(1.0), PEER, &advert(1, 0, 5_000));
-    assert_eq!(e.counter(), 5_000);
+    assert_eq!(e.send_counter(), 5_000);
     assert_eq!(e.state(), State::Backup);
     e.handle_timeout(at(1.0) + e.master_down_time());
     let adverts = sent_adverts(&drain(&mut e).1);

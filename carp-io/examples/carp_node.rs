@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use carp_engine::{Config, Hook, Transition};
-use carp_io::{HookDone, Hooks, Node, NodeConfig, ScriptConfig, ScriptHooks};
+use carp_io::{HookDone, Hooks, Node, ScriptConfig, ScriptHooks, VirtualHostConfig};
 use carp_proto::{Password, VirtualHostAuth};
 use nix::time::{clock_gettime, ClockId};
 
@@ -104,7 +104,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_preempt(args.contains_key("preempt"));
     engine.neutral = args.contains_key("neutral");
     engine.ignore_link_state = args.contains_key("ignore-link");
-    let mut config = NodeConfig::new(&iface, vip, engine);
+    let mut config = VirtualHostConfig::new(&iface, engine);
     if let Some(group) = args.get("group") {
         config.group = group.parse()?;
     }

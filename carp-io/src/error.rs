@@ -33,6 +33,18 @@ pub enum IoError {
     /// The interface went away while the node was running.
     #[error("interface {0:?} disappeared; the node stopped after running its down hook")]
     InterfaceGone(String),
+    /// Something this runtime does not do (yet), such as IPv6 CARP.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    /// A virtual host with this interface and vhid already runs.
+    #[error("{0} is already configured (one virtual host per interface and vhid)")]
+    Duplicate(String),
+    /// No virtual host with this interface and vhid runs.
+    #[error("no virtual host {0}")]
+    NoSuchVirtualHost(String),
+    /// The runtime has stopped or is stopping.
+    #[error("the runtime is stopping or has stopped")]
+    Stopped,
     /// The kernel gave no random bytes for the first counter.
     #[error("no randomness from the kernel (getrandom): {0}")]
     Random(String),

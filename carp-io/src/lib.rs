@@ -1,11 +1,13 @@
-//! The Linux runtime that drives a [`carp_engine::Engine`] on a real
-//! interface: raw sockets, multicast, gratuitous ARP, link state, timers on
+//! The Linux runtime that drives [`carp_engine::Engine`]s on real
+//! interfaces: raw sockets, multicast, gratuitous ARP, link state, timers on
 //! the monotonic clock, and transition hooks that never block the protocol.
+//! One [`Runtime`] (one protocol thread) runs any number of virtual hosts;
+//! [`Node`] is the one-virtual-host shape of UCARP.
 //!
 //! ```no_run
 //! use std::net::{IpAddr, Ipv4Addr};
 //! use carp_engine::{Config, Hook, Transition};
-//! use carp_io::{Node, NodeConfig};
+//! use carp_io::{Node, VirtualHostConfig};
 //! use carp_proto::{Password, VirtualHostAuth};
 //!
 //! let vip = Ipv4Addr::new(10, 1, 1, 252);
@@ -16,29 +18,34 @@
 //!     Some(Hook::Down) => println!("release {vip}"),
 //!     None => {}
 //! };
-//! let node = Node::new(NodeConfig::new("eth0", vip, engine), Box::new(hooks))?;
+//! let node = Node::new(VirtualHostConfig::new("eth0", engine), Box::new(hooks))?;
 //! let handle = node.handle(); // step_down(), shutdown(), counters() from any thread
 //! std::thread::spawn(move || node.run());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod clock;
-mod counters;
 pub mod daemon;
 mod error;
 mod hooks;
 pub mod iface;
+mod interface;
 pub mod link;
 mod node;
 pub mod ratelimit;
+mod runtime;
 mod script;
 pub mod socket;
+mod status;
+mod vhost;
 
-pub use counters::{CounterSnapshot, Counters};
 pub use error::IoError;
 pub use hooks::{HookDone, Hooks, NoHooks};
-pub use node::{Node, NodeConfig, NodeHandle};
+pub use node::{Node, NodeHandle};
+pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use script::{ScriptConfig, ScriptHooks, KILL_GRACE};
+pub use status::{CounterSnapshot, InterfaceStatus, RuntimeStatus, VirtualHostStatus};
+pub use vhost::{VirtualHostConfig, VirtualHostId};
 
 /// 64 random bits from the kernel's `getrandom(2)`, for the engine's first
 /// counter. No file to open (a chroot or a sandbox without `/dev/urandom`

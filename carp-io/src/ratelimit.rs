@@ -28,7 +28,8 @@ enum Kind {
 
 /// Per-label rate limiter for warnings.
 pub struct RateLimitedLog {
-    vhid: u8,
+    /// What the lines are about: `vhid 7`, `interface eth0`.
+    prefix: String,
     period: Duration,
     kind: Kind,
     causes: BTreeMap<&'static str, Cause>,
@@ -38,17 +39,28 @@ impl RateLimitedLog {
     /// For rejected packets: at most one line per cause per `period` after
     /// the first.
     pub fn rejections(vhid: u8, period: Duration) -> RateLimitedLog {
-        RateLimitedLog::new(vhid, period, Kind::Rejections)
+        RateLimitedLog::new(format!("vhid {vhid}"), period, Kind::Rejections)
     }
 
-    /// For events such as link changes, logged as their detail says.
+    /// For a virtual host's events, logged as their detail says.
     pub fn events(vhid: u8, period: Duration) -> RateLimitedLog {
-        RateLimitedLog::new(vhid, period, Kind::Events)
+        RateLimitedLog::new(format!("vhid {vhid}"), period, Kind::Events)
     }
 
-    fn new(vhid: u8, period: Duration, kind: Kind) -> RateLimitedLog {
+    /// For an interface's events (link changes), logged as
+    /// `interface <name>: <detail>`.
+    pub fn interface_events(name: &str, period: Duration) -> RateLimitedLog {
+        RateLimitedLog::new(format!("interface {name}"), period, Kind::Events)
+    }
+
+    /// For packets an interface receives that no virtual host claims.
+    pub fn interface_rejections(name: &str, period: Duration) -> RateLimitedLog {
+        RateLimitedLog::new(format!("interface {name}"), period, Kind::Rejections)
+    }
+
+    fn new(prefix: String, period: Duration, kind: Kind) -> RateLimitedLog {
         RateLimitedLog {
-            vhid,
+            prefix,
             period,
             kind,
             causes: BTreeMap::new(),
@@ -83,8 +95,8 @@ impl RateLimitedLog {
 
     fn line(&self, label: &str, detail: &str) {
         match self.kind {
-            Kind::Rejections => warn!("vhid {}: rejected packet ({label}): {detail}", self.vhid),
-            Kind::Events => warn!("vhid {}: {detail}", self.vhid),
+            Kind::Rejections => warn!("{}: rejected packet ({label}): {detail}", self.prefix),
+            Kind::Events => warn!("{}: {detail}", self.prefix),
         }
     }
 
@@ -96,12 +108,12 @@ impl RateLimitedLog {
                 let latest = &cause.last_detail;
                 match self.kind {
                     Kind::Rejections => warn!(
-                        "vhid {}: {n} more packets rejected ({label}) in the last {secs:.0}s; latest: {latest}",
-                        self.vhid
+                        "{}: {n} more packets rejected ({label}) in the last {secs:.0}s; latest: {latest}",
+                        self.prefix
                     ),
                     Kind::Events => warn!(
-                        "vhid {}: {n} more {label} events in the last {secs:.0}s; latest: {latest}",
-                        self.vhid
+                        "{}: {n} more {label} events in the last {secs:.0}s; latest: {latest}",
+                        self.prefix
                     ),
                 }
                 cause.suppressed = 0;

@@ -131,6 +131,8 @@ pub enum AuthError {
 #[derive(Clone)]
 pub struct VirtualHostAuth {
     vhid: u8,
+    /// In the digest's order, without duplicates.
+    addresses: Vec<IpAddr>,
     hmac: PreparedHmac,
 }
 
@@ -163,6 +165,7 @@ impl VirtualHostAuth {
         }
         Ok(VirtualHostAuth {
             vhid,
+            addresses: sorted,
             hmac: PreparedHmac::new(password.as_bytes(), &prefix),
         })
     }
@@ -170,6 +173,12 @@ impl VirtualHostAuth {
     /// The virtual host this authenticator is for.
     pub fn vhid(&self) -> u8 {
         self.vhid
+    }
+
+    /// The virtual addresses, in the order the digest covers them (IPv4
+    /// ascending, then IPv6 ascending), without duplicates.
+    pub fn addresses(&self) -> &[IpAddr] {
+        &self.addresses
     }
 
     /// The digest to send with `counter`.

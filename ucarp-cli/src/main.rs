@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use carp_engine::Config;
-use carp_io::{Node, NodeConfig, ScriptConfig, ScriptHooks};
+use carp_io::{Node, ScriptConfig, ScriptHooks, VirtualHostConfig};
 use carp_proto::VirtualHostAuth;
 use clap::Parser;
 use log::{error, warn};
@@ -129,7 +129,7 @@ fn open(options: &Options) -> Result<(Node, ScriptConfig), Box<dyn std::error::E
         timeout: options.script_timeout,
         vhid: options.vhid,
     };
-    let mut config = NodeConfig::new(&options.interface, options.vip, engine);
+    let mut config = VirtualHostConfig::new(&options.interface, engine);
     config.group = options.group;
     config.broadcast = options.broadcast;
     config.hook_wait = scripts.longest_wait();

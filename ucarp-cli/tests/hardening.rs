@@ -478,7 +478,7 @@ fn ignoring_link_state_still_follows_a_recreated_interface() {
     let mark = a.mark();
     lab.recreate_interface(0);
     a.wait_for_after(mark, "re-opened", 10 * SECOND, |l| {
-        l.contains("interface eth0 was re-created") && l.contains("sockets re-opened")
+        l.contains("interface eth0: re-created") && l.contains("sockets re-opened")
     });
     a.wait_for_after(mark, "reset", SECOND, |l| {
         l.contains("Switching to state: BACKUP") && l.contains("interface re-created")
@@ -546,7 +546,7 @@ fn link_flaps_are_rate_limited_in_the_log() {
     let link_lines: Vec<String> = node
         .lines()
         .into_iter()
-        .filter(|l| l.contains("link on eth0"))
+        .filter(|l| l.contains("interface eth0: link"))
         .collect();
     assert!(
         (1..=2).contains(&link_lines.len()),

@@ -87,7 +87,7 @@ impl Node {
     pub fn state(&self) -> Option<State> {
         self.engine.as_ref().map(Engine::state)
     }
-    pub fn addr(&self) -> Ipv4Addr {
+    pub fn addr(&self) -> IpAddr {
         self.config.src_addr
     }
 }
@@ -324,7 +324,7 @@ impl Sim {
 
     /// Collects a node's outputs: sends adverts on the segment, records
     /// ARPs and checks each transition.
-    fn drain(&mut self, id: usize, heard: Option<(Ipv4Addr, AdvertRepr)>) {
+    fn drain(&mut self, id: usize, heard: Option<(IpAddr, AdvertRepr)>) {
         loop {
             let now = self.now;
             let link_up = self.nodes[id].link_up;
@@ -397,7 +397,7 @@ impl Sim {
         &mut self,
         id: usize,
         event: &Transition,
-        heard: Option<(Ipv4Addr, AdvertRepr)>,
+        heard: Option<(IpAddr, AdvertRepr)>,
     ) {
         let node = &self.nodes[id];
         let config = &node.config;
@@ -407,7 +407,7 @@ impl Sim {
             interval: Interval::new(advert.advbase, advert.advskew),
             addr,
         });
-        let from_advert = |peer: Ipv4Addr| heard_claim.filter(|c| c.addr == peer);
+        let from_advert = |peer: IpAddr| heard_claim.filter(|c| c.addr == peer);
         let cause_ok = match event.reason {
             Reason::Startup => event.from == State::Init && event.to == State::Backup,
             Reason::MasterDown { silent_for } => {

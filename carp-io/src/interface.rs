@@ -1,0 +1,162 @@
+//! Per-interface I/O, shared by every virtual host on the interface: one
+//! frame sender, one receive socket per CARP group in use, the link state,
+//! and counters for packets no virtual host could claim.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use carp_proto::datagram::{AdvertDatagram, AdvertFrame};
+use carp_proto::ethernet::MacAddr;
+use carp_proto::{ParseError, Rejected};
+
+use crate::iface::InterfaceInfo;
+use crate::ratelimit::RateLimitedLog;
+use crate::socket::{AdvertReceiver, FrameSender};
+use crate::status::InterfaceStatus;
+use crate::IoError;
+
+/// One interface's sockets and state.
+pub(crate) struct Interface {
+    pub info: InterfaceInfo,
+    sender: FrameSender,
+    /// One receive socket per group, each joined on this interface.
+    pub receivers: Vec<(Ipv4Addr, AdvertReceiver)>,
+    /// Carrier as last reported to the virtual hosts.
+    pub link_up: bool,
+    /// Gone; only kept while virtual hosts on it ignore link state.
+    pub gone: bool,
+    ip_ident: u16,
+    /// Packets no virtual host could claim.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Link events, rate-limited.
+    events: RateLimitedLog,
+    /// Malformed packets, rate-limited.
+    rejections: RateLimitedLog,
+}
+
+impl Interface {
+    /// Opens the sender on `name`; receivers are added per group.
+    pub fn open(
+        name: &str,
+        seed: u64,
+        events: RateLimitedLog,
+        rejections: RateLimitedLog,
+    ) -> Result<Interface, IoError> {
+        let info = InterfaceInfo::lookup(name)?;
+        let sender = FrameSender::open(&info.name, info.index)?;
+        Ok(Interface {
+            link_up: info.running,
+            info,
+            sender,
+            receivers: Vec::new(),
+            gone: false,
+            ip_ident: seed as u16 | 1,
+            rejected: BTreeMap::new(),
+            events,
+            rejections,
+        })
+    }
+
+    /// Joins `group` (once per group).
+    pub fn join(&mut self, group: Ipv4Addr) -> Result<(), IoError> {
+        if !self.receivers.iter().any(|(g, _)| *g == group) {
+            let receiver = AdvertReceiver::open(&self.info.name, self.info.index, group)?;
+            self.receivers.push((group, receiver));
+        }
+        Ok(())
+    }
+
+    /// Leaves the groups no virtual host uses any more.
+    pub fn retain_groups(&mut self, in_use: &[Ipv4Addr]) {
+        self.receivers.retain(|(g, _)| in_use.contains(g));
+    }
+
+    /// Opens everything again on the re-created interface `name`, with the
+    /// same groups.
+    pub fn reopen(&mut self) -> Result<(), IoError> {
+        let info = InterfaceInfo::lookup(&self.info.name)?;
+        let sender = FrameSender::open(&info.name, info.index)?;
+        let mut receivers = Vec::new();
+        for (group, _) in &self.receivers {
+            receivers.push((
+                *group,
+                AdvertReceiver::open(&info.name, info.index, *group)?,
+            ));
+        }
+        self.info = info;
+        self.sender = sender;
+        self.receivers = receivers;
+        self.gone = false;
+        Ok(())
+    }
+
+    /// Sends an advertisement datagram in a frame from our MAC.
+    pub fn send_advert(&mut self, datagram: AdvertDatagram, broadcast: bool) -> io::Result<()> {
+        self.ip_ident = self.ip_ident.wrapping_mul(25173).wrapping_add(13849);
+        let frame = AdvertFrame {
+            eth_src: self.info.mac,
+            eth_dst: if broadcast {
+                MacAddr::BROADCAST
+            } else {
+                MacAddr::ipv4_multicast(datagram.dst)
+            },
+            datagram: AdvertDatagram {
+                ident: self.ip_ident,
+                ..datagram
+            },
+        };
+        self.sender.send(&frame.to_bytes())
+    }
+
+    /// Sends a whole frame (a gratuitous ARP).
+    pub fn send_frame(&self, frame: &[u8]) -> io::Result<()> {
+        self.sender.send(frame)
+    }
+
+    /// Counts a packet no virtual host claims.
+    pub fn reject(&mut self, label: &'static str) {
+        *self.rejected.entry(label).or_default() += 1;
+    }
+
+    pub fn status(&self) -> InterfaceStatus {
+        InterfaceStatus {
+            name: self.info.name.clone(),
+            index: self.info.index,
+            link_up: self.link_up,
+            rejected: self.rejected.clone(),
+        }
+    }
+
+    /// Counts and (rate-limited) logs a packet that is not a well-formed
+    /// advertisement.
+    pub fn reject_malformed(&mut self, bytes: &[u8], error: ParseError) {
+        let rejected = Rejected::Malformed(error);
+        self.reject(rejected.label());
+        let source =
+            (bytes.len() >= 20).then(|| Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15]));
+        self.rejections
+            .record(Instant::now(), rejected.label(), || match source {
+                Some(src) => format!("{rejected} from {src}"),
+                None => rejected.to_string(),
+            });
+    }
+
+    pub fn flush_logs(&mut self, now: Instant) {
+        self.events.flush(now);
+        self.rejections.flush(now);
+    }
+
+    pub fn next_log_flush(&self) -> Option<Instant> {
+        [self.events.next_flush(), self.rejections.next_flush()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Records a link event in the rate-limited log.
+    pub fn event(&mut self, label: &'static str, detail: impl FnOnce() -> String) {
+        self.events.record(Instant::now(), label, detail);
+    }
+}

@@ -1,0 +1,772 @@
+//! The protocol thread: any number of virtual hosts on any number of
+//! interfaces, driven by one loop.
+//!
+//! Per interface: one frame sender, one receive socket per CARP group in
+//! use (each datagram is parsed once and handed to the virtual host that
+//! owns its vhid), and the link state. Per virtual host: its engine, hooks
+//! and status. One netlink socket follows every interface. Virtual hosts
+//! are added, replaced and removed while running through
+//! [`RuntimeHandle`]; a removed one leaves cleanly (down hook, then the
+//! leave advertisement if it was master).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use carp_proto::datagram::AdvertDatagram;
+use log::{debug, error, info, warn};
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
+
+use crate::clock::Clock;
+use crate::iface::{self, LinkStatus};
+use crate::interface::Interface;
+use crate::link::LinkMonitor;
+use crate::ratelimit::RateLimitedLog;
+use crate::status::{InterfaceStatus, RuntimeStatus, VirtualHostStatus};
+use crate::vhost::{wake, VirtualHost, VirtualHostConfig, VirtualHostId};
+use crate::{Hooks, IoError};
+
+/// Settings of the runtime itself.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// How often every interface is re-read without a notification.
+    /// Netlink announces changes at once; this is a safety net. Without
+    /// netlink, interfaces are polled every 100 ms.
+    pub link_recheck: Duration,
+    /// At most one summary line per rejection cause (and per kind of link
+    /// event) per period.
+    pub reject_log_period: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> RuntimeConfig {
+        RuntimeConfig {
+            link_recheck: Duration::from_secs(5),
+            reject_log_period: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Datagrams read per socket per wake-up before timers get a turn, so a
+/// flood cannot delay our own advertisements.
+const READ_BATCH: usize = 64;
+/// A periodic link re-check (about a millisecond of netlink dump) is put
+/// off when an engine timer is due sooner than this.
+const RECHECK_GUARD: Duration = Duration::from_millis(10);
+/// Interface polling interval when netlink notifications are unavailable.
+const LINK_POLL_WITHOUT_NETLINK: Duration = Duration::from_millis(100);
+/// How often a stopping runtime looks at its hooks' pending work.
+const FINISH_TICK: Duration = Duration::from_millis(100);
+
+type Reply = Sender<Result<(), IoError>>;
+
+enum Command {
+    Add(Box<VirtualHostConfig>, Box<dyn Hooks>, Reply),
+    Remove(VirtualHostId, Reply),
+    StepDown(Option<VirtualHostId>),
+    Shutdown { run_down_hook: bool },
+    LogStatus,
+}
+
+/// Controls a running runtime from any thread.
+#[derive(Clone)]
+pub struct RuntimeHandle {
+    commands: Sender<Command>,
+    waker: Arc<UnixStream>,
+    status: Arc<Mutex<StatusCells>>,
+}
+
+/// Where each virtual host's and interface's status lives.
+#[derive(Default)]
+struct StatusCells {
+    virtual_hosts: BTreeMap<VirtualHostId, Arc<Mutex<VirtualHostStatus>>>,
+    interfaces: BTreeMap<String, InterfaceStatus>,
+}
+
+impl RuntimeHandle {
+    fn send(&self, command: Command) -> bool {
+        let sent = self.commands.send(command).is_ok();
+        if sent {
+            wake(&self.waker);
+        }
+        sent
+    }
+
+    fn ask(&self, command: impl FnOnce(Reply) -> Command) -> Result<(), IoError> {
+        let (reply, answer) = mpsc::channel();
+        if !self.send(command(reply)) {
+            return Err(IoError::Stopped);
+        }
+        answer.recv().unwrap_or(Err(IoError::Stopped))
+    }
+
+    /// Adds a virtual host and starts it (down hook unless neutral). Fails
+    /// if its interface cannot be opened, its configuration is refused, or
+    /// a virtual host with the same interface and vhid exists.
+    pub fn add(&self, config: VirtualHostConfig, hooks: Box<dyn Hooks>) -> Result<(), IoError> {
+        self.ask(|reply| Command::Add(Box::new(config), hooks, reply))
+    }
+
+    /// Removes a virtual host: a master runs its down hook, then sends the
+    /// leave advertisement; then the virtual host is gone.
+    pub fn remove(&self, id: &VirtualHostId) -> Result<(), IoError> {
+        let id = id.clone();
+        self.ask(|reply| Command::Remove(id, reply))
+    }
+
+    /// Replaces a virtual host's configuration: it leaves as with
+    /// [`RuntimeHandle::remove`] and starts again as with
+    /// [`RuntimeHandle::add`].
+    pub fn replace(&self, config: VirtualHostConfig, hooks: Box<dyn Hooks>) -> Result<(), IoError> {
+        self.remove(&config.id())?;
+        self.add(config, hooks)
+    }
+
+    /// UCARP's SIGUSR2 for one virtual host (`Some`) or all (`None`): a
+    /// master steps down and keeps quiet for its hold time.
+    pub fn step_down(&self, id: Option<&VirtualHostId>) {
+        self.send(Command::StepDown(id.cloned()));
+    }
+
+    /// Stops every virtual host: running hooks are interrupted, down hooks
+    /// run if `run_down_hook` (UCARP `--shutdown`) and, once they have
+    /// finished, masters send the leave advertisement; then
+    /// [`Runtime::run`] returns. A second call while stopping stops at
+    /// once: hooks are abandoned (scripts killed), pending leave adverts
+    /// go out.
+    pub fn shutdown(&self, run_down_hook: bool) {
+        self.send(Command::Shutdown { run_down_hook });
+    }
+
+    /// UCARP's SIGUSR1: logs one status line per virtual host.
+    pub fn log_status(&self) {
+        self.send(Command::LogStatus);
+    }
+
+    /// Every virtual host's and interface's status now.
+    pub fn status(&self) -> RuntimeStatus {
+        let cells = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        RuntimeStatus {
+            interfaces: cells.interfaces.values().cloned().collect(),
+            virtual_hosts: cells
+                .virtual_hosts
+                .values()
+                .map(|cell| cell.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .collect(),
+        }
+    }
+}
+
+/// Where the runtime is in stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    No,
+    /// Shut down; waiting for down hooks and leave adverts.
+    Graceful,
+    /// Told twice: leave now.
+    Forced,
+}
+
+/// The protocol loop and everything it drives.
+pub struct Runtime {
+    config: RuntimeConfig,
+    clock: Clock,
+    interfaces: BTreeMap<String, Interface>,
+    virtual_hosts: BTreeMap<VirtualHostId, VirtualHost>,
+    /// Removed or stopped, still sending a held leave advert or finishing
+    /// hooks.
+    leaving: Vec<VirtualHost>,
+    link: Option<LinkMonitor>,
+    commands: Receiver<Command>,
+    waker: UnixStream,
+    handle: RuntimeHandle,
+    stopping: Stopping,
+    /// Virtual hosts stopped because their interface vanished.
+    lost: Vec<String>,
+    next_link_check: Instant,
+}
+
+impl Runtime {
+    /// A runtime with no virtual host yet. Opens the netlink socket and the
+    /// control socket; starts no thread.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, IoError> {
+        let control = |e| IoError::socket("creating the control socket", "-", e);
+        let (waker, wake_end) = UnixStream::pair().map_err(control)?;
+        for end in [&waker, &wake_end] {
+            end.set_nonblocking(true).map_err(control)?;
+        }
+        let link = LinkMonitor::open(0)
+            .map_err(|e| {
+                warn!(
+                    "no netlink link notifications ({e}); polling interfaces every {:?}",
+                    LINK_POLL_WITHOUT_NETLINK
+                )
+            })
+            .ok();
+        let (commands_tx, commands) = mpsc::channel();
+        let handle = RuntimeHandle {
+            commands: commands_tx,
+            waker: Arc::new(wake_end),
+            status: Arc::new(Mutex::new(StatusCells::default())),
+        };
+        Ok(Runtime {
+            config,
+            clock: Clock::start(),
+            interfaces: BTreeMap::new(),
+            virtual_hosts: BTreeMap::new(),
+            leaving: Vec::new(),
+            link,
+            commands,
+            waker,
+            handle,
+            stopping: Stopping::No,
+            lost: Vec::new(),
+            next_link_check: Instant::now(),
+        })
+    }
+
+    /// A handle to control the runtime once it runs.
+    pub fn handle(&self) -> RuntimeHandle {
+        self.handle.clone()
+    }
+
+    /// Adds a virtual host before [`Runtime::run`] (opening its interface
+    /// and group now, so that start-up errors come back here).
+    pub fn add(&mut self, config: VirtualHostConfig, hooks: Box<dyn Hooks>) -> Result<(), IoError> {
+        let id = config.id();
+        if self.virtual_hosts.contains_key(&id) {
+            return Err(IoError::Duplicate(id.to_string()));
+        }
+        config.source_v4()?;
+        config.engine.validate()?;
+        self.open_interface(&config.interface, config.group)?;
+        let iface = self
+            .interfaces
+            .get_mut(&config.interface)
+            .expect("just opened");
+        let mut vhost = VirtualHost::start(
+            config,
+            hooks,
+            self.clock.now(),
+            Arc::clone(&self.handle.waker),
+            self.config.reject_log_period,
+        )?;
+        info!(
+            "vhid {}: starting on {} ({}) from {}, virtual addresses {}, group {}{}",
+            id.vhid,
+            iface.info.name,
+            iface.info.mac,
+            vhost.config.engine.src_addr,
+            join(vhost.config.engine.auth.addresses()),
+            vhost.config.group,
+            if vhost.config.broadcast {
+                " (broadcast)"
+            } else {
+                ""
+            }
+        );
+        if !iface.link_up && !vhost.config.engine.ignore_link_state {
+            warn!(
+                "vhid {}: {} has no carrier; waiting for it",
+                id.vhid, iface.info.name
+            );
+            vhost.engine.handle_link_change(self.clock.now(), false);
+        }
+        // The start-up transition is acted on by the loop's next turn, so
+        // hooks set before `run` see it.
+        self.handle
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .virtual_hosts
+            .insert(id.clone(), vhost.status_cell());
+        self.virtual_hosts.insert(id, vhost);
+        self.publish_interfaces();
+        Ok(())
+    }
+
+    /// Replaces a virtual host's hooks (before [`Runtime::run`]).
+    pub fn set_hooks(&mut self, id: &VirtualHostId, hooks: Box<dyn Hooks>) {
+        if let Some(vhost) = self.virtual_hosts.get_mut(id) {
+            vhost.hooks = hooks;
+        }
+    }
+
+    fn open_interface(&mut self, name: &str, group: Ipv4Addr) -> Result<(), IoError> {
+        if !self.interfaces.contains_key(name) {
+            let period = self.config.reject_log_period;
+            let iface = Interface::open(
+                name,
+                crate::random_u64().unwrap_or(1),
+                RateLimitedLog::interface_events(name, period),
+                RateLimitedLog::interface_rejections(name, period),
+            )?;
+            self.interfaces.insert(name.to_string(), iface);
+        }
+        let iface = self.interfaces.get_mut(name).expect("opened above");
+        if let Err(e) = iface.join(group) {
+            self.close_unused();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Closes interfaces and groups no virtual host uses.
+    fn close_unused(&mut self) {
+        let users: Vec<(String, Ipv4Addr)> = self
+            .virtual_hosts
+            .values()
+            .chain(&self.leaving)
+            .map(|v| (v.config.interface.clone(), v.config.group))
+            .collect();
+        self.interfaces.retain(|name, iface| {
+            let groups: Vec<Ipv4Addr> = users
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, g)| *g)
+                .collect();
+            iface.retain_groups(&groups);
+            !groups.is_empty()
+        });
+        self.publish_interfaces();
+    }
+
+    fn publish_interfaces(&self) {
+        let mut cells = self.handle.status.lock().unwrap_or_else(|e| e.into_inner());
+        cells.interfaces = self
+            .interfaces
+            .iter()
+            .map(|(name, iface)| (name.clone(), iface.status()))
+            .collect();
+    }
+
+    /// Runs until shut down (`Ok`), or until every virtual host has stopped
+    /// because its interface vanished (`Err`, after their down hooks).
+    pub fn run(mut self) -> Result<(), IoError> {
+        // Wake at the deadline, not up to 50 µs (the default slack) later:
+        // adverts and takeovers are timed from it.
+        if let Err(e) = nix::sys::prctl::set_timerslack(1) {
+            debug!("cannot lower timer slack: {e}");
+        }
+        let mut buf = [0u8; 2048];
+        let result = loop {
+            self.settle();
+            if self.stopping == Stopping::Forced
+                || (self.stopping == Stopping::Graceful
+                    && self.virtual_hosts.is_empty()
+                    && self.leaving.iter().all(|v| !v.holds_leave()))
+            {
+                break Ok(());
+            }
+            if self.stopping == Stopping::No
+                && self.virtual_hosts.is_empty()
+                && !self.lost.is_empty()
+            {
+                break Err(IoError::InterfaceGone(self.lost.join(", ")));
+            }
+            let now = Instant::now();
+            for iface in self.interfaces.values_mut() {
+                iface.flush_logs(now);
+            }
+            for vhost in self.virtual_hosts.values_mut() {
+                vhost.flush_logs(now);
+            }
+            let woke = self.wait();
+            if woke.adverts {
+                self.read_adverts(&mut buf);
+            }
+            if woke.command {
+                self.run_commands();
+            }
+            // Timers before the link re-check: reading the interface list
+            // can take a millisecond, which must not delay an advert.
+            self.fire_timers();
+            let link_changed = woke.link && self.link.as_ref().is_some_and(LinkMonitor::changed);
+            let recheck_due = Instant::now() >= self.next_link_check;
+            let timer_soon = self
+                .next_timer()
+                .map(|due| self.clock.until(due))
+                .filter(|&left| left < RECHECK_GUARD);
+            if let (true, Some(left), false) = (recheck_due, timer_soon, link_changed) {
+                // The periodic re-check waits until the timer has fired.
+                self.next_link_check = Instant::now() + left + Duration::from_millis(1);
+            } else if link_changed || recheck_due {
+                self.next_link_check = Instant::now() + self.link_check_interval();
+                self.check_links();
+            }
+        };
+        self.finish_hooks();
+        result
+    }
+
+    /// Releases held transmits, and retires virtual hosts that are done.
+    fn settle(&mut self) {
+        let now = self.clock.now();
+        for vhost in self
+            .virtual_hosts
+            .values_mut()
+            .chain(self.leaving.iter_mut())
+        {
+            if let Some(iface) = self.interfaces.get_mut(&vhost.config.interface) {
+                vhost.drain(iface, now);
+                vhost.release_held(iface, now);
+            }
+        }
+        let before = self.leaving.len();
+        self.leaving.retain_mut(|vhost| {
+            let done = !vhost.holds_leave() && !vhost.hooks.pending();
+            if done {
+                vhost.hooks.finish();
+            }
+            !done
+        });
+        if self.leaving.len() != before {
+            self.close_unused();
+        }
+    }
+
+    fn next_timer(&self) -> Option<carp_engine::Time> {
+        self.virtual_hosts
+            .values()
+            .filter_map(|v| v.engine.poll_timeout())
+            .min()
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.clock.now();
+        for vhost in self.virtual_hosts.values_mut() {
+            if vhost.engine.poll_timeout().is_some_and(|due| due <= now) {
+                vhost.engine.handle_timeout(now);
+                if let Some(iface) = self.interfaces.get_mut(&vhost.config.interface) {
+                    vhost.drain(iface, now);
+                }
+            }
+        }
+    }
+
+    fn link_check_interval(&self) -> Duration {
+        if self.link.is_some() {
+            self.config.link_recheck
+        } else {
+            LINK_POLL_WITHOUT_NETLINK
+        }
+    }
+
+    /// Sleeps until a datagram, a command, a link notification, or the next
+    /// deadline (engine timer, link re-check, log summary, hook wait).
+    fn wait(&self) -> Woke {
+        let now = Instant::now();
+        let mut deadlines = vec![self.next_link_check.saturating_duration_since(now)];
+        if let Some(due) = self.next_timer() {
+            deadlines.push(self.clock.until(due));
+        }
+        let instants = self
+            .virtual_hosts
+            .values()
+            .chain(&self.leaving)
+            .flat_map(|v| [v.next_log_flush(), v.hook_deadline()])
+            .chain(self.interfaces.values().map(Interface::next_log_flush))
+            .flatten();
+        for at in instants {
+            deadlines.push(at.saturating_duration_since(now));
+        }
+        let timeout = deadlines.into_iter().min().map(TimeSpec::from_duration);
+        let mut fds = vec![PollFd::new(self.waker.as_fd(), PollFlags::POLLIN)];
+        if let Some(link) = &self.link {
+            fds.push(PollFd::new(link.as_fd(), PollFlags::POLLIN));
+        }
+        let first_receiver = fds.len();
+        for iface in self.interfaces.values() {
+            for (_, receiver) in &iface.receivers {
+                fds.push(PollFd::new(receiver.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        if let Err(e) = ppoll(&mut fds, timeout, None) {
+            if e != nix::errno::Errno::EINTR {
+                error!("poll failed: {e}");
+            }
+            return Woke::default();
+        }
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        Woke {
+            command: ready(&fds[0]),
+            link: self.link.is_some() && ready(&fds[1]),
+            adverts: fds[first_receiver..].iter().any(ready),
+        }
+    }
+
+    /// Reads every receive socket (a bounded batch each), parses each
+    /// datagram once and hands it to the virtual host owning its vhid.
+    fn read_adverts(&mut self, buf: &mut [u8]) {
+        let now = self.clock.now();
+        for (name, iface) in self.interfaces.iter_mut() {
+            for group_index in 0..iface.receivers.len() {
+                for _ in 0..READ_BATCH {
+                    let bytes = match iface.receivers[group_index].1.recv(buf) {
+                        Ok(Some(bytes)) => bytes,
+                        Ok(None) => break,
+                        Err(e) => {
+                            error!("interface {name}: receive failed: {e}");
+                            break;
+                        }
+                    };
+                    let datagram = match AdvertDatagram::parse(bytes) {
+                        Ok(datagram) => datagram,
+                        Err(e) => {
+                            iface.reject_malformed(bytes, e);
+                            continue;
+                        }
+                    };
+                    let id = VirtualHostId {
+                        interface: name.clone(),
+                        vhid: datagram.advert.vhid,
+                    };
+                    match self.virtual_hosts.get_mut(&id) {
+                        Some(vhost) => vhost.receive(iface, now, datagram),
+                        // Another cluster's vhid on the segment: normal.
+                        None => iface.reject("wrong_vhid"),
+                    }
+                }
+            }
+        }
+        self.publish_interfaces();
+    }
+
+    fn run_commands(&mut self) {
+        let mut sink = [0u8; 64];
+        while matches!((&self.waker).read(&mut sink), Ok(n) if n > 0) {}
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Add(config, hooks, reply) => {
+                    let result = if self.stopping == Stopping::No {
+                        self.add(*config, hooks)
+                    } else {
+                        Err(IoError::Stopped)
+                    };
+                    let _ = reply.send(result);
+                }
+                Command::Remove(id, reply) => {
+                    let _ = reply.send(self.remove(&id, true));
+                }
+                Command::StepDown(id) => self.step_down(id.as_ref()),
+                Command::Shutdown { run_down_hook } => self.shut_down(run_down_hook),
+                Command::LogStatus => {
+                    for vhost in self.virtual_hosts.values() {
+                        vhost.log_status(self.interfaces.get(&vhost.config.interface));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes a virtual host out of the election: shut down (down hook if
+    /// `run_down_hook` and master; the leave advert after it), then kept
+    /// among the leaving until its hooks are done.
+    fn remove(&mut self, id: &VirtualHostId, run_down_hook: bool) -> Result<(), IoError> {
+        let mut vhost = self
+            .virtual_hosts
+            .remove(id)
+            .ok_or_else(|| IoError::NoSuchVirtualHost(id.to_string()))?;
+        self.handle
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .virtual_hosts
+            .remove(id);
+        vhost.hooks.interrupt();
+        let now = self.clock.now();
+        vhost.engine.shutdown(now, run_down_hook);
+        if let Some(iface) = self.interfaces.get_mut(&id.interface) {
+            vhost.drain(iface, now);
+        }
+        self.leaving.push(vhost);
+        Ok(())
+    }
+
+    fn step_down(&mut self, id: Option<&VirtualHostId>) {
+        let now = self.clock.now();
+        for (vid, vhost) in self.virtual_hosts.iter_mut() {
+            if id.is_some_and(|id| id != vid) {
+                continue;
+            }
+            if !vhost.engine.step_down(now) {
+                info!("vhid {}: asked to step down, but not master", vid.vhid);
+            }
+            if let Some(iface) = self.interfaces.get_mut(&vid.interface) {
+                vhost.drain(iface, now);
+            }
+        }
+    }
+
+    /// First request: every virtual host leaves (see [`Runtime::remove`]).
+    /// Second: stop now.
+    fn shut_down(&mut self, run_down_hook: bool) {
+        match self.stopping {
+            Stopping::No => {
+                self.stopping = Stopping::Graceful;
+                let ids: Vec<VirtualHostId> = self.virtual_hosts.keys().cloned().collect();
+                for id in ids {
+                    let _ = self.remove(&id, run_down_hook);
+                }
+            }
+            Stopping::Graceful | Stopping::Forced => {
+                warn!("asked again to stop: killing running scripts and leaving now");
+                self.stopping = Stopping::Forced;
+                let now = self.clock.now();
+                for vhost in self
+                    .virtual_hosts
+                    .values_mut()
+                    .chain(self.leaving.iter_mut())
+                {
+                    vhost.hooks.abandon();
+                    if let Some(iface) = self.interfaces.get_mut(&vhost.config.interface) {
+                        vhost.send_held_leave(iface, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the leaving virtual hosts' hooks while still answering
+    /// commands, so that a second stop signal abandons them; then lets
+    /// every hook finish.
+    fn finish_hooks(&mut self) {
+        loop {
+            self.settle();
+            let pending = self.leaving.iter().any(|v| v.hooks.pending());
+            if self.stopping == Stopping::Forced || !pending {
+                break;
+            }
+            let mut fds = [PollFd::new(self.waker.as_fd(), PollFlags::POLLIN)];
+            let tick = TimeSpec::from_duration(FINISH_TICK);
+            if matches!(ppoll(&mut fds, Some(tick), None), Ok(n) if n > 0) {
+                self.run_commands();
+            }
+        }
+        for vhost in self
+            .virtual_hosts
+            .values_mut()
+            .chain(self.leaving.iter_mut())
+        {
+            vhost.hooks.finish();
+        }
+    }
+
+    /// Re-reads every interface: carrier changes go to the virtual hosts
+    /// (unless they ignore link state), a new index (deleted and
+    /// re-created) re-opens the sockets and makes masters take their
+    /// addresses again, a vanished interface stops the virtual hosts that
+    /// follow link state, and a failure to read is only retried later.
+    fn check_links(&mut self) {
+        let names: Vec<String> = self.interfaces.keys().cloned().collect();
+        for name in names {
+            let status = iface::link_status(&name);
+            let iface = self.interfaces.get_mut(&name).expect("listed above");
+            match status {
+                Err(e) => iface.event("interface_unreadable", || {
+                    format!("cannot read its state ({e}); trying again")
+                }),
+                Ok(None) => self.interface_gone(&name),
+                Ok(Some(status)) => self.interface_seen(&name, status),
+            }
+        }
+        self.publish_interfaces();
+    }
+
+    fn interface_seen(&mut self, name: &str, LinkStatus { index, running }: LinkStatus) {
+        let now = self.clock.now();
+        let iface = self.interfaces.get_mut(name).expect("caller checked");
+        if iface.gone || index != iface.info.index {
+            let old = iface.info.index;
+            match iface.reopen() {
+                Ok(()) => {
+                    iface.event("reopened", || {
+                        format!("re-created (index {old} -> {index}); sockets re-opened")
+                    });
+                    if let Some(link) = &mut self.link {
+                        link.watch(0);
+                    }
+                    for vhost in self.virtual_hosts.values_mut() {
+                        if vhost.config.interface == name {
+                            vhost.engine.handle_interface_reset(now);
+                            vhost.drain(iface, now);
+                        }
+                    }
+                }
+                Err(e) => iface.event("reopen_failed", || {
+                    format!(
+                        "back (index {index}) but its sockets cannot be opened: {e}; trying again"
+                    )
+                }),
+            }
+        }
+        if running != iface.link_up {
+            iface.link_up = running;
+            let (label, what) = if running {
+                ("link_up", "link is back")
+            } else {
+                ("link_down", "link lost carrier")
+            };
+            iface.event(label, || what.to_string());
+            for vhost in self.virtual_hosts.values_mut() {
+                if vhost.config.interface == name {
+                    vhost.engine.handle_link_change(now, running);
+                    vhost.drain(iface, now);
+                }
+            }
+        }
+    }
+
+    fn interface_gone(&mut self, name: &str) {
+        let now = self.clock.now();
+        let iface = self.interfaces.get_mut(name).expect("caller checked");
+        if !iface.gone {
+            iface.gone = true;
+            error!("interface {name} disappeared");
+        }
+        let following: Vec<VirtualHostId> = self
+            .virtual_hosts
+            .iter()
+            .filter(|(id, v)| id.interface == name && !v.config.engine.ignore_link_state)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in following {
+            error!("{id}: stopping, its interface is gone (down hook runs)");
+            if let Some(vhost) = self.virtual_hosts.get_mut(&id) {
+                vhost.engine.handle_link_change(now, false);
+            }
+            let _ = self.remove(&id, true);
+            self.lost.push(name.to_string());
+        }
+        self.lost.dedup();
+        let iface = self.interfaces.get_mut(name).expect("caller checked");
+        if self
+            .virtual_hosts
+            .values()
+            .any(|v| v.config.interface == name)
+        {
+            iface.event("interface_gone", || {
+                "is gone; waiting for it to return (link state ignored)".to_string()
+            });
+        }
+    }
+}
+
+/// What a wait ended on.
+#[derive(Debug, Default, Clone, Copy)]
+struct Woke {
+    adverts: bool,
+    command: bool,
+    link: bool,
+}
+
+fn join(addresses: &[std::net::IpAddr]) -> String {
+    let parts: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    parts.join(" ")
+}

@@ -1,0 +1,178 @@
+//! The one status model: what each virtual host and each interface is
+//! doing, kept up to date by the protocol thread and read from any thread.
+//! The SIGUSR1 line, tests, and later status output and metrics all render
+//! these values instead of scraping log text.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use carp_engine::{Reason, State};
+
+/// Counts of what a virtual host did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// Current state.
+    pub state: State,
+    /// Advertisements received, authenticated and handed to the engine.
+    pub accepted: u64,
+    /// Advertisements sent.
+    pub sent: u64,
+    /// Sends that failed.
+    pub send_errors: u64,
+    /// Gratuitous ARPs sent.
+    pub arps_sent: u64,
+    /// State transitions.
+    pub transitions: u64,
+    /// Received packets rejected, by cause (`bad_ttl`, `bad_digest`, …; see
+    /// `carp_proto::Rejected::label`).
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+impl Default for CounterSnapshot {
+    fn default() -> CounterSnapshot {
+        CounterSnapshot {
+            state: State::Init,
+            accepted: 0,
+            sent: 0,
+            send_errors: 0,
+            arps_sent: 0,
+            transitions: 0,
+            rejected: BTreeMap::new(),
+        }
+    }
+}
+
+impl CounterSnapshot {
+    /// Rejections of one cause.
+    pub fn rejected(&self, label: &str) -> u64 {
+        self.rejected.get(label).copied().unwrap_or(0)
+    }
+
+    /// All rejections.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    pub(crate) fn reject(&mut self, label: &'static str) {
+        *self.rejected.entry(label).or_default() += 1;
+    }
+}
+
+/// One virtual host, as the protocol thread last left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualHostStatus {
+    /// The interface it runs on.
+    pub interface: String,
+    /// Its vhid.
+    pub vhid: u8,
+    /// Its virtual addresses, in the order the digest covers them.
+    pub addresses: Vec<IpAddr>,
+    /// Our real address (the adverts' source).
+    pub source: IpAddr,
+    /// When it entered its current state.
+    pub since: Instant,
+    /// Why it entered it (`None` before the first transition).
+    pub last_reason: Option<Reason>,
+    /// Who is master as far as we know: us when master, the source of the
+    /// last accepted advert when backup, `None` when nobody was heard.
+    pub master: Option<IpAddr>,
+    /// Counters, with the state.
+    pub counters: CounterSnapshot,
+}
+
+impl VirtualHostStatus {
+    pub(crate) fn new(interface: &str, vhid: u8, addresses: Vec<IpAddr>, source: IpAddr) -> Self {
+        VirtualHostStatus {
+            interface: interface.to_string(),
+            vhid,
+            addresses,
+            source,
+            since: Instant::now(),
+            last_reason: None,
+            master: None,
+            counters: CounterSnapshot::default(),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.counters.state
+    }
+
+    /// How long it has been in its current state.
+    pub fn in_state_for(&self) -> Duration {
+        self.since.elapsed()
+    }
+
+    /// UCARP's SIGUSR1 line, extended: `MASTER on eth0 id 7: …`, with the
+    /// counters; `extra_rejected` adds rejections counted on the interface
+    /// (packets no virtual host could claim).
+    pub fn status_line(&self, extra_rejected: &BTreeMap<&'static str, u64>) -> String {
+        let c = &self.counters;
+        let mut rejected = c.rejected.clone();
+        for (label, count) in extra_rejected {
+            *rejected.entry(label).or_default() += count;
+        }
+        let rejected: Vec<String> = rejected.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut line = format!(
+            "{} on {} id {}: accepted {} sent {} send-errors {} arps {} transitions {} rejected [{}]",
+            c.state,
+            self.interface,
+            self.vhid,
+            c.accepted,
+            c.sent,
+            c.send_errors,
+            c.arps_sent,
+            c.transitions,
+            rejected.join(" ")
+        );
+        let _ = write!(line, " for {:.1}s", self.in_state_for().as_secs_f64());
+        if let Some(reason) = &self.last_reason {
+            let _ = write!(line, " ({reason})");
+        }
+        if let Some(master) = self.master {
+            let _ = write!(line, " master {master}");
+        }
+        line
+    }
+}
+
+/// One interface, as the protocol thread last left it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InterfaceStatus {
+    /// Its name.
+    pub name: String,
+    /// Its kernel index (changes when it is re-created).
+    pub index: u32,
+    /// Up with carrier, as last seen.
+    pub link_up: bool,
+    /// Packets no virtual host could claim, by cause: malformed ones, and
+    /// adverts for vhids nobody here runs (`wrong_vhid`, normal on a shared
+    /// segment).
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+/// Everything a runtime runs, at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuntimeStatus {
+    /// Interfaces in use, by name.
+    pub interfaces: Vec<InterfaceStatus>,
+    /// Virtual hosts, by interface then vhid.
+    pub virtual_hosts: Vec<VirtualHostStatus>,
+}
+
+impl RuntimeStatus {
+    /// The virtual host `vhid` on `interface`.
+    pub fn virtual_host(&self, interface: &str, vhid: u8) -> Option<&VirtualHostStatus> {
+        self.virtual_hosts
+            .iter()
+            .find(|v| v.interface == interface && v.vhid == vhid)
+    }
+
+    /// The interface `name`.
+    pub fn interface(&self, name: &str) -> Option<&InterfaceStatus> {
+        self.interfaces.iter().find(|i| i.name == name)
+    }
+}

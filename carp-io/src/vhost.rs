@@ -1,0 +1,444 @@
+//! One virtual host inside the runtime: its engine, hooks, the transmits
+//! that wait for a hook, and its status. The I/O it needs comes from its
+//! interface ([`crate::interface::Interface`]), passed in by the runtime.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use carp_engine::{Engine, Hook, State, Time, Transition, Transmit, LEAVE_ADVBASE, LEAVE_ADVSKEW};
+use carp_proto::arp::GratuitousArp;
+use carp_proto::datagram::AdvertDatagram;
+use carp_proto::{AdvertRepr, ReceiveFilter, Rejected};
+use log::{debug, info, warn};
+
+use crate::interface::Interface;
+use crate::ratelimit::RateLimitedLog;
+use crate::status::VirtualHostStatus;
+use crate::{HookDone, Hooks, IoError};
+
+/// Which virtual host: its interface and vhid. Two virtual hosts on one
+/// interface cannot share a vhid.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VirtualHostId {
+    /// The interface.
+    pub interface: String,
+    /// The vhid.
+    pub vhid: u8,
+}
+
+impl fmt::Display for VirtualHostId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "vhid {} on {}", self.vhid, self.interface)
+    }
+}
+
+/// How one virtual host runs: where, with which election configuration,
+/// how it advertises.
+#[derive(Debug, Clone)]
+pub struct VirtualHostConfig {
+    /// The interface to advertise on.
+    pub interface: String,
+    /// The election's configuration. Its authenticator holds the virtual
+    /// addresses (the digest covers them all; gratuitous ARP announces the
+    /// IPv4 ones).
+    pub engine: carp_engine::Config,
+    /// The CARP group (UCARP `--mcast`).
+    pub group: Ipv4Addr,
+    /// Ethernet broadcast instead of multicast (UCARP `-M`).
+    pub broadcast: bool,
+    /// How long the gratuitous ARP after a takeover waits for the up hook,
+    /// and a stopping master's leave advertisement for the down hook, once
+    /// that hook is the oldest unfinished one. Set it to the hooks' own
+    /// bound (for scripts, [`crate::ScriptConfig::longest_wait`]).
+    pub hook_wait: Duration,
+}
+
+impl VirtualHostConfig {
+    /// Defaults: group 224.0.0.18, multicast, hooks waited for at most 62 s
+    /// (a script's default 60 s timeout and the kill grace, twice).
+    pub fn new(interface: &str, engine: carp_engine::Config) -> VirtualHostConfig {
+        VirtualHostConfig {
+            interface: interface.to_string(),
+            engine,
+            group: carp_proto::DEFAULT_GROUP,
+            broadcast: false,
+            hook_wait: Duration::from_secs(62),
+        }
+    }
+
+    /// Its identity in the runtime.
+    pub fn id(&self) -> VirtualHostId {
+        VirtualHostId {
+            interface: self.interface.clone(),
+            vhid: self.engine.vhid(),
+        }
+    }
+
+    /// Our source address, which this runtime sends from (IPv4 until IPv6
+    /// support lands).
+    pub(crate) fn source_v4(&self) -> Result<Ipv4Addr, IoError> {
+        match self.engine.src_addr {
+            IpAddr::V4(v4) => Ok(v4),
+            IpAddr::V6(v6) => Err(IoError::Unsupported(format!(
+                "{}: IPv6 source address {v6} (IPv6 CARP is not implemented yet)",
+                self.id()
+            ))),
+        }
+    }
+
+    /// The IPv4 virtual addresses, announced by gratuitous ARP.
+    pub fn ipv4_addresses(&self) -> Vec<Ipv4Addr> {
+        self.engine
+            .auth
+            .addresses()
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// A transition's hook whose action has not finished. Hooks finish in
+/// order (the script worker runs them one after the other).
+struct InFlight {
+    hook: Hook,
+    finished: Arc<AtomicBool>,
+    /// When it became the oldest unfinished one: `hook_wait` counts from
+    /// then, not from the transition, so an action queued behind a slow
+    /// one is not given up on before it even started.
+    oldest_since: Option<Instant>,
+}
+
+/// Transmits that wait for a hook (UCARP's order): gratuitous ARPs for the
+/// up action, the leave advertisement for the down action.
+#[derive(Default)]
+struct Held {
+    /// Gratuitous ARPs the engine asked for meanwhile (the takeover's, and
+    /// the delayed one if the action is slow).
+    arps: u8,
+    leave: Option<AdvertRepr>,
+    /// A second held ARP goes out with the advert after the release, so
+    /// switches that missed the first still get one.
+    arp_with_next_advert: bool,
+}
+
+/// A running virtual host.
+pub(crate) struct VirtualHost {
+    pub id: VirtualHostId,
+    pub config: VirtualHostConfig,
+    pub engine: Engine,
+    pub hooks: Box<dyn Hooks>,
+    filter: ReceiveFilter,
+    source: Ipv4Addr,
+    in_flight: VecDeque<InFlight>,
+    held: Held,
+    rejections: RateLimitedLog,
+    status: Arc<Mutex<VirtualHostStatus>>,
+    /// Wakes the protocol loop when a hook finishes.
+    waker: Arc<UnixStream>,
+}
+
+impl VirtualHost {
+    /// Starts the engine (INIT to BACKUP, down hook unless neutral).
+    pub fn start(
+        config: VirtualHostConfig,
+        hooks: Box<dyn Hooks>,
+        now: Time,
+        waker: Arc<UnixStream>,
+        reject_log_period: Duration,
+    ) -> Result<VirtualHost, IoError> {
+        let source = config.source_v4()?;
+        let engine = Engine::new(config.engine.clone(), now)?;
+        let id = config.id();
+        let status = VirtualHostStatus::new(
+            &id.interface,
+            id.vhid,
+            config.engine.auth.addresses().to_vec(),
+            config.engine.src_addr,
+        );
+        Ok(VirtualHost {
+            filter: ReceiveFilter {
+                own_addr: source,
+                group: config.group,
+                auth: config.engine.auth.clone(),
+            },
+            source,
+            rejections: RateLimitedLog::rejections(id.vhid, reject_log_period),
+            id,
+            config,
+            engine,
+            hooks,
+            in_flight: VecDeque::new(),
+            held: Held::default(),
+            status: Arc::new(Mutex::new(status)),
+            waker,
+        })
+    }
+
+    /// The shared status this virtual host keeps up to date.
+    pub fn status_cell(&self) -> Arc<Mutex<VirtualHostStatus>> {
+        Arc::clone(&self.status)
+    }
+
+    fn with_status(&self, update: impl FnOnce(&mut VirtualHostStatus)) {
+        update(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    pub fn status(&self) -> VirtualHostStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A datagram for our vhid, already parsed by the interface: the checks
+    /// that need our configuration, then the engine.
+    pub fn receive(&mut self, iface: &mut Interface, now: Time, datagram: AdvertDatagram) {
+        match self.filter.check(datagram) {
+            Ok(datagram) => {
+                debug!(
+                    "vhid {}: advert from {} advbase {} advskew {} demote {}",
+                    datagram.advert.vhid,
+                    datagram.src,
+                    datagram.advert.advbase,
+                    datagram.advert.advskew,
+                    datagram.advert.demote
+                );
+                let src = IpAddr::V4(datagram.src);
+                self.with_status(|s| s.counters.accepted += 1);
+                let accepted = self.engine.stats().adverts_accepted;
+                self.engine.handle_advert(now, src, &datagram.advert);
+                if self.engine.stats().adverts_accepted > accepted
+                    && self.engine.state() == State::Backup
+                {
+                    self.with_status(|s| s.master = Some(src));
+                }
+                self.drain(iface, now);
+            }
+            Err(rejected) => self.reject(datagram.src, rejected),
+        }
+    }
+
+    fn reject(&mut self, src: Ipv4Addr, rejected: Rejected) {
+        self.with_status(|s| s.counters.reject(rejected.label()));
+        if matches!(rejected, Rejected::OwnPacket) {
+            return;
+        }
+        self.rejections
+            .record(Instant::now(), rejected.label(), || {
+                format!("{rejected} from {src}")
+            });
+    }
+
+    pub fn flush_logs(&mut self, now: Instant) {
+        self.rejections.flush(now);
+    }
+
+    pub fn next_log_flush(&self) -> Option<Instant> {
+        self.rejections.next_flush()
+    }
+
+    /// When the oldest unfinished hook is given up on.
+    pub fn hook_deadline(&self) -> Option<Instant> {
+        self.in_flight
+            .front()
+            .and_then(|f| f.oldest_since)
+            .map(|since| since + self.config.hook_wait)
+    }
+
+    /// Acts on everything the engine has queued: transitions, then frames.
+    /// A gratuitous ARP waits for a running up hook and a leave advert for
+    /// a running down hook ([`VirtualHost::release_held`] sends them).
+    pub fn drain(&mut self, iface: &mut Interface, now: Time) {
+        while let Some(transition) = self.engine.poll_event() {
+            self.on_transition(&transition);
+        }
+        while let Some(transmit) = self.engine.poll_transmit() {
+            match transmit {
+                Transmit::GratuitousArp if self.waiting_for(Hook::Up) => {
+                    self.held.arps = self.held.arps.saturating_add(1)
+                }
+                Transmit::Advert(advert) if is_leave(&advert) && self.waiting_for(Hook::Down) => {
+                    self.held.leave = Some(advert)
+                }
+                _ => self.send(iface, now, &transmit),
+            }
+        }
+    }
+
+    /// Whether a stopped virtual host still has something to send.
+    pub fn holds_leave(&self) -> bool {
+        self.held.leave.is_some()
+    }
+
+    /// Sends a held leave advert at once (a forced stop).
+    pub fn send_held_leave(&mut self, iface: &mut Interface, now: Time) {
+        if let Some(leave) = self.held.leave.take() {
+            self.send(iface, now, &Transmit::Advert(leave));
+        }
+    }
+
+    fn send(&mut self, iface: &mut Interface, now: Time, transmit: &Transmit) {
+        let sent = match transmit {
+            Transmit::Advert(advert) => self.send_advert(iface, advert),
+            Transmit::GratuitousArp => self.send_arps(iface),
+        };
+        self.engine.handle_send_result(now, transmit, sent);
+        if matches!(transmit, Transmit::Advert(_))
+            && std::mem::take(&mut self.held.arp_with_next_advert)
+            && self.engine.state() == State::Master
+        {
+            self.send(iface, now, &Transmit::GratuitousArp);
+        }
+    }
+
+    fn send_advert(&mut self, iface: &mut Interface, advert: &AdvertRepr) -> bool {
+        let datagram = AdvertDatagram {
+            src: self.source,
+            dst: self.config.group,
+            ident: 0,
+            advert: *advert,
+        };
+        let result = iface.send_advert(datagram, self.config.broadcast);
+        self.with_status(|s| {
+            if result.is_ok() {
+                s.counters.sent += 1
+            } else {
+                s.counters.send_errors += 1
+            }
+        });
+        if let Err(e) = &result {
+            let name = &iface.info.name;
+            self.rejections.record(Instant::now(), "send_error", || {
+                format!("sending an advertisement on {name} failed: {e}")
+            });
+        }
+        result.is_ok()
+    }
+
+    /// One gratuitous ARP per IPv4 virtual address.
+    fn send_arps(&mut self, iface: &mut Interface) -> bool {
+        let mut all_sent = true;
+        for ip in self.config.ipv4_addresses() {
+            let frame = GratuitousArp {
+                mac: iface.info.mac,
+                ip,
+            }
+            .to_frame();
+            match iface.send_frame(&frame) {
+                Ok(()) => {
+                    self.with_status(|s| s.counters.arps_sent += 1);
+                    debug!("vhid {}: gratuitous ARP for {ip}", self.id.vhid);
+                }
+                Err(e) => {
+                    all_sent = false;
+                    let name = iface.info.name.clone();
+                    self.rejections.record(Instant::now(), "arp_error", || {
+                        format!("gratuitous ARP for {ip} on {name} failed: {e}")
+                    });
+                }
+            }
+        }
+        all_sent
+    }
+
+    /// Whether the latest transition's `hook` action is still running.
+    fn waiting_for(&self, hook: Hook) -> bool {
+        self.in_flight
+            .back()
+            .is_some_and(|f| f.hook == hook && !f.finished.load(Ordering::Acquire))
+    }
+
+    /// Forgets finished actions, and gives up on the oldest one once it has
+    /// been the oldest for `hook_wait` (a hook that never reports).
+    fn settle_hooks(&mut self) {
+        let now = Instant::now();
+        while let Some(oldest) = self.in_flight.front_mut() {
+            if oldest.finished.load(Ordering::Acquire) {
+                self.in_flight.pop_front();
+                continue;
+            }
+            let since = *oldest.oldest_since.get_or_insert(now);
+            if now < since + self.config.hook_wait {
+                break;
+            }
+            warn!(
+                "vhid {}: {:?} hook still running after {:.0}s; not waiting for it any longer",
+                self.id.vhid,
+                oldest.hook,
+                self.config.hook_wait.as_secs_f64()
+            );
+            self.in_flight.pop_front();
+        }
+    }
+
+    /// Sends what waited for a hook once it has finished (or was given up
+    /// on). Held ARPs go out only if still master.
+    pub fn release_held(&mut self, iface: &mut Interface, now: Time) {
+        self.settle_hooks();
+        if self.held.arps > 0 && !self.waiting_for(Hook::Up) {
+            let held = std::mem::take(&mut self.held.arps);
+            if self.engine.state() == State::Master {
+                self.send(iface, now, &Transmit::GratuitousArp);
+                self.held.arp_with_next_advert = held > 1;
+            }
+        }
+        if self.held.leave.is_some() && !self.waiting_for(Hook::Down) {
+            self.send_held_leave(iface, now);
+        }
+    }
+
+    fn on_transition(&mut self, transition: &Transition) {
+        warn!(
+            "Switching to state: {} (vhid {} on {}: {})",
+            transition.to, self.id.vhid, self.id.interface, transition.reason
+        );
+        let own = self.config.engine.src_addr;
+        self.with_status(|s| {
+            s.counters.state = transition.to;
+            s.counters.transitions += 1;
+            s.since = Instant::now();
+            s.last_reason = Some(transition.reason);
+            match transition.to {
+                State::Master => s.master = Some(own),
+                State::Backup if s.master == Some(own) => s.master = None,
+                State::Backup => {}
+                State::Init => s.master = None,
+            }
+        });
+        let (done, finished) = HookDone::new(Some(Arc::clone(&self.waker)));
+        self.hooks.transition(transition, done);
+        if let Some(hook) = transition.hook {
+            self.in_flight.push_back(InFlight {
+                hook,
+                finished,
+                oldest_since: None,
+            });
+        }
+    }
+
+    /// UCARP's SIGUSR1 line.
+    pub fn log_status(&self, iface: Option<&Interface>) {
+        let extra = iface.map(|i| i.rejected.clone()).unwrap_or_default();
+        info!("{}", self.status().status_line(&extra));
+    }
+}
+
+/// Wakes the protocol loop from another thread.
+pub(crate) fn wake(waker: &UnixStream) {
+    // A full socket buffer already holds a wake-up: nothing lost.
+    let _ = (&*waker).write(&[1]);
+}
+
+/// The advert a leaving master sends.
+fn is_leave(advert: &AdvertRepr) -> bool {
+    (advert.advbase, advert.advskew) == (LEAVE_ADVBASE, LEAVE_ADVSKEW)
+}
