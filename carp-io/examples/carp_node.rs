@@ -116,7 +116,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 up: args.get("up").map(Into::into),
                 down: args.get("down").map(Into::into),
                 interface: iface.clone(),
-                vip: vip.to_string(),
+                addresses: vec![vip.to_string()],
                 xparam: args.get("xparam").cloned(),
                 timeout: Duration::from_secs(parse_or("script-timeout", 60).unwrap_or(60).into()),
                 vhid,

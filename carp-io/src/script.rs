@@ -1,10 +1,15 @@
 //! UCARP-style up/down scripts, run off the protocol thread.
 //!
 //! Scripts are executed directly (no shell) as
-//! `script <interface> <vip as given> [<xparam>]`. One worker thread runs
-//! them one after the other in transition order, so a down script never
-//! overtakes the up script before it; the protocol loop only queues work and
-//! keeps advertising on time whatever a script does.
+//! `script <interface> <address as given> [<xparam>]`, once per virtual
+//! address, in the order given, so UCARP's `ip addr add "$2"/24 dev "$1"`
+//! scripts work unchanged with several addresses. The environment describes
+//! the whole virtual host: `UCARP_INTERFACE`, `UCARP_VHID`, `UCARP_STATE`
+//! (`MASTER`, `BACKUP`, `INIT`), `UCARP_REASON` (why it changed) and
+//! `UCARP_ADDRESSES` (all of them, space-separated). One worker thread runs
+//! the scripts one after the other in transition order, so a down script
+//! never overtakes the up script before it; the protocol loop only queues
+//! work and keeps advertising on time whatever a script does.
 //!
 //! Each script starts in a clean state, whatever the daemon's own: an empty
 //! signal mask and default signal dispositions (the daemon blocks its stop
@@ -25,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use carp_engine::{Hook, Transition};
+use carp_engine::{Hook, State, Transition};
 use log::{error, info, warn};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
@@ -47,8 +52,9 @@ pub struct ScriptConfig {
     pub down: Option<PathBuf>,
     /// First argument: the interface.
     pub interface: String,
-    /// Second argument: the virtual address exactly as the user gave it.
-    pub vip: String,
+    /// Second argument, one run each: the virtual addresses exactly as the
+    /// user gave them, in that order.
+    pub addresses: Vec<String>,
     /// Optional third argument (UCARP `-x`).
     pub xparam: Option<String>,
     /// How long a script may run before its group is killed.
@@ -60,10 +66,11 @@ pub struct ScriptConfig {
 impl ScriptConfig {
     /// The longest a node should wait for a script it just queued: the
     /// script interrupted before it (a stop signals it at once: at most the
-    /// kill grace), then this one's timeout and kill grace. The value for
-    /// [`crate::NodeConfig::hook_wait`].
+    /// kill grace), then one run per address, each bounded by the timeout
+    /// and kill grace. The value for [`crate::VirtualHostConfig::hook_wait`].
     pub fn longest_wait(&self) -> Duration {
-        self.timeout + 2 * KILL_GRACE
+        let runs = self.addresses.len().max(1) as u32;
+        (self.timeout + KILL_GRACE) * runs + KILL_GRACE
     }
 }
 
@@ -71,11 +78,20 @@ struct Job {
     id: u64,
     hook: Hook,
     script: PathBuf,
+    /// What the environment says about the transition.
+    context: Context,
     /// Dropped with the job: counts it out of [`Hooks::pending`].
     _outstanding: Outstanding,
     /// Dropped with the job, when the script has ended (or was skipped):
     /// that tells the node.
     _done: HookDone,
+}
+
+/// The transition a script runs for, for its environment.
+#[derive(Debug, Clone)]
+struct Context {
+    state: State,
+    reason: String,
 }
 
 /// Counts a job as outstanding from queueing until it is dropped.
@@ -185,6 +201,10 @@ impl Hooks for ScriptHooks {
             id: self.next_id,
             hook,
             script: script.clone(),
+            context: Context {
+                state: transition.to,
+                reason: transition.reason.to_string(),
+            },
             _outstanding: Outstanding::new(&self.shared),
             _done: done,
         };
@@ -249,8 +269,15 @@ fn run_jobs(config: &ScriptConfig, shared: &Shared, queue: &Receiver<Job>) {
             Next::Done => return,
             Next::OwedDown => {
                 shared.owed_down.store(false, Ordering::Release);
+                let context = Context {
+                    state: State::Init,
+                    reason: "shutdown (a down script cut short by the stop, run again)".into(),
+                };
                 match &config.down {
-                    Some(script) => (Hook::Down, run_one(config, shared, 0, Hook::Down, script)),
+                    Some(script) => (
+                        Hook::Down,
+                        run_for_each_address(config, shared, 0, Hook::Down, script, &context),
+                    ),
                     None => continue,
                 }
             }
@@ -263,7 +290,14 @@ fn run_jobs(config: &ScriptConfig, shared: &Shared, queue: &Receiver<Job>) {
                     skipped(config, job.hook, "stopping");
                     Ended::Skipped
                 } else {
-                    run_one(config, shared, job.id, job.hook, &job.script)
+                    run_for_each_address(
+                        config,
+                        shared,
+                        job.id,
+                        job.hook,
+                        &job.script,
+                        &job.context,
+                    )
                 };
                 *Shared::lock(&shared.running) = None;
                 (job.hook, ended)
@@ -334,12 +368,17 @@ fn next_job(config: &ScriptConfig, shared: &Shared, queue: &Receiver<Job>) -> Ne
 
 /// The script's command: arguments, no stdin, its own process group, and a
 /// clean signal state.
-fn command(config: &ScriptConfig, script: &Path) -> Command {
+fn command(config: &ScriptConfig, script: &Path, address: &str, context: &Context) -> Command {
     let mut command = Command::new(script);
     command
         .arg(&config.interface)
-        .arg(&config.vip)
+        .arg(address)
         .args(config.xparam.iter())
+        .env("UCARP_INTERFACE", &config.interface)
+        .env("UCARP_VHID", config.vhid.to_string())
+        .env("UCARP_STATE", context.state.to_string())
+        .env("UCARP_REASON", &context.reason)
+        .env("UCARP_ADDRESSES", config.addresses.join(" "))
         .stdin(Stdio::null())
         .process_group(0);
     #[allow(unsafe_code)] // pre_exec; see SAFETY below
@@ -365,11 +404,40 @@ fn command(config: &ScriptConfig, script: &Path) -> Command {
     command
 }
 
-/// Runs one script to its end (or its timeout, or a stop) and logs how.
-fn run_one(config: &ScriptConfig, shared: &Shared, id: u64, hook: Hook, script: &Path) -> Ended {
+/// Runs the script once per address, in order. A stop that cuts one run
+/// short skips the rest.
+fn run_for_each_address(
+    config: &ScriptConfig,
+    shared: &Shared,
+    id: u64,
+    hook: Hook,
+    script: &Path,
+    context: &Context,
+) -> Ended {
+    let mut ended = Ended::Skipped;
+    for address in &config.addresses {
+        ended = run_one(config, shared, id, hook, script, address, context);
+        if matches!(ended, Ended::Cut(_)) {
+            break;
+        }
+    }
+    ended
+}
+
+/// Runs one script for one address to its end (or its timeout, or a stop)
+/// and logs how.
+fn run_one(
+    config: &ScriptConfig,
+    shared: &Shared,
+    id: u64,
+    hook: Hook,
+    script: &Path,
+    address: &str,
+    context: &Context,
+) -> Ended {
     let name = hook_name(hook);
     let started = Instant::now();
-    let child = match command(config, script).spawn() {
+    let child = match command(config, script, address, context).spawn() {
         Ok(child) => child,
         Err(e) => {
             error!(
@@ -387,7 +455,7 @@ fn run_one(config: &ScriptConfig, shared: &Shared, id: u64, hook: Hook, script: 
         config.vhid,
         script.display(),
         config.interface,
-        config.vip,
+        address,
         config
             .xparam
             .as_deref()

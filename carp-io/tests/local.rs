@@ -81,7 +81,7 @@ fn scripts_for(vhid: u8, up: &Path, down: &Path, timeout: Duration) -> ScriptHoo
         up: Some(up.to_path_buf()),
         down: Some(down.to_path_buf()),
         interface: "eth9".into(),
-        vip: "10.0.0.100".into(),
+        addresses: vec!["10.0.0.100".into()],
         xparam: Some("x y".into()),
         timeout,
         vhid,

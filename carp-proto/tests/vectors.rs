@@ -316,3 +316,62 @@ fn pcap_captures_match_hex() {
         assert_eq!(frames, v.frames, "{}", v.name);
     }
 }
+
+/// Several addresses per vhid, as OpenBSD carp(4) signs them: IPv4
+/// addresses ascending, 4 network-order bytes each, between the vhid and
+/// the counter. The expected digests were computed apart from this code,
+/// with Python's standard library:
+///
+/// ```text
+/// import hmac, hashlib, ipaddress, struct
+/// def digest(pw, vhid, addrs, counter):
+///     a = sorted(ipaddress.IPv4Address(x) for x in addrs)
+///     msg = bytes([2, 1, vhid]) + b''.join(x.packed for x in a) + struct.pack('>Q', counter)
+///     return hmac.new(pw, msg, hashlib.sha1).hexdigest()
+/// ```
+#[test]
+fn several_addresses_known_answers() {
+    let cases: [(&str, u8, &[&str], u64, &str); 3] = [
+        // One address: exactly UCARP's message.
+        (
+            "love",
+            42,
+            &["10.1.1.252"],
+            0x0102_0304_0506_0708,
+            "2fa27458019cf0f5b3213320729727a7c3a7aaff",
+        ),
+        // Given out of order: signed in ascending order.
+        (
+            "love",
+            42,
+            &["10.1.1.253", "192.168.0.1", "10.1.1.252"],
+            0x0102_0304_0506_0708,
+            "8bdd363fd5636943759caca63a88235787785b7d",
+        ),
+        (
+            "s3cret",
+            7,
+            &["10.99.0.102", "10.99.0.100", "10.99.0.101"],
+            0xfedc_ba98_7654_3210,
+            "9eeb8693d6aa961ef6962d85cc3c8e283a7b6c7e",
+        ),
+    ];
+    for (password, vhid, addresses, counter, expected) in cases {
+        let addresses: Vec<IpAddr> = addresses.iter().map(|a| a.parse().unwrap()).collect();
+        let auth = VirtualHostAuth::new(
+            &Password::new(password.as_bytes()).unwrap(),
+            vhid,
+            &addresses,
+        )
+        .unwrap();
+        let digest: String = auth
+            .sign(counter)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(digest, expected, "{password} vhid {vhid} {addresses:?}");
+        let mut sorted = addresses.clone();
+        sorted.sort();
+        assert_eq!(auth.addresses(), sorted.as_slice());
+    }
+}

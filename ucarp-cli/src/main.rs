@@ -113,7 +113,8 @@ fn check_interface(options: &Options) -> Result<(), String> {
 /// Everything that can fail before the node runs, without starting a
 /// thread: the node with its sockets, and the scripts it will run.
 fn open(options: &Options) -> Result<(Node, ScriptConfig), Box<dyn std::error::Error>> {
-    let auth = VirtualHostAuth::new(&options.password, options.vhid, &[IpAddr::V4(options.vip)])?;
+    let addresses: Vec<IpAddr> = options.addresses.iter().map(|&a| IpAddr::V4(a)).collect();
+    let auth = VirtualHostAuth::new(&options.password, options.vhid, &addresses)?;
     let mut engine = Config::new(auth, options.srcip, carp_io::random_u64()?)
         .with_interval(options.advbase, options.advskew)
         .with_deadratio(options.deadratio)
@@ -124,7 +125,7 @@ fn open(options: &Options) -> Result<(Node, ScriptConfig), Box<dyn std::error::E
         up: options.upscript.clone(),
         down: options.downscript.clone(),
         interface: options.interface.clone(),
-        vip: options.vip_as_given.clone(),
+        addresses: options.addresses_as_given.clone(),
         xparam: options.xparam.clone(),
         timeout: options.script_timeout,
         vhid: options.vhid,

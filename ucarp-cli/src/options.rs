@@ -40,8 +40,9 @@ pub struct RawArgs {
     preempt: bool,
     #[arg(short = 'n', long = "neutral")]
     neutral: bool,
-    #[arg(short = 'a', long = "addr")]
-    addr: Option<String>,
+    /// Repeatable: every address of the virtual host.
+    #[arg(short = 'a', long = "addr", action = ArgAction::Append)]
+    addr: Vec<String>,
     #[arg(short = 'h', long = "help", action = ArgAction::SetTrue)]
     pub help: bool,
     #[arg(short = 'b', long = "advbase")]
@@ -99,10 +100,10 @@ pub struct Options {
     pub preempt: bool,
     /// `-n`
     pub neutral: bool,
-    /// `-a`, parsed
-    pub vip: Ipv4Addr,
-    /// `-a` exactly as given, for the scripts
-    pub vip_as_given: String,
+    /// Every `-a`, parsed, in the order given (duplicates removed)
+    pub addresses: Vec<Ipv4Addr>,
+    /// Every `-a` exactly as given, for the scripts
+    pub addresses_as_given: Vec<String>,
     /// `-b`
     pub advbase: u8,
     /// `-k`
@@ -321,8 +322,19 @@ impl RawArgs {
             0,
             1..=255,
         )? as u8;
-        let vip_as_given = required(&self.addr, "--addr (-a)")?.to_string();
-        let vip = unicast(&vip_as_given, "--addr (-a)")?;
+        if self.addr.is_empty() {
+            return fail("--addr (-a) is required".into());
+        }
+        let mut addresses = Vec::new();
+        let mut addresses_as_given = Vec::new();
+        for given in &self.addr {
+            let addr = unicast(given, "--addr (-a)")?;
+            if addresses.contains(&addr) {
+                return fail(format!("--addr (-a): {addr} is given twice"));
+            }
+            addresses.push(addr);
+            addresses_as_given.push(given.clone());
+        }
         let password = match (&self.pass, &self.passfile) {
             (_, Some(path)) => read_passfile(path)?,
             (Some(pass), None) => {
@@ -393,8 +405,8 @@ impl RawArgs {
             password,
             preempt: self.preempt,
             neutral: self.neutral,
-            vip,
-            vip_as_given,
+            addresses,
+            addresses_as_given,
             advbase,
             advskew,
             upscript: absolute(&self.upscript),
@@ -579,6 +591,21 @@ mod tests {
             args[9] = addr;
             assert!(parse(&args).unwrap_err().0.starts_with("--addr (-a): "));
         }
+    }
+
+    #[test]
+    fn addresses_may_be_repeated() {
+        let o = with(&["-a", "10.0.0.10", "--addr=10.0.0.8"]).unwrap();
+        let expected: Vec<Ipv4Addr> = ["10.0.0.9", "10.0.0.10", "10.0.0.8"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(o.addresses, expected);
+        assert_eq!(o.addresses_as_given, ["10.0.0.9", "10.0.0.10", "10.0.0.8"]);
+        assert_eq!(
+            error(&["-a", "10.0.0.9"]),
+            "--addr (-a): 10.0.0.9 is given twice"
+        );
     }
 
     #[test]

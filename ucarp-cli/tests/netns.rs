@@ -402,3 +402,97 @@ fn every_stop_signal_exits_cleanly() {
         assert_eq!(downs, 2, "{signal}: start-up and -z shutdown down scripts");
     }
 }
+
+/// Several `-a`: the digest covers them all (a peer with a different set
+/// is rejected), scripts run once per address in the order given with
+/// UCARP's arguments and the whole virtual host in their environment, and
+/// every address is announced by gratuitous ARP.
+#[test]
+fn several_addresses_per_vhid() {
+    if !privileged("several_addresses_per_vhid") {
+        return;
+    }
+    let lab = Lab::new(3);
+    let scripts = Scripts::new("several");
+    let log = scripts.dir.join("env.log");
+    let up = scripts.dir.join("up-env");
+    std::fs::write(
+        &up,
+        format!(
+            "#!/bin/sh\necho \"$UCARP_HOST $UCARP_STATE $1 $2 [$UCARP_ADDRESSES] $UCARP_VHID $UCARP_INTERFACE\" >> {}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod").arg("755").arg(&up).status().unwrap();
+    let addrs = ["10.99.0.102", "10.99.0.100", "10.99.0.101"];
+    let start = |host: usize, addrs: &[&str], skew: &str| {
+        let mut args: Vec<String> = [
+            "-i",
+            "eth0",
+            "-s",
+            &lab.addr(host).to_string(),
+            "-v",
+            "7",
+            "-p",
+            "secret",
+            "-f",
+            "none",
+            "-n",
+            "-D",
+            "-b",
+            "0",
+            "-k",
+            skew,
+            "-u",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        args.push(up.display().to_string());
+        for a in addrs {
+            args.extend(["-a".to_string(), a.to_string()]);
+        }
+        Proc::spawn(&format!("h{host}"), ucarp_command(&lab, host, &args))
+    };
+    let a = start(0, &addrs, "10");
+    a.wait_for("a master", 5 * SECOND, is_master);
+    let b = start(1, &["10.99.0.100", "10.99.0.101", "10.99.0.102"], "50");
+    // Same set in another order: same digest, so b stays backup.
+    b.wait_for("b backup", 3 * SECOND, |l| {
+        l.contains("Switching to state: BACKUP")
+    });
+    let c = start(2, &addrs[..2], "60");
+    c.wait_for("c rejects a's adverts", 3 * SECOND, |l| {
+        l.contains("bad digest")
+    });
+    std::thread::sleep(SECOND);
+    assert!(!b.lines().iter().any(|l| is_master(l)), "b took over");
+    let deadline = Instant::now() + 3 * SECOND;
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        // c cannot authenticate a and runs its own election: only h0 here.
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("h0 "))
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= 3 || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let all = "[10.99.0.102 10.99.0.100 10.99.0.101] 7 eth0";
+    assert_eq!(
+        lines,
+        addrs
+            .iter()
+            .map(|a| format!("h0 MASTER eth0 {a} {all}"))
+            .collect::<Vec<_>>(),
+        "one run per address, in the order given"
+    );
+    for addr in addrs {
+        a.wait_for("an ARP per address", SECOND, |l| {
+            l.contains(&format!("gratuitous ARP for {addr}"))
+        });
+    }
+}

@@ -368,6 +368,11 @@ impl Proc {
         }
     }
 
+    /// The process id (with `ip netns exec`, the program itself).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill9(&mut self) {
         // `ip netns exec` execs the program, so the child is the node itself.
         let _ = nix::sys::signal::kill(

@@ -1,0 +1,212 @@
+//! Many virtual hosts per process, through the embedding API (the example
+//! program `multi`): 3 hosts × 20 vhids × 3 addresses in network
+//! namespaces. Each vhid has its own preferred host; killing one host moves
+//! exactly the vhids it was master of, and no other vhid transitions.
+//! Adding, replacing and removing virtual hosts while running touches only
+//! those. Runs as root (for real in CI).
+
+mod lab;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lab::{built, privileged, Lab, Proc};
+
+const HOSTS: usize = 3;
+const VHIDS: u8 = 20;
+const SECOND: Duration = Duration::from_secs(1);
+
+/// vhid `v` prefers host `v % 3` (skew 0), then host `(v + 1) % 3` (skew
+/// 40), then the third (skew 80).
+fn skew(host: usize, vhid: u8) -> u8 {
+    let rank = (host + HOSTS - usize::from(vhid) % HOSTS) % HOSTS;
+    [0, 40, 80][rank]
+}
+
+fn preferred(vhid: u8) -> usize {
+    usize::from(vhid) % HOSTS
+}
+
+fn start(lab: &Lab, host: usize) -> Proc {
+    let program = built("examples/multi", &["-p", "carp-io", "--example", "multi"]);
+    let skews: Vec<String> = (1..=VHIDS)
+        .map(|v| format!("{v}:{}", skew(host, v)))
+        .collect();
+    let mut command: Command = lab.command(host, program.to_str().unwrap());
+    command.args([
+        "iface=eth0".to_string(),
+        format!("src={}", lab.addr(host)),
+        "first=1".to_string(),
+        format!("count={VHIDS}"),
+        "addresses=3".to_string(),
+        "pass=secret".to_string(),
+        format!("skew={}", skews.join(",")),
+    ]);
+    Proc::spawn(&format!("host{host}"), command)
+}
+
+/// vhid → (state, transitions, master) from the `status` command.
+fn status(proc: &mut Proc) -> BTreeMap<u8, (String, u64, String)> {
+    let mark = proc.mark();
+    proc.send("status");
+    proc.wait_for_after(mark, "status", 5 * SECOND, |l| l == "END");
+    proc.lines()
+        .into_iter()
+        .skip(mark)
+        .take_while(|l| l != "END")
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.first() == Some(&"VHOST") && w.len() == 5).then(|| {
+                (
+                    w[1].parse().unwrap(),
+                    (w[2].to_string(), w[3].parse().unwrap(), w[4].to_string()),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Waits until each vhid has exactly the expected master among `alive`.
+fn converge(
+    procs: &mut [Proc],
+    alive: &[usize],
+    expected: impl Fn(u8) -> usize,
+    timeout: Duration,
+) -> Vec<BTreeMap<u8, (String, u64, String)>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let all: Vec<_> = alive.iter().map(|&h| status(&mut procs[h])).collect();
+        let ok = (1..=VHIDS).all(|v| {
+            alive.iter().zip(&all).all(|(&h, s)| {
+                let want = if h == expected(v) { "MASTER" } else { "BACKUP" };
+                s.get(&v).is_some_and(|(state, _, _)| state == want)
+            })
+        });
+        if ok {
+            return all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no convergence within {timeout:?}: {all:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn three_hosts_twenty_vhids_three_addresses_each() {
+    if !privileged("three_hosts_twenty_vhids_three_addresses_each") {
+        return;
+    }
+    let lab = Lab::new(HOSTS);
+    let mut procs: Vec<Proc> = (0..HOSTS).map(|h| start(&lab, h)).collect();
+    let before = converge(&mut procs, &[0, 1, 2], preferred, 15 * SECOND);
+    // Each backup knows its master's address.
+    for (h, status) in before.iter().enumerate() {
+        for (vhid, (state, _, master)) in status {
+            let expected = lab.addr(preferred(*vhid)).to_string();
+            assert_eq!(master, &expected, "host {h} vhid {vhid} ({state})");
+        }
+    }
+    // One protocol thread serves all 20 (the process has the main thread,
+    // the protocol thread and the stdin reader).
+    let threads = std::fs::read_dir(format!("/proc/{}/task", procs[0].pid()))
+        .unwrap()
+        .count();
+    assert!(threads <= 3, "{threads} threads for 20 virtual hosts");
+
+    // kill -9 host 0: its vhids move to their second choice, nothing else
+    // transitions.
+    procs[0].kill9();
+    let second = |v: u8| (usize::from(v) + 1) % HOSTS;
+    let after = converge(
+        &mut procs,
+        &[1, 2],
+        |v| {
+            if preferred(v) == 0 {
+                second(v)
+            } else {
+                preferred(v)
+            }
+        },
+        10 * SECOND,
+    );
+    for (i, h) in [1usize, 2].into_iter().enumerate() {
+        for v in 1..=VHIDS {
+            let moved = preferred(v) == 0 && second(v) == h;
+            let transitions_before = before[h][&v].1;
+            let transitions_after = after[i][&v].1;
+            let expected = transitions_before + u64::from(moved);
+            assert_eq!(
+                transitions_after, expected,
+                "host {h} vhid {v}: only the dead host's vhids may move"
+            );
+        }
+    }
+}
+
+/// Virtual hosts added, replaced and removed while running: only those
+/// change; removing a master hands its vhid over at once (leave advert).
+#[test]
+fn virtual_hosts_come_and_go_while_running() {
+    if !privileged("virtual_hosts_come_and_go_while_running") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let program = built("examples/multi", &["-p", "carp-io", "--example", "multi"]);
+    let start_with = |host: usize, skews: &str| {
+        let mut command: Command = lab.command(host, program.to_str().unwrap());
+        command.args([
+            "iface=eth0".to_string(),
+            format!("src={}", lab.addr(host)),
+            "first=1".to_string(),
+            "count=3".to_string(),
+            "addresses=2".to_string(),
+            "pass=secret".to_string(),
+            format!("skew={skews}"),
+        ]);
+        Proc::spawn(&format!("host{host}"), command)
+    };
+    let mut a = start_with(0, "1:0,2:0,3:0");
+    let mut b = start_with(1, "1:50,2:50,3:50");
+    let wait_state = |p: &mut Proc, vhid: u8, want: &str| {
+        let deadline = Instant::now() + 10 * SECOND;
+        loop {
+            let s = status(p);
+            if s.get(&vhid).is_some_and(|(state, _, _)| state == want) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "vhid {vhid} not {want}: {s:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    for v in 1..=3 {
+        wait_state(&mut a, v, "MASTER");
+        wait_state(&mut b, v, "BACKUP");
+    }
+    let before = status(&mut b);
+    // Remove vhid 2 on the master: b takes it over at once.
+    let mark = b.mark();
+    let removed = Instant::now();
+    a.send("remove 2");
+    b.wait_for_after(mark, "takeover of vhid 2", 2 * SECOND, |l| {
+        l.starts_with("EVENT 2 BACKUP MASTER") && l.contains("leave advertisement")
+    });
+    assert!(removed.elapsed() < SECOND, "not an immediate handover");
+    assert!(!status(&mut a).contains_key(&2));
+    // Add vhid 4 on both: elected like the others; vhids 1 and 3 untouched.
+    a.send("add 4 0");
+    b.send("add 4 50");
+    wait_state(&mut a, 4, "MASTER");
+    wait_state(&mut b, 4, "BACKUP");
+    let after = status(&mut b);
+    for v in [1, 3] {
+        assert_eq!(before[&v].1, after[&v].1, "vhid {v} transitioned");
+    }
+    // Adding one that exists is refused, with a reason.
+    let mark = a.mark();
+    a.send("add 1 0");
+    let error = a.wait_for_after(mark, "refusal", 2 * SECOND, |l| l.starts_with("ERROR"));
+    assert!(error.contains("already configured"), "{error}");
+}
