@@ -15,7 +15,7 @@ pub const USAGE: &str = concat!(
 --passfile=<file> (-o <file>): read password from file (first line)
 --preempt (-P): becomes a master as soon as possible
 --neutral (-n): don't run downscript at start if backup
---addr=<ip> (-a <ip>): virtual shared IP address
+--addr=<ip> (-a <ip>): virtual shared IP address (repeat for several)
 --help (-h): summary of command-line options
 --advbase=<seconds> (-b <seconds>): advertisement frequency (0-255, default 1)
 --advskew=<skew> (-k <skew>): advertisement skew (0-255, default 0)
@@ -31,7 +31,9 @@ pub const USAGE: &str = concat!(
 --xparam=<value> (-x): extra parameter to send to up/down scripts
 --script-timeout=<seconds>: kill a script's process group after this long (1-3600, default 60)
 
-Scripts are run as: <script> <interface> <virtual address> [<xparam>]
+Scripts are run as: <script> <interface> <virtual address> [<xparam>], once per
+address, with UCARP_INTERFACE, UCARP_VHID, UCARP_STATE, UCARP_REASON and
+UCARP_ADDRESSES in their environment.
 Signals: SIGUSR1 logs the state, SIGUSR2 steps down, SIGTERM/SIGINT/SIGQUIT/SIGHUP
 exit: a running script is stopped, the --shutdown down script runs, then a master
 sends its leave advertisement. A second stop signal exits at once.
