@@ -41,6 +41,8 @@
 mod config;
 pub mod election;
 mod engine;
+pub mod fuzzing;
+pub mod sim;
 pub mod time;
 
 pub use config::{Config, ConfigError};

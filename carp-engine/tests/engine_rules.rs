@@ -1,6 +1,6 @@
 //! One engine driven by hand: each rule of notes §4–§6 in isolation.
 
-mod sim;
+use carp_engine::sim;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! Regenerate after an intended change with
 //! `UPDATE_GOLDEN=1 cargo test -p carp-engine --test golden_trace`.
 
-mod sim;
+use carp_engine::sim;
 
 use sim::{addr, at, Sim};
 use std::path::Path;

@@ -1,11 +1,11 @@
 //! Scenarios on the deterministic simulator (tests/sim): elections, faults
 //! and a thousand seeds of mixed faults. Virtual time: nothing sleeps.
 
-mod sim;
+use carp_engine::sim;
 
 use carp_engine::{Hook, Reason, State, TieBreak};
 use sim::{addr, at, secs, Sim};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 fn three_nodes(seed: u64) -> Sim {
     let mut sim = Sim::new(seed);
@@ -331,6 +331,8 @@ fn random_run(seed: u64) {
     let mut sim = Sim::new(seed);
     let mut rng = sim::Rng::new(seed ^ 0x5eed);
     let count = 2 + rng.below(4) as usize;
+    // One or two vhids on the segment, nodes dealt out between them.
+    let vhids = 1 + rng.below(2) as u8;
     for i in 0..count {
         let advbase = rng.below(3) as u8;
         let advskew = if advbase == 0 {
@@ -341,7 +343,8 @@ fn random_run(seed: u64) {
         let deadratio = 1 + rng.below(5) as u32;
         let preempt = rng.chance(50);
         let address = Ipv4Addr::new(10, rng.below(4) as u8, rng.below(256) as u8, i as u8 + 1);
-        sim.add_node(&format!("n{i}"), address, |c| {
+        let vhid = 1 + (i as u8 % vhids);
+        sim.add_vhost(&format!("n{i}"), address, vhid, |c| {
             c.with_interval(advbase, advskew)
                 .with_deadratio(deadratio)
                 .with_preempt(preempt)
@@ -375,13 +378,84 @@ fn random_run(seed: u64) {
     }
     let settle = sim.worst_master_down() * 3 + sim::secs(1.0) + std::time::Duration::from_secs(3);
     sim.run_for(settle);
-    sim.assert_one_master();
+    sim.assert_one_master_per_vhid();
     let settled = sim.now;
     sim.run_for(settle);
-    sim.assert_one_master();
+    sim.assert_one_master_per_vhid();
     assert_eq!(
         sim.transitions_since(settled),
         0,
         "seed {seed}: not stable after settling"
     );
+}
+
+/// Three hosts run four vhids each on one segment, every vhid preferring
+/// another host. Adverts travel through the codec, so each node's receive
+/// filter sees, and refuses, the other vhids' adverts and its own host's.
+/// One master per vhid; killing a host moves only the vhids it was master
+/// of, and only to their second choice.
+#[test]
+fn several_vhids_on_shared_hosts() {
+    let mut sim = Sim::new(11);
+    let hosts = [addr(1), addr(2), addr(3)];
+    let preferred = |vhid: u8| usize::from(vhid) % 3;
+    for (h, &host) in hosts.iter().enumerate() {
+        for vhid in 1..=4u8 {
+            let rank = (h + 3 - preferred(vhid)) % 3;
+            let skew = [0, 40, 80][rank];
+            sim.add_vhost(&format!("h{h}v{vhid}"), host, vhid, |c| {
+                c.with_interval(1, skew)
+            });
+        }
+    }
+    sim.run_for(secs(10.0));
+    for (vhid, id) in sim.assert_one_master_per_vhid() {
+        assert_eq!(sim.nodes[id].addr(), IpAddr::V4(hosts[preferred(vhid)]));
+    }
+    for node in &sim.nodes {
+        let refused = |label: &str| node.rejected.get(label).copied().unwrap_or(0);
+        assert!(
+            refused("wrong_vhid") > 0,
+            "{}: {:?}",
+            node.name,
+            node.rejected
+        );
+        assert_eq!(refused("bad_digest"), 0, "{}", node.name);
+    }
+    // A host's masters' adverts come back to its other vhids as its own.
+    let own: u64 = sim
+        .nodes
+        .iter()
+        .map(|n| n.rejected.get("own_packet").copied().unwrap_or(0))
+        .sum();
+    assert!(own > 0);
+    let before: Vec<usize> = sim.nodes.iter().map(|n| n.transitions.len()).collect();
+    sim.kill_host(hosts[0]);
+    sim.run_for(secs(10.0));
+    let second = |vhid: u8| (preferred(vhid) + 1) % 3;
+    for (vhid, id) in sim.assert_one_master_per_vhid() {
+        let expected = if preferred(vhid) == 0 {
+            second(vhid)
+        } else {
+            preferred(vhid)
+        };
+        assert_eq!(
+            sim.nodes[id].addr(),
+            IpAddr::V4(hosts[expected]),
+            "vhid {vhid}"
+        );
+    }
+    for (id, node) in sim.nodes.iter().enumerate() {
+        if node.addr() == IpAddr::V4(hosts[0]) {
+            continue;
+        }
+        let moved =
+            preferred(node.vhid) == 0 && node.addr() == IpAddr::V4(hosts[second(node.vhid)]);
+        assert_eq!(
+            node.transitions.len(),
+            before[id] + usize::from(moved),
+            "{}: only the dead host's vhids may move",
+            node.name
+        );
+    }
 }

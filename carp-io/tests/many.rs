@@ -5,13 +5,11 @@
 //! Adding, replacing and removing virtual hosts while running touches only
 //! those. Runs as root (for real in CI).
 
-mod lab;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{built, privileged, Lab, Proc};
+use test_support::lab::{built, privileged, Lab, Proc};
 
 const HOSTS: usize = 3;
 const VHIDS: u8 = 20;

@@ -3,15 +3,13 @@
 //! intervals keep it fast. Bounds on timing are generous: these tests check
 //! behaviour; docs/BENCHMARKS.md has the measurements.
 
-mod lab;
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use carp_proto::datagram::AdvertDatagram;
 use carp_proto::{AdvertRepr, Password, VirtualHostAuth};
-use lab::{built, privileged, Capture, Lab, Proc};
+use test_support::lab::{built, privileged, Capture, Lab, Proc};
 
 const VIP: &str = "10.99.0.100";
 const PASS: &str = "secret";

@@ -3,15 +3,11 @@
 //! printed (it is a measurement, not our contract); what ours does is
 //! asserted. Root and /usr/sbin/ucarp needed (both present in CI).
 
-#[path = "../../carp-io/tests/lab/mod.rs"]
-mod lab;
-mod peers;
-
 use std::process::Command;
 use std::time::Instant;
 
-use lab::{built, Capture, Lab};
-use peers::{
+use test_support::lab::{built, Capture, Lab};
+use test_support::peers::{
     in_parallel, is_master, ready, start, state, status, status_count, takeovers, wait_master,
     Impl, SECOND,
 };

@@ -3,68 +3,15 @@
 //! `/dev/log` in a mount namespace), with real scripts, qdiscs and
 //! re-created interfaces. Root needed; CI runs them for real.
 
-#[path = "../../carp-io/tests/lab/mod.rs"]
-mod lab;
-mod peers;
-
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{privileged, Lab, Proc};
 use nix::sys::signal::Signal;
-use peers::{status, status_count, SECOND, VIP};
-
-/// A scratch directory, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(test: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("ucarp-hard-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// An executable `#!/bin/sh` script.
-    fn script(&self, name: &str, body: &str) -> String {
-        let path = self.path(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        let status = Command::new("chmod").arg("755").arg(&path).status();
-        assert!(status.unwrap().success());
-        path.display().to_string()
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(name)).unwrap_or_default()
-    }
-
-    fn wait_for(&self, name: &str, what: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let text = self.read(name);
-            if text.contains(what) {
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what:?} in {name} within {timeout:?}: {text:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use test_support::lab::{privileged, Lab, Proc};
+use test_support::peers::{self, status, status_count, SECOND, VIP};
+use test_support::scripts::Dir;
 
 /// `-i eth0 -s <host> -v 7 -p secret -a VIP -f none` and `extra`.
 fn args(lab: &Lab, host: usize, extra: &[&str]) -> Vec<String> {

@@ -3,16 +3,12 @@
 //! Root and /usr/sbin/ucarp needed (both present in CI). Independent cases
 //! run in parallel, each in its own lab.
 
-#[path = "../../carp-io/tests/lab/mod.rs"]
-mod lab;
-mod peers;
-
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use lab::Lab;
 use nix::sys::signal::Signal;
-use peers::{
+use test_support::lab::Lab;
+use test_support::peers::{
     in_parallel, is_master, ready, start, state, status, status_count, takeovers, wait_master,
     Impl, SECOND,
 };

@@ -2,15 +2,12 @@
 //! ifupdown hook starts it: election, scripts and their arguments,
 //! SIGUSR1/SIGUSR2/SIGTERM, passfile. Runs as root (for real in CI).
 
-#[path = "../../carp-io/tests/lab/mod.rs"]
-mod lab;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{privileged, Lab, Proc};
 use nix::sys::signal::Signal;
+use test_support::lab::{privileged, Lab, Proc};
 
 const VIP: &str = "10.99.0.100";
 const SECOND: Duration = Duration::from_secs(1);

@@ -1,12 +1,11 @@
 //! Running our `ucarp` and the real UCARP 1.5.2 (`/usr/sbin/ucarp`, Debian
 //! package `ucarp`) side by side in a lab, with the same arguments.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::lab::{privileged, Lab, Proc};
+pub use crate::status::status_count;
 
 pub const VIP: &str = "10.99.0.100";
 pub const SECOND: Duration = Duration::from_secs(1);
@@ -22,10 +21,10 @@ pub enum Impl {
 }
 
 impl Impl {
-    pub fn binary(self) -> &'static str {
+    pub fn binary(self) -> String {
         match self {
-            Impl::Ours => env!("CARGO_BIN_EXE_ucarp"),
-            Impl::Ucarp => UCARP_C,
+            Impl::Ours => ours().display().to_string(),
+            Impl::Ucarp => UCARP_C.to_string(),
         }
     }
 
@@ -57,7 +56,7 @@ pub fn ready(test: &str) -> bool {
 /// Starts `which` on `host` in the foreground: `-i eth0 -s <addr> -v 7
 /// -p secret -a VIP -f none` plus `extra`.
 pub fn start(lab: &Lab, host: usize, which: Impl, extra: &[&str]) -> Proc {
-    let mut command = lab.command(host, which.binary());
+    let mut command = lab.command(host, &which.binary());
     command.args([
         "-i",
         "eth0",
@@ -128,22 +127,6 @@ pub fn status(proc: &Proc) -> String {
     })
 }
 
-/// A number from our status line: `accepted`, `sent`, or a rejection cause.
-pub fn status_count(line: &str, key: &str) -> u64 {
-    if let Some(rest) = line.split(&format!("{key} ")).nth(1) {
-        return rest
-            .split(' ')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-    }
-    line.split(&format!("{key}="))
-        .nth(1)
-        .and_then(|rest| rest.split([' ', ']']).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Runs `f` for every case on its own thread (each case builds its own
 /// lab, so they do not interfere) and re-raises the first failure.
 pub fn in_parallel<T: Sync>(cases: &[T], f: impl Fn(&T) + Sync) {
@@ -162,4 +145,22 @@ pub fn kill9(proc: &mut Proc) -> Instant {
     let at = Instant::now();
     proc.kill9();
     at
+}
+
+/// Our `ucarp` as cargo built it for these tests: `target/<profile>/ucarp`,
+/// next to the test binary's `deps` directory (cargo builds a package's
+/// binaries before its integration tests).
+pub fn ours() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = profile_dir.join("ucarp");
+    assert!(
+        path.exists(),
+        "{} not built (run through cargo test)",
+        path.display()
+    );
+    path
 }

@@ -5,8 +5,6 @@
 //! Needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN). Without it a test skips
 //! with a printed reason, except under CI (CI=true), where it fails.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -465,14 +463,7 @@ impl Capture {
         let _ = self.child.wait();
         let pcap = std::fs::read(&self.path).expect("capture file");
         let _ = std::fs::remove_file(&self.path);
-        let mut frames = Vec::new();
-        let mut at = 24;
-        while at + 16 <= pcap.len() {
-            let caplen = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
-            frames.push(pcap[at + 16..at + 16 + caplen].to_vec());
-            at += 16 + caplen;
-        }
-        frames
+        crate::pcap::frames(&pcap)
     }
 }
 

@@ -6,6 +6,13 @@
 //! and partitions; nodes can be killed, restarted, unplugged, stepped down
 //! and shut down.
 //!
+//! A node is one virtual host (one engine). Several vhids share the
+//! segment, and several nodes can share a host address (one host running
+//! several vhids). Every advert goes through the codec as on a real link:
+//! emitted as an IPv4 datagram, parsed, and checked (own packet, vhid,
+//! group, digest) by the receiver's `ReceiveFilter` before its engine sees
+//! it; rejections are counted per node.
+//!
 //! Invariants are checked as the simulation runs (a broken one panics with
 //! the trace so far):
 //! - every transition has the cause it claims: a master-down takeover only
@@ -15,30 +22,34 @@
 //! - hooks alternate: no up hook while holding the address, no down hook
 //!   from MASTER without it.
 //!
-//! Scenario-level checks (one master after convergence, takeover bounds)
-//! are helpers the tests call.
-
-#![allow(dead_code)] // each test binary uses a different part
+//! Scenario-level checks (one master per vhid after convergence, takeover
+//! bounds) are helpers the tests call.
+//!
+//! It is part of the library (pure: virtual time, no I/O) so that this
+//! crate's tests, the `engines` fuzz target ([`crate::fuzzing`]) and
+//! embedders testing their own configurations share one simulator.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use carp_engine::{
-    Claim, Config, Engine, Hook, Interval, Reason, State, Time, Transition, Transmit,
-};
-use carp_proto::{AdvertRepr, Password, VirtualHostAuth};
+use crate::{Claim, Config, Engine, Hook, Interval, Reason, State, Time, Transition, Transmit};
+use carp_proto::datagram::{AdvertDatagram, DATAGRAM_LEN};
+use carp_proto::{AdvertRepr, Password, ReceiveFilter, VirtualHostAuth, DEFAULT_GROUP};
 
 /// SplitMix64: small, seedable, good enough for loss and fault schedules.
 #[derive(Debug, Clone)]
+/// SplitMix64 state.
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator from `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
+    /// The next 64 bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -56,67 +67,102 @@ impl Rng {
     }
 }
 
+/// The vhid of [`Sim::add_node`]'s nodes.
 pub const VHID: u8 = 42;
+/// The virtual address of [`VHID`].
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 252);
 
+/// The authenticator of [`VHID`] (password `love`, [`VIP`]).
 pub fn auth() -> VirtualHostAuth {
-    VirtualHostAuth::new(&Password::new(b"love").unwrap(), VHID, &[IpAddr::V4(VIP)]).unwrap()
+    auth_for(VHID)
+}
+
+/// The authenticator of `vhid`: VIP for [`VHID`], 10.1.<vhid>.252 for the
+/// others.
+pub fn auth_for(vhid: u8) -> VirtualHostAuth {
+    let vip = if vhid == VHID {
+        VIP
+    } else {
+        Ipv4Addr::new(10, 1, vhid, 252)
+    };
+    VirtualHostAuth::new(&Password::new(b"love").unwrap(), vhid, &[IpAddr::V4(vip)]).unwrap()
 }
 
 /// One simulated host.
 pub struct Node {
+    /// For traces and messages.
     pub name: String,
+    /// Its virtual host.
+    pub vhid: u8,
+    /// Its configuration (the engine is rebuilt from it on restart).
     pub config: Config,
+    /// `None` while killed.
     pub engine: Option<Engine>,
+    /// Plugged in.
     pub link_up: bool,
+    /// Hears only nodes with the same number.
     pub partition: u32,
     /// Whether the up hook ran more recently than the down hook.
     pub holds_vip: bool,
+    /// When it last advertised.
     pub last_advert_sent: Option<Time>,
     /// Time and claimed interval of the last advert the engine accepted.
     last_accepted: Option<(Time, Interval)>,
     /// Since when the engine listens as a fresh backup (start, link up, end
     /// of a step-down hold).
     listening_since: Time,
+    /// Every transition, in order.
     pub transitions: Vec<Transition>,
+    /// When it sent gratuitous ARPs.
     pub arps: Vec<Time>,
+    /// Adverts it sent.
     pub adverts_sent: u64,
+    /// Datagrams its receive filter refused, by cause.
+    pub rejected: BTreeMap<&'static str, u64>,
 }
 
 impl Node {
+    /// Its state (`None` while killed).
     pub fn state(&self) -> Option<State> {
         self.engine.as_ref().map(Engine::state)
     }
+    /// Its real address.
     pub fn addr(&self) -> IpAddr {
         self.config.src_addr
     }
 }
 
 struct Delivery {
-    at: Time,
-    seq: u64,
     to: usize,
-    from: usize,
-    advert: AdvertRepr,
+    /// `None`: injected from outside the simulated nodes.
+    from: Option<usize>,
+    /// The advert as it travels: an IPv4 datagram.
+    bytes: [u8; DATAGRAM_LEN],
 }
 
+/// Nodes on one segment, in virtual time.
 pub struct Sim {
+    /// The virtual clock.
     pub now: Time,
+    /// Every node ever added, by id.
     pub nodes: Vec<Node>,
     pending: Vec<Option<Delivery>>,
     queue: BinaryHeap<Reverse<(Time, u64, usize)>>,
     seq: u64,
+    /// Loss and fault schedules.
     pub rng: Rng,
     /// Percentage of adverts lost, per receiver.
     pub loss_percent: u32,
     /// One-way latency of every link.
     pub latency: Duration,
+    /// What happened, a line each.
     pub trace: String,
     /// Trace advert sends (verbose; on for golden traces).
     pub trace_adverts: bool,
 }
 
 impl Sim {
+    /// An empty segment; `seed` makes the run repeatable.
     pub fn new(seed: u64) -> Sim {
         Sim {
             now: Time::ZERO,
@@ -132,17 +178,31 @@ impl Sim {
         }
     }
 
-    /// Adds and starts a node at `addr` whose config `tune` adjusts.
+    /// Adds and starts a node of vhid [`VHID`] at `addr` whose config
+    /// `tune` adjusts.
     pub fn add_node(
         &mut self,
         name: &str,
         addr: Ipv4Addr,
         tune: impl FnOnce(Config) -> Config,
     ) -> usize {
+        self.add_vhost(name, addr, VHID, tune)
+    }
+
+    /// Adds and starts a node of `vhid` at `addr` (several vhids may share
+    /// a host address).
+    pub fn add_vhost(
+        &mut self,
+        name: &str,
+        addr: Ipv4Addr,
+        vhid: u8,
+        tune: impl FnOnce(Config) -> Config,
+    ) -> usize {
         let counter = self.rng.next_u64();
-        let config = tune(Config::new(auth(), addr, counter));
+        let config = tune(Config::new(auth_for(vhid), addr, counter));
         self.nodes.push(Node {
             name: name.to_string(),
+            vhid,
             config,
             engine: None,
             link_up: true,
@@ -154,6 +214,7 @@ impl Sim {
             transitions: Vec::new(),
             arps: Vec::new(),
             adverts_sent: 0,
+            rejected: BTreeMap::new(),
         });
         let id = self.nodes.len() - 1;
         self.start(id);
@@ -195,6 +256,7 @@ impl Sim {
         self.nodes[id].holds_vip = false;
     }
 
+    /// Starts a killed node again (a fresh engine).
     pub fn restart(&mut self, id: usize) {
         if self.nodes[id].engine.is_none() {
             self.note(id, "restarted");
@@ -202,6 +264,7 @@ impl Sim {
         }
     }
 
+    /// Plugs a node in or out.
     pub fn set_link(&mut self, id: usize, up: bool) {
         if self.nodes[id].link_up == up {
             return;
@@ -218,6 +281,7 @@ impl Sim {
         self.drain(id, None);
     }
 
+    /// UCARP's SIGUSR2 on a node.
     pub fn step_down(&mut self, id: usize) {
         let now = self.now;
         let Some(engine) = self.nodes[id].engine.as_mut() else {
@@ -251,6 +315,7 @@ impl Sim {
         }
     }
 
+    /// Ends any partition.
     pub fn heal(&mut self) {
         self.log("partition healed".to_string());
         for node in &mut self.nodes {
@@ -289,6 +354,7 @@ impl Sim {
         self.now = until;
     }
 
+    /// Runs for `duration` of virtual time.
     pub fn run_for(&mut self, duration: Duration) {
         self.run_until(self.now + duration);
     }
@@ -304,21 +370,36 @@ impl Sim {
             let node = &self.nodes[to];
             // Checked at delivery too: the receiver may have died, been
             // unplugged or partitioned away while the advert was in flight.
-            let reachable = node.link_up
-                && node.partition == self.nodes[delivery.from].partition
-                && node.engine.is_some();
+            let sender_partition = delivery.from.map_or(0, |from| self.nodes[from].partition);
+            let reachable =
+                node.link_up && node.partition == sender_partition && node.engine.is_some();
             if !reachable {
                 continue;
             }
-            let src = self.nodes[delivery.from].addr();
+            let IpAddr::V4(own_addr) = node.addr() else {
+                panic!("the simulator's segment is IPv4");
+            };
+            let filter = ReceiveFilter {
+                own_addr,
+                group: DEFAULT_GROUP,
+                auth: node.config.auth.clone(),
+            };
+            let datagram = match filter.accept_datagram(&delivery.bytes) {
+                Ok(datagram) => datagram,
+                Err(rejected) => {
+                    *self.nodes[to].rejected.entry(rejected.label()).or_default() += 1;
+                    continue;
+                }
+            };
+            let (src, advert) = (IpAddr::V4(datagram.src), datagram.advert);
             let engine = self.nodes[to].engine.as_mut().unwrap();
             let accepted_before = engine.stats().adverts_accepted;
-            engine.handle_advert(self.now, src, &delivery.advert);
+            engine.handle_advert(self.now, src, &advert);
             if engine.stats().adverts_accepted > accepted_before {
-                let interval = Interval::new(delivery.advert.advbase, delivery.advert.advskew);
+                let interval = Interval::new(advert.advbase, advert.advskew);
                 self.nodes[to].last_accepted = Some((self.now, interval));
             }
-            self.drain(to, Some((src, delivery.advert)));
+            self.drain(to, Some((src, advert)));
         }
     }
 
@@ -366,22 +447,31 @@ impl Sim {
         if !self.nodes[from].link_up {
             return;
         }
+        let IpAddr::V4(src) = self.nodes[from].addr() else {
+            panic!("the simulator's segment is IPv4");
+        };
+        self.seq += 1;
+        let bytes = AdvertDatagram {
+            src,
+            dst: DEFAULT_GROUP,
+            ident: self.seq as u16,
+            advert,
+        }
+        .to_bytes();
         for to in 0..self.nodes.len() {
             if to == from || self.rng.chance(self.loss_percent) {
                 continue;
             }
-            self.seq += 1;
-            let at = self.now + self.latency;
-            self.pending.push(Some(Delivery {
-                at,
-                seq: self.seq,
-                to,
-                from,
-                advert,
-            }));
-            self.queue
-                .push(Reverse((at, self.seq, self.pending.len() - 1)));
+            self.enqueue(to, Some(from), bytes);
         }
+    }
+
+    fn enqueue(&mut self, to: usize, from: Option<usize>, bytes: [u8; DATAGRAM_LEN]) {
+        self.seq += 1;
+        let at = self.now + self.latency;
+        self.pending.push(Some(Delivery { to, from, bytes }));
+        self.queue
+            .push(Reverse((at, self.seq, self.pending.len() - 1)));
     }
 
     // ---- invariants ---------------------------------------------------
@@ -487,6 +577,76 @@ impl Sim {
             .collect()
     }
 
+    /// Live, plugged-in masters of `vhid`.
+    pub fn masters_of(&self, vhid: u8) -> Vec<usize> {
+        self.masters()
+            .into_iter()
+            .filter(|&i| self.nodes[i].vhid == vhid)
+            .collect()
+    }
+
+    /// Exactly one master per vhid among the live nodes; returns them.
+    pub fn assert_one_master_per_vhid(&self) -> BTreeMap<u8, usize> {
+        let vhids: std::collections::BTreeSet<u8> = self
+            .nodes
+            .iter()
+            .filter(|n| n.engine.is_some() && n.link_up)
+            .map(|n| n.vhid)
+            .collect();
+        vhids
+            .into_iter()
+            .map(|vhid| {
+                let masters = self.masters_of(vhid);
+                if masters.len() != 1 {
+                    let names: Vec<_> = masters
+                        .iter()
+                        .map(|&i| self.nodes[i].name.as_str())
+                        .collect();
+                    self.fail(format!(
+                        "vhid {vhid}: expected exactly one master, got {names:?}"
+                    ));
+                }
+                (vhid, masters[0])
+            })
+            .collect()
+    }
+
+    /// An advert from outside the simulated nodes (an attacker, a peer we
+    /// do not model), sent now from `src` to every node as a datagram; it
+    /// meets the same loss, partitions (group 0) and receive checks.
+    pub fn inject(&mut self, src: Ipv4Addr, advert: AdvertRepr) {
+        if self.trace_adverts {
+            self.log(format!(
+                "{src} (outside): advert vhid={} advbase={} advskew={} demote={}",
+                advert.vhid, advert.advbase, advert.advskew, advert.demote
+            ));
+        }
+        self.seq += 1;
+        let bytes = AdvertDatagram {
+            src,
+            dst: DEFAULT_GROUP,
+            ident: self.seq as u16,
+            advert,
+        }
+        .to_bytes();
+        for to in 0..self.nodes.len() {
+            if self.rng.chance(self.loss_percent) {
+                continue;
+            }
+            self.enqueue(to, None, bytes);
+        }
+    }
+
+    /// Kills every node running on host `addr` (all its vhids).
+    pub fn kill_host(&mut self, addr: Ipv4Addr) {
+        for id in 0..self.nodes.len() {
+            if self.nodes[id].addr() == IpAddr::V4(addr) && self.nodes[id].engine.is_some() {
+                self.kill(id);
+            }
+        }
+    }
+
+    /// Exactly one master among all live nodes (one vhid); returns it.
     pub fn assert_one_master(&self) -> usize {
         let masters = self.masters();
         if masters.len() != 1 {
@@ -499,6 +659,7 @@ impl Sim {
         masters[0]
     }
 
+    /// A node's name.
     pub fn name_of(&self, id: usize) -> &str {
         &self.nodes[id].name
     }
@@ -528,14 +689,17 @@ impl Sim {
     }
 }
 
+/// `s` seconds.
 pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
+/// The virtual time `s` seconds after start.
 pub fn at(s: f64) -> Time {
     Time::from_duration(secs(s))
 }
 
+/// 10.1.1.`last`.
 pub fn addr(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 1, 1, last)
 }
