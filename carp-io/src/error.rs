@@ -12,7 +12,7 @@ pub enum IoError {
     #[error("interface {0:?} has no Ethernet address; CARP needs an Ethernet-like interface")]
     NoMacAddress(String),
     /// A raw or packet socket was refused.
-    #[error("{op} on {iface}: permission denied; run as root or grant CAP_NET_RAW (and CAP_NET_ADMIN for scripts that change addresses)")]
+    #[error("{op} on {iface}: permission denied; CAP_NET_RAW is needed (root has it unless it was dropped, e.g. by a systemd unit or setpriv; CAP_NET_ADMIN too for scripts that change addresses)")]
     PermissionDenied {
         /// What was being done.
         op: &'static str,
@@ -42,6 +42,9 @@ pub enum IoError {
     /// No virtual host with this interface and vhid runs.
     #[error("no virtual host {0}")]
     NoSuchVirtualHost(String),
+    /// Forced to stop (a second stop request) before down hooks finished.
+    #[error("stopped before the down script finished for {0}: the virtual address may still be configured on this host")]
+    Unclean(String),
     /// The runtime has stopped or is stopping.
     #[error("the runtime is stopping or has stopped")]
     Stopped,

@@ -189,6 +189,8 @@ pub struct Runtime {
     stopping: Stopping,
     /// Virtual hosts stopped because their interface vanished.
     lost: Vec<String>,
+    /// Virtual hosts forced to stop before their down hook finished.
+    unclean: Vec<String>,
     next_link_check: Instant,
 }
 
@@ -227,6 +229,7 @@ impl Runtime {
             handle,
             stopping: Stopping::No,
             lost: Vec::new(),
+            unclean: Vec::new(),
             next_link_check: Instant::now(),
         })
     }
@@ -402,6 +405,9 @@ impl Runtime {
             }
         };
         self.finish_hooks();
+        if !self.unclean.is_empty() && result.is_ok() {
+            return Err(IoError::Unclean(self.unclean.join(", ")));
+        }
         result
     }
 
@@ -618,15 +624,21 @@ impl Runtime {
             Stopping::Graceful | Stopping::Forced => {
                 warn!("asked again to stop: killing running scripts and leaving now");
                 self.stopping = Stopping::Forced;
-                let now = self.clock.now();
                 for vhost in self
                     .virtual_hosts
                     .values_mut()
                     .chain(self.leaving.iter_mut())
                 {
                     vhost.hooks.abandon();
-                    if let Some(iface) = self.interfaces.get_mut(&vhost.config.interface) {
-                        vhost.send_held_leave(iface, now);
+                    // A leave advert still held means its down hook did not
+                    // finish: the address may still be here, and handing
+                    // over at once would put it on two hosts.
+                    if vhost.drop_held_leave() {
+                        error!(
+                            "{}: stopped before the down hook finished; the virtual address may still be configured on this host",
+                            vhost.id
+                        );
+                        self.unclean.push(vhost.id.to_string());
                     }
                 }
             }

@@ -559,11 +559,16 @@ fn group_has_others(pgid: Pid) -> bool {
         if pid == pgid.as_raw() {
             return false;
         }
+        // Fields after the name: state, ppid, pgrp. A zombie is dead
+        // already (waiting for a parent, or a subreaper, to reap it).
         std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(2))
-                .and_then(|pgrp| pgrp.parse::<i32>().ok())
-                == Some(pgid.as_raw())
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().take(3).collect())
+                .unwrap_or_default();
+            fields.len() == 3
+                && fields[0] != "Z"
+                && fields[2].parse::<i32>().ok() == Some(pgid.as_raw())
         })
     })
 }

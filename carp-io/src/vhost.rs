@@ -141,6 +141,8 @@ pub(crate) struct VirtualHost {
     in_flight: VecDeque<InFlight>,
     held: Held,
     rejections: RateLimitedLog,
+    /// Send failures, rate-limited.
+    events: RateLimitedLog,
     status: Arc<Mutex<VirtualHostStatus>>,
     /// Wakes the protocol loop when a hook finishes.
     waker: Arc<UnixStream>,
@@ -172,6 +174,7 @@ impl VirtualHost {
             },
             source,
             rejections: RateLimitedLog::rejections(id.vhid, reject_log_period),
+            events: RateLimitedLog::events(id.vhid, reject_log_period),
             id,
             config,
             engine,
@@ -240,10 +243,14 @@ impl VirtualHost {
 
     pub fn flush_logs(&mut self, now: Instant) {
         self.rejections.flush(now);
+        self.events.flush(now);
     }
 
     pub fn next_log_flush(&self) -> Option<Instant> {
-        self.rejections.next_flush()
+        [self.rejections.next_flush(), self.events.next_flush()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// When the oldest unfinished hook is given up on.
@@ -279,7 +286,12 @@ impl VirtualHost {
         self.held.leave.is_some()
     }
 
-    /// Sends a held leave advert at once (a forced stop).
+    /// Forgets a held leave advert (a forced stop); whether there was one.
+    pub fn drop_held_leave(&mut self) -> bool {
+        self.held.leave.take().is_some()
+    }
+
+    /// Sends a held leave advert.
     pub fn send_held_leave(&mut self, iface: &mut Interface, now: Time) {
         if let Some(leave) = self.held.leave.take() {
             self.send(iface, now, &Transmit::Advert(leave));
@@ -317,7 +329,7 @@ impl VirtualHost {
         });
         if let Err(e) = &result {
             let name = &iface.info.name;
-            self.rejections.record(Instant::now(), "send_error", || {
+            self.events.record(Instant::now(), "send_error", || {
                 format!("sending an advertisement on {name} failed: {e}")
             });
         }
@@ -341,7 +353,7 @@ impl VirtualHost {
                 Err(e) => {
                     all_sent = false;
                     let name = iface.info.name.clone();
-                    self.rejections.record(Instant::now(), "arp_error", || {
+                    self.events.record(Instant::now(), "arp_error", || {
                         format!("gratuitous ARP for {ip} on {name} failed: {e}")
                     });
                 }
@@ -407,11 +419,13 @@ impl VirtualHost {
             s.counters.transitions += 1;
             s.since = Instant::now();
             s.last_reason = Some(transition.reason);
-            match transition.to {
-                State::Master => s.master = Some(own),
-                State::Backup if s.master == Some(own) => s.master = None,
-                State::Backup => {}
-                State::Init => s.master = None,
+            match (transition.to, transition.reason) {
+                (State::Master, _) => s.master = Some(own),
+                // Yielded: the better master is known at once.
+                (State::Backup, carp_engine::Reason::Yield { peer }) => s.master = Some(peer),
+                (State::Backup, _) if s.master == Some(own) => s.master = None,
+                (State::Backup, _) => {}
+                (State::Init, _) => s.master = None,
             }
         });
         let (done, finished) = HookDone::new(Some(Arc::clone(&self.waker)));

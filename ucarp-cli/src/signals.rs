@@ -38,19 +38,27 @@ pub fn block() -> nix::Result<()> {
 pub fn spawn(handle: NodeHandle, run_down_script: bool) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("ucarp-signals".into())
-        .spawn(move || loop {
-            let Ok(signal) = handled().wait() else {
-                continue;
-            };
-            match signal {
-                Signal::SIGUSR1 => handle.log_status(),
-                Signal::SIGUSR2 => {
-                    info!("SIGUSR2: stepping down");
-                    handle.step_down();
-                }
-                other => {
-                    info!("{other}: shutting down");
-                    handle.shutdown(run_down_script);
+        .spawn(move || {
+            let mut stops = 0u32;
+            loop {
+                let Ok(signal) = handled().wait() else {
+                    continue;
+                };
+                match signal {
+                    Signal::SIGUSR1 => handle.log_status(),
+                    Signal::SIGUSR2 => {
+                        info!("SIGUSR2: stepping down");
+                        handle.step_down();
+                    }
+                    other => {
+                        stops += 1;
+                        if stops == 1 {
+                            info!("{other}: shutting down");
+                        } else {
+                            info!("{other} again: stopping at once");
+                        }
+                        handle.shutdown(run_down_script);
+                    }
                 }
             }
         })
