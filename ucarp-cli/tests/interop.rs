@@ -298,3 +298,107 @@ fn ucarp_step_down_hands_over_to_ours() {
     assert_eq!(state(&ucarp).as_deref(), Some("BACKUP"));
     assert!(is_master(&ours));
 }
+
+/// Many vhids, mixed per vhid: two hosts run ours with 6 virtual hosts each
+/// in one process (the embedding API's `multi` example), the third runs one
+/// UCARP 1.5.2 per vhid. Skews differ per vhid (no preemption, so who is
+/// first to time out wins): every vhid elects exactly one master, and both
+/// implementations end up master of some vhids and backup of others.
+#[test]
+fn many_vhids_mixed_with_ucarp_elect_one_master_each() {
+    if !ready("many_vhids_mixed_with_ucarp_elect_one_master_each") {
+        return;
+    }
+    const VHIDS: u8 = 6;
+    let lab = Lab::new(3);
+    let preferred = |vhid: u8| usize::from(vhid) % 3;
+    let skew = |host: usize, vhid: u8| [0u8, 40, 80][(host + 3 - preferred(vhid)) % 3];
+    let multi =
+        test_support::lab::built("examples/multi", &["-p", "carp-io", "--example", "multi"]);
+    let mut ours: Vec<test_support::lab::Proc> = (0..2)
+        .map(|host| {
+            let skews: Vec<String> = (1..=VHIDS)
+                .map(|v| format!("{v}:{}", skew(host, v)))
+                .collect();
+            let mut command = lab.command(host, multi.to_str().unwrap());
+            command.args([
+                "iface=eth0".to_string(),
+                format!("src={}", lab.addr(host)),
+                "first=1".to_string(),
+                format!("count={VHIDS}"),
+                "addresses=1".to_string(),
+                "pass=secret".to_string(),
+                format!("skew={}", skews.join(",")),
+            ]);
+            test_support::lab::Proc::spawn(&format!("ours{host}"), command)
+        })
+        .collect();
+    // UCARP signs 10.98.<vhid>.1, the one address `multi` gives each vhid.
+    let ucarps: Vec<test_support::lab::Proc> = (1..=VHIDS)
+        .map(|vhid| {
+            let mut command = lab.command(2, test_support::peers::UCARP_C);
+            command.args([
+                "-i".to_string(),
+                "eth0".to_string(),
+                "-s".to_string(),
+                lab.addr(2).to_string(),
+                "-v".to_string(),
+                vhid.to_string(),
+                "-p".to_string(),
+                "secret".to_string(),
+                "-a".to_string(),
+                format!("10.98.{vhid}.1"),
+                "-k".to_string(),
+                skew(2, vhid).to_string(),
+                "-f".to_string(),
+                "none".to_string(),
+            ]);
+            test_support::lab::Proc::spawn(&format!("ucarp-v{vhid}"), command)
+        })
+        .collect();
+    let deadline = Instant::now() + 20 * SECOND;
+    loop {
+        let states: Vec<std::collections::BTreeMap<u8, String>> = ours
+            .iter_mut()
+            .map(|p| {
+                let mark = p.mark();
+                p.send("status");
+                p.wait_for_after(mark, "status", 5 * SECOND, |l| l == "END");
+                p.lines()
+                    .into_iter()
+                    .skip(mark)
+                    .filter_map(|l| {
+                        let w: Vec<&str> = l.split_whitespace().collect();
+                        (w.first() == Some(&"VHOST"))
+                            .then(|| (w[1].parse().unwrap(), w[2].to_string()))
+                    })
+                    .collect()
+            })
+            .collect();
+        let masters = |vhid: u8| -> Vec<usize> {
+            let mut m: Vec<usize> = (0..2)
+                .filter(|&h| states[h].get(&vhid).map(String::as_str) == Some("MASTER"))
+                .collect();
+            if is_master(&ucarps[usize::from(vhid) - 1]) {
+                m.push(2);
+            }
+            m
+        };
+        let one_each = (1..=VHIDS).all(|v| masters(v).len() == 1);
+        let ucarp_masters = (1..=VHIDS).filter(|&v| masters(v) == vec![2]).count();
+        if one_each && ucarp_masters > 0 && ucarp_masters < usize::from(VHIDS) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not one master per vhid: {:?}",
+            (1..=VHIDS).map(|v| (v, masters(v))).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Settled: no UCARP process changes its mind afterwards.
+    let before: Vec<usize> = ucarps.iter().map(takeovers).collect();
+    std::thread::sleep(3 * SECOND);
+    let after: Vec<usize> = ucarps.iter().map(takeovers).collect();
+    assert_eq!(before, after, "a UCARP vhid took over again");
+}
