@@ -377,7 +377,12 @@ impl Runtime {
             for iface in self.interfaces.values_mut() {
                 iface.flush_logs(now);
             }
-            for vhost in self.virtual_hosts.values_mut() {
+            // Leaving vhosts too: their summary deadlines are in wait()'s.
+            for vhost in self
+                .virtual_hosts
+                .values_mut()
+                .chain(self.leaving.iter_mut())
+            {
                 vhost.flush_logs(now);
             }
             let woke = self.wait();
