@@ -5,22 +5,29 @@
 //!
 //! ```text
 //! multi iface=eth0 src=10.99.0.1 first=1 count=20 addresses=3 pass=secret \
-//!       skew=VHID:SKEW,... [advbase=1] [default-skew=100]
+//!       skew=VHID:SKEW,... [group=VHID:GROUP,...] [advbase=1] [default-skew=100] \
+//!       [hook-delay=MS]
 //! ```
 //!
-//! vhid `v` gets the addresses 10.98.<v>.1 ..= 10.98.<v>.<addresses> and
-//! the skew given for it (else `default-skew`). Commands on stdin, one per
-//! line: `status` prints `VHOST <vhid> <state> <transitions> <master>` per
+//! vhid `v` gets the addresses 10.98.<v>.1 ..= 10.98.<v>.<addresses>, the
+//! skew given for it (else `default-skew`) and the group given for it (else
+//! 224.0.0.18). Commands on stdin, one per line: `status` prints
+//! `VHOST <vhid> <state> <transitions> <master> <sent> <accepted>` per
 //! virtual host then `END`; `remove <vhid>` removes one; `add <vhid> <skew>`
-//! adds one; `shutdown` stops. Every transition prints
-//! `EVENT <vhid> <from> <to> <reason>`.
+//! adds one; `replace <vhid> <skew>` changes one's skew; `shutdown` stops.
+//! Every transition prints `EVENT <vhid> <from> <to> <reason>`; with
+//! `hook-delay`, up and down actions take that long and print
+//! `DONE <vhid> <Up|Down>` when finished.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use carp_engine::{Config, Transition};
-use carp_io::{Runtime, RuntimeConfig, RuntimeHandle, VirtualHostConfig, VirtualHostId};
+use carp_io::{
+    HookDone, Hooks, Runtime, RuntimeConfig, RuntimeHandle, VirtualHostConfig, VirtualHostId,
+};
 use carp_proto::{Password, VirtualHostAuth};
 
 struct Setup {
@@ -29,6 +36,8 @@ struct Setup {
     password: Password,
     addresses: u8,
     advbase: u8,
+    groups: HashMap<u8, Ipv4Addr>,
+    hook_delay: Duration,
 }
 
 impl Setup {
@@ -43,7 +52,18 @@ impl Setup {
         let auth = VirtualHostAuth::new(&self.password, vhid, &addresses)?;
         let engine =
             Config::new(auth, self.src, carp_io::random_u64()?).with_interval(self.advbase, skew);
-        Ok(VirtualHostConfig::new(&self.iface, engine))
+        let mut config = VirtualHostConfig::new(&self.iface, engine);
+        if let Some(group) = self.groups.get(&vhid) {
+            config.group = *group;
+        }
+        Ok(config)
+    }
+
+    fn hooks(&self, vhid: u8) -> Box<dyn Hooks> {
+        Box::new(Printing {
+            vhid,
+            delay: self.hook_delay,
+        })
     }
 }
 
@@ -53,8 +73,27 @@ fn print_event(vhid: u8, t: &Transition) {
     let _ = out.flush();
 }
 
-fn hooks(vhid: u8) -> Box<dyn carp_io::Hooks> {
-    Box::new(move |t: &Transition| print_event(vhid, t))
+/// Prints each transition; an up or down action "takes" `delay` (on a
+/// thread of its own, as a script would) and prints
+/// `DONE <vhid> <Up|Down>` when it has finished.
+struct Printing {
+    vhid: u8,
+    delay: Duration,
+}
+
+impl Hooks for Printing {
+    fn transition(&mut self, t: &Transition, done: HookDone) {
+        print_event(self.vhid, t);
+        let (Some(hook), false) = (t.hook, self.delay.is_zero()) else {
+            return;
+        };
+        let (vhid, delay) = (self.vhid, self.delay);
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            println!("DONE {vhid} {hook:?}");
+            drop(done);
+        });
+    }
 }
 
 fn print_status(handle: &RuntimeHandle) {
@@ -63,10 +102,12 @@ fn print_status(handle: &RuntimeHandle) {
         let master = v.master.map_or("-".to_string(), |m| m.to_string());
         let _ = writeln!(
             out,
-            "VHOST {} {} {} {master}",
+            "VHOST {} {} {} {master} {} {}",
             v.vhid,
             v.state(),
-            v.counters.transitions
+            v.counters.transitions,
+            v.counters.sent,
+            v.counters.accepted
         );
     }
     let _ = writeln!(out, "END");
@@ -90,31 +131,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .transpose()?
             .unwrap_or(default))
     };
+    let pairs = |key: &str| -> Vec<(String, String)> {
+        args.get(key)
+            .map(String::as_str)
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|pair| pair.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let mut groups = HashMap::new();
+    for (vhid, group) in pairs("group") {
+        groups.insert(vhid.parse()?, group.parse()?);
+    }
     let setup = Setup {
         iface: get("iface")?.clone(),
         src: get("src")?.parse()?,
         password: Password::new(get("pass")?.as_bytes())?,
         addresses: number("addresses", 1)?,
         advbase: number("advbase", 1)?,
+        groups,
+        hook_delay: Duration::from_millis(
+            args.get("hook-delay")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(0),
+        ),
     };
     let first = number("first", 1)?;
     let count = number("count", 1)?;
     let default_skew = number("default-skew", 100)?;
     let mut skews: HashMap<u8, u8> = HashMap::new();
-    for pair in args
-        .get("skew")
-        .map(String::as_str)
-        .unwrap_or("")
-        .split(',')
-    {
-        if let Some((vhid, skew)) = pair.split_once(':') {
-            skews.insert(vhid.parse()?, skew.parse()?);
-        }
+    for (vhid, skew) in pairs("skew") {
+        skews.insert(vhid.parse()?, skew.parse()?);
     }
     let mut runtime = Runtime::new(RuntimeConfig::default())?;
     for vhid in first..first.saturating_add(count) {
         let skew = skews.get(&vhid).copied().unwrap_or(default_skew);
-        runtime.add(setup.virtual_host(vhid, skew)?, hooks(vhid))?;
+        runtime.add(setup.virtual_host(vhid, skew)?, setup.hooks(vhid))?;
     }
     let handle = runtime.handle();
     let control = handle.clone();
@@ -137,7 +191,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ["add", vhid, skew] => (|| {
                     let vhid: u8 = vhid.parse()?;
                     let config = setup.virtual_host(vhid, skew.parse()?)?;
-                    control.add(config, hooks(vhid))?;
+                    control.add(config, setup.hooks(vhid))?;
+                    Ok(())
+                })(),
+                ["replace", vhid, skew] => (|| {
+                    let vhid: u8 = vhid.parse()?;
+                    let config = setup.virtual_host(vhid, skew.parse()?)?;
+                    control.replace(config, setup.hooks(vhid))?;
                     Ok(())
                 })(),
                 ["shutdown"] => {

@@ -95,7 +95,9 @@ impl NodeHandle {
     /// `run_down_hook` (UCARP `--shutdown`) and, once it has finished, a
     /// master sends the leave advertisement. [`Node::run`] then returns.
     /// Asked a second time while stopping, the node stops at once: hooks
-    /// are abandoned (scripts killed) and a pending leave advert goes out.
+    /// are abandoned (scripts killed) and a leave advert still waiting for
+    /// the down hook is dropped ([`Node::run`] returns
+    /// [`IoError::Unclean`]: the address may still be here).
     pub fn shutdown(&self, run_down_hook: bool) {
         self.runtime.shutdown(run_down_hook);
     }

@@ -38,13 +38,13 @@ pub struct RateLimitedLog {
 impl RateLimitedLog {
     /// For rejected packets: at most one line per cause per `period` after
     /// the first.
-    pub fn rejections(vhid: u8, period: Duration) -> RateLimitedLog {
-        RateLimitedLog::new(format!("vhid {vhid}"), period, Kind::Rejections)
+    pub fn rejections(of: &dyn std::fmt::Display, period: Duration) -> RateLimitedLog {
+        RateLimitedLog::new(of.to_string(), period, Kind::Rejections)
     }
 
     /// For a virtual host's events, logged as their detail says.
-    pub fn events(vhid: u8, period: Duration) -> RateLimitedLog {
-        RateLimitedLog::new(format!("vhid {vhid}"), period, Kind::Events)
+    pub fn events(of: &dyn std::fmt::Display, period: Duration) -> RateLimitedLog {
+        RateLimitedLog::new(of.to_string(), period, Kind::Events)
     }
 
     /// For an interface's events (link changes), logged as

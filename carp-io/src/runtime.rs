@@ -68,6 +68,7 @@ type Reply = Sender<Result<(), IoError>>;
 
 enum Command {
     Add(Box<VirtualHostConfig>, Box<dyn Hooks>, Reply),
+    Replace(Box<VirtualHostConfig>, Box<dyn Hooks>, Reply),
     Remove(VirtualHostId, Reply),
     StepDown(Option<VirtualHostId>),
     Shutdown { run_down_hook: bool },
@@ -120,12 +121,14 @@ impl RuntimeHandle {
         self.ask(|reply| Command::Remove(id, reply))
     }
 
-    /// Replaces a virtual host's configuration: it leaves as with
-    /// [`RuntimeHandle::remove`] and starts again as with
-    /// [`RuntimeHandle::add`].
+    /// Replaces a virtual host's configuration: the new one is checked
+    /// and its interface opened first (on failure the old one runs on,
+    /// untouched); then the old one leaves as with [`RuntimeHandle::remove`]
+    /// and the new one starts once the old one is gone (its down hook
+    /// finished and its leave advert sent), so the two never run hooks for
+    /// the same addresses at once.
     pub fn replace(&self, config: VirtualHostConfig, hooks: Box<dyn Hooks>) -> Result<(), IoError> {
-        self.remove(&config.id())?;
-        self.add(config, hooks)
+        self.ask(|reply| Command::Replace(Box::new(config), hooks, reply))
     }
 
     /// UCARP's SIGUSR2 for one virtual host (`Some`) or all (`None`): a
@@ -138,8 +141,10 @@ impl RuntimeHandle {
     /// run if `run_down_hook` (UCARP `--shutdown`) and, once they have
     /// finished, masters send the leave advertisement; then
     /// [`Runtime::run`] returns. A second call while stopping stops at
-    /// once: hooks are abandoned (scripts killed), pending leave adverts
-    /// go out.
+    /// once: hooks are abandoned (scripts killed), and a leave advert
+    /// still waiting for its down hook is dropped (the address may still
+    /// be here, so handing over would put it on two hosts); `run` then
+    /// returns [`IoError::Unclean`].
     pub fn shutdown(&self, run_down_hook: bool) {
         self.send(Command::Shutdown { run_down_hook });
     }
@@ -182,6 +187,10 @@ pub struct Runtime {
     /// Removed or stopped, still sending a held leave advert or finishing
     /// hooks.
     leaving: Vec<VirtualHost>,
+    /// Added (or replaced) while a virtual host with the same identity is
+    /// still leaving: starts once that one is gone. Interfaces and groups
+    /// are already open.
+    waiting: BTreeMap<VirtualHostId, (VirtualHostConfig, Box<dyn Hooks>)>,
     link: Option<LinkMonitor>,
     commands: Receiver<Command>,
     waker: UnixStream,
@@ -223,6 +232,7 @@ impl Runtime {
             interfaces: BTreeMap::new(),
             virtual_hosts: BTreeMap::new(),
             leaving: Vec::new(),
+            waiting: BTreeMap::new(),
             link,
             commands,
             waker,
@@ -243,12 +253,44 @@ impl Runtime {
     /// and group now, so that start-up errors come back here).
     pub fn add(&mut self, config: VirtualHostConfig, hooks: Box<dyn Hooks>) -> Result<(), IoError> {
         let id = config.id();
-        if self.virtual_hosts.contains_key(&id) {
+        if self.virtual_hosts.contains_key(&id) || self.waiting.contains_key(&id) {
             return Err(IoError::Duplicate(id.to_string()));
         }
+        self.prepare(&config)?;
+        // The operator configured something again: an interface lost
+        // earlier no longer ends the runtime when nothing else runs.
+        self.lost.clear();
+        if self.leaving.iter().any(|v| v.id == id) {
+            info!("{id}: starts once its previous configuration has left");
+            self.waiting.insert(id, (config, hooks));
+            return Ok(());
+        }
+        self.start(config, hooks)
+    }
+
+    /// Checks a configuration and opens its interface and group: all that
+    /// can fail before a virtual host starts.
+    fn prepare(&mut self, config: &VirtualHostConfig) -> Result<(), IoError> {
         config.source_v4()?;
         config.engine.validate()?;
-        self.open_interface(&config.interface, config.group)?;
+        self.open_interface(&config.interface, config.group)
+    }
+
+    /// Replaces a running (or waiting) virtual host; see
+    /// [`RuntimeHandle::replace`].
+    fn replace(&mut self, config: VirtualHostConfig, hooks: Box<dyn Hooks>) -> Result<(), IoError> {
+        let id = config.id();
+        if !self.virtual_hosts.contains_key(&id) && !self.waiting.contains_key(&id) {
+            return Err(IoError::NoSuchVirtualHost(id.to_string()));
+        }
+        self.prepare(&config)?;
+        self.remove(&id, true)?;
+        self.add(config, hooks)
+    }
+
+    /// Starts a prepared virtual host.
+    fn start(&mut self, config: VirtualHostConfig, hooks: Box<dyn Hooks>) -> Result<(), IoError> {
+        let id = config.id();
         let iface = self
             .interfaces
             .get_mut(&config.interface)
@@ -261,9 +303,7 @@ impl Runtime {
             self.config.reject_log_period,
         )?;
         info!(
-            "vhid {}: starting on {} ({}) from {}, virtual addresses {}, group {}{}",
-            id.vhid,
-            iface.info.name,
+            "{id}: starting ({}) from {}, virtual addresses {}, group {}{}",
             iface.info.mac,
             vhost.config.engine.src_addr,
             join(vhost.config.engine.auth.addresses()),
@@ -276,8 +316,8 @@ impl Runtime {
         );
         if !iface.link_up && !vhost.config.engine.ignore_link_state {
             warn!(
-                "vhid {}: {} has no carrier; waiting for it",
-                id.vhid, iface.info.name
+                "{id}: {} has no carrier; waiting for it",
+                iface.info.name
             );
             vhost.engine.handle_link_change(self.clock.now(), false);
         }
@@ -326,7 +366,9 @@ impl Runtime {
             .virtual_hosts
             .values()
             .chain(&self.leaving)
-            .map(|v| (v.config.interface.clone(), v.config.group))
+            .map(|v| &v.config)
+            .chain(self.waiting.values().map(|(config, _)| config))
+            .map(|c| (c.interface.clone(), c.group))
             .collect();
         self.interfaces.retain(|name, iface| {
             let groups: Vec<Ipv4Addr> = users
@@ -371,6 +413,8 @@ impl Runtime {
                 && self.virtual_hosts.is_empty()
                 && !self.lost.is_empty()
             {
+                // Nothing may be added while the down hooks finish.
+                self.stopping = Stopping::Graceful;
                 break Err(IoError::InterfaceGone(self.lost.join(", ")));
             }
             let now = Instant::now();
@@ -429,16 +473,40 @@ impl Runtime {
                 vhost.release_held(iface, now);
             }
         }
-        let before = self.leaving.len();
-        self.leaving.retain_mut(|vhost| {
-            let done = !vhost.holds_leave() && !vhost.hooks.pending();
-            if done {
-                vhost.hooks.finish();
+        let (gone, leaving): (Vec<VirtualHost>, Vec<VirtualHost>) =
+            std::mem::take(&mut self.leaving)
+                .into_iter()
+                .partition(|v| !v.holds_leave() && !v.hooks.pending());
+        self.leaving = leaving;
+        if gone.is_empty() {
+            return;
+        }
+        for vhost in gone {
+            self.retire(vhost);
+        }
+        self.close_unused();
+    }
+
+    /// A leaving virtual host is done: its status goes, its hooks are let
+    /// go of off this thread, and a configuration waiting for its identity
+    /// starts.
+    fn retire(&mut self, vhost: VirtualHost) {
+        {
+            let mut cells = self.handle.status.lock().unwrap_or_else(|e| e.into_inner());
+            let ours = cells
+                .virtual_hosts
+                .get(&vhost.id)
+                .is_some_and(|cell| Arc::ptr_eq(cell, &vhost.status_cell()));
+            if ours {
+                cells.virtual_hosts.remove(&vhost.id);
             }
-            !done
-        });
-        if self.leaving.len() != before {
-            self.close_unused();
+        }
+        let id = vhost.id.clone();
+        finish_elsewhere(vhost.hooks);
+        if let Some((config, hooks)) = self.waiting.remove(&id) {
+            if let Err(e) = self.start(config, hooks) {
+                error!("{id}: cannot start its new configuration: {e}");
+            }
         }
     }
 
@@ -562,6 +630,14 @@ impl Runtime {
                     };
                     let _ = reply.send(result);
                 }
+                Command::Replace(config, hooks, reply) => {
+                    let result = if self.stopping == Stopping::No {
+                        self.replace(*config, hooks)
+                    } else {
+                        Err(IoError::Stopped)
+                    };
+                    let _ = reply.send(result);
+                }
                 Command::Remove(id, reply) => {
                     let _ = reply.send(self.remove(&id, true));
                 }
@@ -579,17 +655,18 @@ impl Runtime {
     /// Takes a virtual host out of the election: shut down (down hook if
     /// `run_down_hook` and master; the leave advert after it), then kept
     /// among the leaving until its hooks are done.
+    /// A configuration still waiting for its predecessor is dropped
+    /// unstarted.
     fn remove(&mut self, id: &VirtualHostId, run_down_hook: bool) -> Result<(), IoError> {
+        if self.waiting.remove(id).is_some() {
+            return Ok(());
+        }
         let mut vhost = self
             .virtual_hosts
             .remove(id)
             .ok_or_else(|| IoError::NoSuchVirtualHost(id.to_string()))?;
-        self.handle
-            .status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .virtual_hosts
-            .remove(id);
+        // Its status stays, marked stopping, until it has left.
+        vhost.set_stopping();
         vhost.hooks.interrupt();
         let now = self.clock.now();
         vhost.engine.shutdown(now, run_down_hook);
@@ -607,7 +684,7 @@ impl Runtime {
                 continue;
             }
             if !vhost.engine.step_down(now) {
-                info!("vhid {}: asked to step down, but not master", vid.vhid);
+                info!("{vid}: asked to step down, but not master");
             }
             if let Some(iface) = self.interfaces.get_mut(&vid.interface) {
                 vhost.drain(iface, now);
@@ -621,6 +698,7 @@ impl Runtime {
         match self.stopping {
             Stopping::No => {
                 self.stopping = Stopping::Graceful;
+                self.waiting.clear();
                 let ids: Vec<VirtualHostId> = self.virtual_hosts.keys().cloned().collect();
                 for id in ids {
                     let _ = self.remove(&id, run_down_hook);
@@ -733,8 +811,7 @@ impl Runtime {
             iface.event(label, || what.to_string());
             for vhost in self.virtual_hosts.values_mut() {
                 if vhost.config.interface == name {
-                    vhost.engine.handle_link_change(now, running);
-                    vhost.drain(iface, now);
+                    vhost.handle_link_change(iface, now, running);
                 }
             }
         }
@@ -781,6 +858,19 @@ struct Woke {
     adverts: bool,
     command: bool,
     link: bool,
+}
+
+/// Lets hooks finish on a thread of their own: a retired virtual host's
+/// hooks have no work left, but joining their worker must still not
+/// happen on the protocol thread.
+fn finish_elsewhere(mut hooks: Box<dyn Hooks>) {
+    let spawned = std::thread::Builder::new()
+        .name("ucarp-retire".into())
+        .spawn(move || hooks.finish());
+    if let Err(e) = spawned {
+        // The hooks were moved into the failed spawn and dropped with it.
+        warn!("cannot start a thread to let a removed virtual host's hooks finish: {e}");
+    }
 }
 
 fn join(addresses: &[std::net::IpAddr]) -> String {

@@ -64,6 +64,11 @@ pub struct ScriptConfig {
 }
 
 impl ScriptConfig {
+    /// Which virtual host, for log lines: `vhid 7 on eth0`.
+    fn who(&self) -> String {
+        format!("vhid {} on {}", self.vhid, self.interface)
+    }
+
     /// The longest a node should wait for a script it just queued: the
     /// script interrupted before it (a stop signals it at once: at most the
     /// kill grace), then one run per address, each bounded by the timeout
@@ -210,8 +215,8 @@ impl Hooks for ScriptHooks {
         };
         if jobs.send(job).is_err() {
             error!(
-                "vhid {}: script thread is gone; {} script not run",
-                self.config.vhid,
+                "{}: script thread is gone; {} script not run",
+                self.config.who(),
                 hook_name(hook)
             );
         }
@@ -265,7 +270,10 @@ enum Next {
 
 fn run_jobs(config: &ScriptConfig, shared: &Shared, queue: &Receiver<Job>) {
     loop {
-        let (hook, ended) = match next_job(config, shared, queue) {
+        // The job is kept until `owed_down` is set: dropping it is what
+        // tells the runtime nothing is pending, and the runtime lets the
+        // hooks go as soon as it sees that.
+        let (hook, ended, job) = match next_job(config, shared, queue) {
             Next::Done => return,
             Next::OwedDown => {
                 shared.owed_down.store(false, Ordering::Release);
@@ -277,6 +285,7 @@ fn run_jobs(config: &ScriptConfig, shared: &Shared, queue: &Receiver<Job>) {
                     Some(script) => (
                         Hook::Down,
                         run_for_each_address(config, shared, 0, Hook::Down, script, &context),
+                        None,
                     ),
                     None => continue,
                 }
@@ -300,20 +309,21 @@ fn run_jobs(config: &ScriptConfig, shared: &Shared, queue: &Receiver<Job>) {
                     )
                 };
                 *Shared::lock(&shared.running) = None;
-                (job.hook, ended)
+                (job.hook, ended, Some(job))
             }
         };
         if hook == Hook::Down && shared.stopping() && !shared.abandoned() {
             let cut = matches!(ended, Ended::Cut(_) | Ended::Skipped);
             shared.owed_down.store(cut, Ordering::Release);
         }
+        drop(job);
     }
 }
 
 fn skipped(config: &ScriptConfig, hook: Hook, why: &str) {
     info!(
-        "vhid {}: {why}; {} script skipped",
-        config.vhid,
+        "{}: {why}; {} script skipped",
+        config.who(),
         hook_name(hook)
     );
 }
@@ -441,8 +451,8 @@ fn run_one(
         Ok(child) => child,
         Err(e) => {
             error!(
-                "vhid {}: cannot run {name} script {}: {e}",
-                config.vhid,
+                "{}: cannot run {name} script {}: {e}",
+                config.who(),
                 script.display()
             );
             return Ended::NotStarted;
@@ -451,8 +461,8 @@ fn run_one(
     // A script spawned in its own group: the group id is its pid.
     let pgid = Pid::from_raw(child.id() as i32);
     info!(
-        "vhid {}: running {name} script {} {} {}{}",
-        config.vhid,
+        "{}: running {name} script {} {} {}{}",
+        config.who(),
         script.display(),
         config.interface,
         address,
@@ -466,20 +476,20 @@ fn run_one(
     let ended = wait_or_stop(child, pgid, config.timeout, &cut);
     match &ended {
         Ended::Exited(status) if status.success() => info!(
-            "vhid {}: {name} script finished in {:.3}s",
-            config.vhid,
+            "{}: {name} script finished in {:.3}s",
+            config.who(),
             started.elapsed().as_secs_f64()
         ),
-        Ended::Exited(status) => warn!("vhid {}: {name} script failed: {status}", config.vhid),
+        Ended::Exited(status) => warn!("{}: {name} script failed: {status}", config.who()),
         Ended::TimedOut(how) => error!(
-            "vhid {}: {name} script {} ran over its {}s timeout; its process group was killed ({how})",
-            config.vhid,
+            "{}: {name} script {} ran over its {}s timeout; its process group was killed ({how})",
+            config.who(),
             script.display(),
             config.timeout.as_secs_f64()
         ),
         Ended::Cut(how) => warn!(
-            "vhid {}: stopping; {name} script {} was cut short after {:.3}s ({how})",
-            config.vhid,
+            "{}: stopping; {name} script {} was cut short after {:.3}s ({how})",
+            config.who(),
             script.display(),
             started.elapsed().as_secs_f64()
         ),

@@ -51,6 +51,12 @@ impl AdvertReceiver {
         socket
             .join_multicast_v4_n(&group, &InterfaceIndexOrAddress::Index(index))
             .map_err(err("joining the CARP group"))?;
+        // Only this socket's own group: by default Linux hands a socket
+        // every group any socket on the host has joined, so with two
+        // groups on one interface each advert would be read twice.
+        socket
+            .set_multicast_all_v4(false)
+            .map_err(err("limiting the receive socket to its own group"))?;
         socket
             .set_nonblocking(true)
             .map_err(err("making the receive socket non-blocking"))?;

@@ -80,6 +80,9 @@ pub struct VirtualHostStatus {
     pub master: Option<IpAddr>,
     /// Counters, with the state.
     pub counters: CounterSnapshot,
+    /// Removed or shutting down: still finishing its down hook and leave
+    /// advertisement.
+    pub stopping: bool,
 }
 
 impl VirtualHostStatus {
@@ -93,6 +96,7 @@ impl VirtualHostStatus {
             last_reason: None,
             master: None,
             counters: CounterSnapshot::default(),
+            stopping: false,
         }
     }
 
@@ -134,6 +138,9 @@ impl VirtualHostStatus {
         }
         if let Some(master) = self.master {
             let _ = write!(line, " master {master}");
+        }
+        if self.stopping {
+            line.push_str(" stopping");
         }
         line
     }

@@ -173,8 +173,8 @@ impl VirtualHost {
                 auth: config.engine.auth.clone(),
             },
             source,
-            rejections: RateLimitedLog::rejections(id.vhid, reject_log_period),
-            events: RateLimitedLog::events(id.vhid, reject_log_period),
+            rejections: RateLimitedLog::rejections(&id, reject_log_period),
+            events: RateLimitedLog::events(&id, reject_log_period),
             id,
             config,
             engine,
@@ -184,6 +184,22 @@ impl VirtualHost {
             status: Arc::new(Mutex::new(status)),
             waker,
         })
+    }
+
+    /// Carrier lost or back on its interface. Without carrier nobody can
+    /// be heard, so the master we last heard is no longer known.
+    pub fn handle_link_change(&mut self, iface: &mut Interface, now: Time, up: bool) {
+        self.engine.handle_link_change(now, up);
+        if !up && self.engine.state() != State::Master {
+            self.with_status(|s| s.master = None);
+        }
+        self.drain(iface, now);
+    }
+
+    /// Marks its status as stopping (removed, or the runtime shuts down):
+    /// it stays visible until its down hook and leave advert are done.
+    pub fn set_stopping(&self) {
+        self.with_status(|s| s.stopping = true);
     }
 
     /// The shared status this virtual host keeps up to date.
@@ -208,8 +224,8 @@ impl VirtualHost {
         match self.filter.check(datagram) {
             Ok(datagram) => {
                 debug!(
-                    "vhid {}: advert from {} advbase {} advskew {} demote {}",
-                    datagram.advert.vhid,
+                    "{}: advert from {} advbase {} advskew {} demote {}",
+                    self.id,
                     datagram.src,
                     datagram.advert.advbase,
                     datagram.advert.advskew,
@@ -348,7 +364,7 @@ impl VirtualHost {
             match iface.send_frame(&frame) {
                 Ok(()) => {
                     self.with_status(|s| s.counters.arps_sent += 1);
-                    debug!("vhid {}: gratuitous ARP for {ip}", self.id.vhid);
+                    debug!("{}: gratuitous ARP for {ip}", self.id);
                 }
                 Err(e) => {
                     all_sent = false;
@@ -383,8 +399,8 @@ impl VirtualHost {
                 break;
             }
             warn!(
-                "vhid {}: {:?} hook still running after {:.0}s; not waiting for it any longer",
-                self.id.vhid,
+                "{}: {:?} hook still running after {:.0}s; not waiting for it any longer",
+                self.id,
                 oldest.hook,
                 self.config.hook_wait.as_secs_f64()
             );

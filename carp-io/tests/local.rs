@@ -128,7 +128,7 @@ fn scripts_run_in_order_with_ucarp_arguments_and_never_block_the_caller() {
         lines, "up eth9 10.0.0.100 x y\ndown eth9 10.0.0.100 x y\n",
         "down overtook up"
     );
-    assert!(!logs_matching("vhid 3: up script finished").is_empty());
+    assert!(!logs_matching("vhid 3 on eth9: up script finished").is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -150,14 +150,14 @@ fn a_script_past_its_timeout_is_killed_and_logged() {
     );
     assert!(!marker.exists());
     assert_eq!(
-        logs_matching("vhid 3: up script")
+        logs_matching("vhid 3 on eth9: up script")
             .iter()
             .filter(|l| l.contains("ran over its 0.3s timeout; its process group was killed"))
             .count(),
         1
     );
     assert_eq!(
-        logs_matching("vhid 3: down script failed: exit status: 3").len(),
+        logs_matching("vhid 3 on eth9: down script failed: exit status: 3").len(),
         1
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -258,7 +258,7 @@ fn interrupt_cuts_the_running_script_and_runs_only_the_last_queued() {
     assert_eq!(lines.lines().filter(|l| l.starts_with("up")).count(), 1);
     assert!(lines.ends_with("down\n"), "{lines}");
     assert_eq!(
-        logs_matching("vhid 42: stopping; up script").len(),
+        logs_matching("vhid 42 on eth9: stopping; up script").len(),
         2,
         "{:?}",
         logs_matching("vhid 42")
@@ -354,7 +354,7 @@ fn set_sighup(handler: nix::sys::signal::SigHandler) {
 #[test]
 fn rejection_logs_are_bounded_under_a_flood() {
     let _ = logs_matching("");
-    let mut log = RateLimitedLog::rejections(77, Duration::from_secs(60));
+    let mut log = RateLimitedLog::rejections(&"vhid 77", Duration::from_secs(60));
     let start = Instant::now();
     for i in 0..100_000u32 {
         let now = start + Duration::from_micros(u64::from(i) * 10); // 1 s of flood
@@ -377,7 +377,7 @@ fn rejection_logs_are_bounded_under_a_flood() {
 #[test]
 fn event_logs_are_bounded_and_speak_again_after_a_quiet_period() {
     let _ = logs_matching("");
-    let mut log = RateLimitedLog::events(78, Duration::from_secs(60));
+    let mut log = RateLimitedLog::events(&"vhid 78", Duration::from_secs(60));
     let start = Instant::now();
     for i in 0..1000u64 {
         let now = start + Duration::from_millis(i * 20);

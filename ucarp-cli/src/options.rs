@@ -100,7 +100,7 @@ pub struct Options {
     pub preempt: bool,
     /// `-n`
     pub neutral: bool,
-    /// Every `-a`, parsed, in the order given (duplicates removed)
+    /// Every `-a`, parsed, in the order given (a repeated one is refused)
     pub addresses: Vec<Ipv4Addr>,
     /// Every `-a` exactly as given, for the scripts
     pub addresses_as_given: Vec<String>,
