@@ -36,6 +36,7 @@ pub mod ratelimit;
 mod runtime;
 mod script;
 pub mod socket;
+mod spec;
 mod status;
 mod vhost;
 
@@ -44,6 +45,7 @@ pub use hooks::{HookDone, Hooks, NoHooks};
 pub use node::{Node, NodeHandle};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use script::{ScriptConfig, ScriptHooks, KILL_GRACE};
+pub use spec::{ScriptSpec, VirtualAddress, VirtualHostSpec};
 pub use status::{CounterSnapshot, InterfaceStatus, RuntimeStatus, VirtualHostStatus};
 pub use vhost::{VirtualHostConfig, VirtualHostId};
 

@@ -315,10 +315,7 @@ impl Runtime {
             }
         );
         if !iface.link_up && !vhost.config.engine.ignore_link_state {
-            warn!(
-                "{id}: {} has no carrier; waiting for it",
-                iface.info.name
-            );
+            warn!("{id}: {} has no carrier; waiting for it", iface.info.name);
             vhost.engine.handle_link_change(self.clock.now(), false);
         }
         // The start-up transition is acted on by the loop's next turn, so

@@ -288,7 +288,10 @@ fn two_groups_on_one_interface_read_each_advert_once() {
     lab.set_cable(1, false);
     let deadline = Instant::now() + 5 * SECOND;
     while status(&mut b)[&1].master != "-" {
-        assert!(Instant::now() < deadline, "b still names a master without carrier");
+        assert!(
+            Instant::now() < deadline,
+            "b still names a master without carrier"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -13,9 +13,7 @@ mod usage;
 use std::net::IpAddr;
 use std::process::ExitCode;
 
-use carp_engine::Config;
-use carp_io::{Node, ScriptConfig, ScriptHooks, VirtualHostConfig};
-use carp_proto::VirtualHostAuth;
+use carp_io::{Node, ScriptConfig, ScriptHooks, VirtualHostSpec};
 use clap::Parser;
 use log::{error, warn};
 use options::{Options, RawArgs};
@@ -42,7 +40,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(message) = check_interface(&options) {
+    if let Err(message) = check_interface(&options.vhost) {
         eprintln!("ucarp: {message}");
         return ExitCode::from(1);
     }
@@ -50,7 +48,7 @@ fn main() -> ExitCode {
     // fork. Start-up errors go to stderr before daemonizing, so that
     // `ucarp -B` with a bad setup does not exit 0.
     let writers = logging::Logger::install(options.debug, options.facility, !options.daemonize);
-    let (node, scripts) = match open(&options) {
+    let (node, scripts) = match open(&options.vhost) {
         Ok(opened) => opened,
         Err(e) => {
             writers.print_pending();
@@ -91,14 +89,18 @@ fn main() -> ExitCode {
 
 /// The interface must exist; a source address not on it is only a warning
 /// (it may be added later, as with UCARP).
-fn check_interface(options: &Options) -> Result<(), String> {
-    match carp_io::iface::InterfaceInfo::lookup(&options.interface) {
+fn check_interface(vhost: &VirtualHostSpec) -> Result<(), String> {
+    match carp_io::iface::InterfaceInfo::lookup(&vhost.interface) {
         Ok(info) => {
-            if !info.ipv4.contains(&options.srcip) {
+            let on_it = match vhost.source {
+                IpAddr::V4(v4) => info.ipv4.contains(&v4),
+                IpAddr::V6(_) => false,
+            };
+            if !on_it {
                 // The logger is not installed yet: say it on stderr.
                 eprintln!(
                     "[WARNING] --srcip (-s): {} is not an address of {}",
-                    options.srcip, options.interface
+                    vhost.source, vhost.interface
                 );
             }
             Ok(())
@@ -112,28 +114,8 @@ fn check_interface(options: &Options) -> Result<(), String> {
 
 /// Everything that can fail before the node runs, without starting a
 /// thread: the node with its sockets, and the scripts it will run.
-fn open(options: &Options) -> Result<(Node, ScriptConfig), Box<dyn std::error::Error>> {
-    let addresses: Vec<IpAddr> = options.addresses.iter().map(|&a| IpAddr::V4(a)).collect();
-    let auth = VirtualHostAuth::new(&options.password, options.vhid, &addresses)?;
-    let mut engine = Config::new(auth, options.srcip, carp_io::random_u64()?)
-        .with_interval(options.advbase, options.advskew)
-        .with_deadratio(options.deadratio)
-        .with_preempt(options.preempt);
-    engine.neutral = options.neutral;
-    engine.ignore_link_state = options.ignore_ifstate;
-    let scripts = ScriptConfig {
-        up: options.upscript.clone(),
-        down: options.downscript.clone(),
-        interface: options.interface.clone(),
-        addresses: options.addresses_as_given.clone(),
-        xparam: options.xparam.clone(),
-        timeout: options.script_timeout,
-        vhid: options.vhid,
-    };
-    let mut config = VirtualHostConfig::new(&options.interface, engine);
-    config.group = options.group;
-    config.broadcast = options.broadcast;
-    config.hook_wait = scripts.longest_wait();
+fn open(vhost: &VirtualHostSpec) -> Result<(Node, ScriptConfig), Box<dyn std::error::Error>> {
+    let (config, scripts) = vhost.build(carp_io::random_u64()?)?;
     Ok((Node::open(config)?, scripts))
 }
 

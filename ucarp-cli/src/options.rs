@@ -3,11 +3,12 @@
 //! them into checked values with messages naming the option and the value.
 
 use std::io::Read;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use carp_io::{ScriptSpec, VirtualAddress, VirtualHostSpec};
 use carp_proto::Password;
 use clap::{ArgAction, Parser};
 
@@ -83,37 +84,12 @@ pub enum Facility {
     None,
 }
 
-/// A validated command line.
+/// A validated command line: one virtual host, and how the daemon runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `-i`
-    pub interface: String,
-    /// `-s`
-    pub srcip: Ipv4Addr,
-    /// `-m`
-    pub group: Ipv4Addr,
-    /// `-v`
-    pub vhid: u8,
-    /// `-p` / `-o`
-    pub password: Password,
-    /// `-P`
-    pub preempt: bool,
-    /// `-n`
-    pub neutral: bool,
-    /// Every `-a`, parsed, in the order given (a repeated one is refused)
-    pub addresses: Vec<Ipv4Addr>,
-    /// Every `-a` exactly as given, for the scripts
-    pub addresses_as_given: Vec<String>,
-    /// `-b`
-    pub advbase: u8,
-    /// `-k`
-    pub advskew: u8,
-    /// `-u`
-    pub upscript: Option<PathBuf>,
-    /// `-d`
-    pub downscript: Option<PathBuf>,
-    /// `-r`
-    pub deadratio: u32,
+    /// Everything per virtual host (`-i -s -v -p/-o -a -b -k -r -P -n -S
+    /// -m -M -u -d -x --script-timeout`).
+    pub vhost: VirtualHostSpec,
     /// `-D`
     pub debug: bool,
     /// `-z`
@@ -122,14 +98,6 @@ pub struct Options {
     pub facility: Facility,
     /// `-B`
     pub daemonize: bool,
-    /// `-S`
-    pub ignore_ifstate: bool,
-    /// `-M`
-    pub broadcast: bool,
-    /// `-x`
-    pub xparam: Option<String>,
-    /// `--script-timeout`
-    pub script_timeout: Duration,
     /// Things worth a warning that do not stop us.
     pub warnings: Vec<String>,
 }
@@ -325,15 +293,16 @@ impl RawArgs {
         if self.addr.is_empty() {
             return fail("--addr (-a) is required".into());
         }
-        let mut addresses = Vec::new();
-        let mut addresses_as_given = Vec::new();
+        let mut addresses: Vec<VirtualAddress> = Vec::new();
         for given in &self.addr {
-            let addr = unicast(given, "--addr (-a)")?;
-            if addresses.contains(&addr) {
+            let addr = IpAddr::V4(unicast(given, "--addr (-a)")?);
+            if addresses.iter().any(|a| a.addr == addr) {
                 return fail(format!("--addr (-a): {addr} is given twice"));
             }
-            addresses.push(addr);
-            addresses_as_given.push(given.clone());
+            addresses.push(VirtualAddress {
+                addr,
+                as_given: given.clone(),
+            });
         }
         let password = match (&self.pass, &self.passfile) {
             (_, Some(path)) => read_passfile(path)?,
@@ -397,29 +366,28 @@ impl RawArgs {
             path.as_ref()
                 .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
         };
+        let mut vhost =
+            VirtualHostSpec::new(&interface, vhid, password, IpAddr::V4(srcip), addresses);
+        vhost.advbase = advbase;
+        vhost.advskew = advskew;
+        vhost.deadratio = deadratio;
+        vhost.preempt = self.preempt;
+        vhost.neutral = self.neutral;
+        vhost.ignore_link_state = self.ignoreifstate;
+        vhost.group = group;
+        vhost.broadcast = self.nomcast;
+        vhost.scripts = ScriptSpec {
+            up: absolute(&self.upscript),
+            down: absolute(&self.downscript),
+            xparam: self.xparam.clone(),
+            timeout: script_timeout,
+        };
         Ok(Options {
-            interface,
-            srcip,
-            group,
-            vhid,
-            password,
-            preempt: self.preempt,
-            neutral: self.neutral,
-            addresses,
-            addresses_as_given,
-            advbase,
-            advskew,
-            upscript: absolute(&self.upscript),
-            downscript: absolute(&self.downscript),
-            deadratio,
+            vhost,
             debug: self.debug,
             shutdown: self.shutdown,
             facility: facility(self.facility.as_deref())?,
             daemonize: self.daemonize,
-            ignore_ifstate: self.ignoreifstate,
-            broadcast: self.nomcast,
-            xparam: self.xparam.clone(),
-            script_timeout,
             warnings,
         })
     }
@@ -454,10 +422,19 @@ mod tests {
     #[test]
     fn defaults_are_ucarps() {
         let o = with(&[]).unwrap();
-        assert_eq!((o.advbase, o.advskew, o.deadratio), (1, 0, 3));
-        assert_eq!(o.group, Ipv4Addr::new(224, 0, 0, 18));
+        assert_eq!(
+            (o.vhost.advbase, o.vhost.advskew, o.vhost.deadratio),
+            (1, 0, 3)
+        );
+        assert_eq!(o.vhost.group, Ipv4Addr::new(224, 0, 0, 18));
         assert_eq!(o.facility, Facility::Syslog(3));
-        assert!(!o.preempt && !o.neutral && !o.shutdown && !o.daemonize && !o.broadcast);
+        assert!(
+            !o.vhost.preempt
+                && !o.vhost.neutral
+                && !o.shutdown
+                && !o.daemonize
+                && !o.vhost.broadcast
+        );
         assert!(o.warnings.iter().any(|w| w.contains("process list")));
     }
 
@@ -483,12 +460,27 @@ mod tests {
             "--xparam=extra",
         ])
         .unwrap();
-        assert_eq!(o.interface, "eth1");
-        assert_eq!(o.group, Ipv4Addr::new(239, 1, 1, 1));
-        assert_eq!((o.vhid, o.advbase, o.advskew, o.deadratio), (9, 2, 7, 4));
-        assert!(o.preempt && o.neutral && o.shutdown && o.ignore_ifstate && o.broadcast && o.debug);
+        assert_eq!(o.vhost.interface, "eth1");
+        assert_eq!(o.vhost.group, Ipv4Addr::new(239, 1, 1, 1));
+        assert_eq!(
+            (
+                o.vhost.vhid,
+                o.vhost.advbase,
+                o.vhost.advskew,
+                o.vhost.deadratio
+            ),
+            (9, 2, 7, 4)
+        );
+        assert!(
+            o.vhost.preempt
+                && o.vhost.neutral
+                && o.shutdown
+                && o.vhost.ignore_link_state
+                && o.vhost.broadcast
+                && o.debug
+        );
         assert_eq!(o.facility, Facility::Syslog(19));
-        assert_eq!(o.xparam.as_deref(), Some("extra"));
+        assert_eq!(o.vhost.scripts.xparam.as_deref(), Some("extra"));
         // getopt_long-style unambiguous prefix, and --mcast for --mcastip.
         let o = parse(&[
             "--inter=eth2",
@@ -502,18 +494,18 @@ mod tests {
             "--mcast=239.0.0.1",
         ])
         .unwrap();
-        assert_eq!((o.interface.as_str(), o.vhid), ("eth2", 3));
-        assert_eq!(o.group, Ipv4Addr::new(239, 0, 0, 1));
+        assert_eq!((o.vhost.interface.as_str(), o.vhost.vhid), ("eth2", 3));
+        assert_eq!(o.vhost.group, Ipv4Addr::new(239, 0, 0, 1));
         // -m, which UCARP documents but forgets, works here.
         assert_eq!(
-            with(&["-m", "239.2.2.2"]).unwrap().group,
+            with(&["-m", "239.2.2.2"]).unwrap().vhost.group,
             Ipv4Addr::new(239, 2, 2, 2)
         );
     }
 
     #[test]
     fn last_value_wins_like_getopt() {
-        assert_eq!(with(&["-b", "2", "-b", "3"]).unwrap().advbase, 3);
+        assert_eq!(with(&["-b", "2", "-b", "3"]).unwrap().vhost.advbase, 3);
     }
 
     #[test]
@@ -596,12 +588,16 @@ mod tests {
     #[test]
     fn addresses_may_be_repeated() {
         let o = with(&["-a", "10.0.0.10", "--addr=10.0.0.8"]).unwrap();
-        let expected: Vec<Ipv4Addr> = ["10.0.0.9", "10.0.0.10", "10.0.0.8"]
+        let given: Vec<&str> = o
+            .vhost
+            .addresses
             .iter()
-            .map(|a| a.parse().unwrap())
+            .map(|a| a.as_given.as_str())
             .collect();
-        assert_eq!(o.addresses, expected);
-        assert_eq!(o.addresses_as_given, ["10.0.0.9", "10.0.0.10", "10.0.0.8"]);
+        assert_eq!(given, ["10.0.0.9", "10.0.0.10", "10.0.0.8"]);
+        for a in &o.vhost.addresses {
+            assert_eq!(a.addr, a.as_given.parse::<IpAddr>().unwrap());
+        }
         assert_eq!(
             error(&["-a", "10.0.0.9"]),
             "--addr (-a): 10.0.0.9 is given twice"
@@ -616,9 +612,12 @@ mod tests {
 
     #[test]
     fn script_timeout() {
-        assert_eq!(with(&[]).unwrap().script_timeout, Duration::from_secs(60));
+        assert_eq!(
+            with(&[]).unwrap().vhost.scripts.timeout,
+            Duration::from_secs(60)
+        );
         let o = with(&["--script-timeout", "5"]).unwrap();
-        assert_eq!(o.script_timeout, Duration::from_secs(5));
+        assert_eq!(o.vhost.scripts.timeout, Duration::from_secs(5));
         assert_eq!(
             error(&["--script-timeout=0"]),
             "--script-timeout: 0 is out of range 1..=3600"
@@ -653,7 +652,7 @@ mod tests {
         let file = dir.join("pass");
         std::fs::write(&file, "s3cret\nignored second line\n").unwrap();
         let o = with(&["-o", file.to_str().unwrap()]).unwrap();
-        assert_eq!(o.password.as_bytes(), b"s3cret");
+        assert_eq!(o.vhost.password.as_bytes(), b"s3cret");
         std::fs::write(&file, "\n").unwrap();
         assert!(error(&["-o", file.to_str().unwrap()]).contains("password is empty"));
         std::fs::write(&file, "twenty-chars-password\n").unwrap();
@@ -677,10 +676,10 @@ mod tests {
     fn relative_script_paths_survive_daemonizing() {
         // Tests run in the crate's directory; scripts must exist now.
         let o = with(&["-u", "../scripts/demo.sh", "-d", "/bin/true"]).unwrap();
-        let up = o.upscript.unwrap();
+        let up = o.vhost.scripts.up.unwrap();
         assert!(up.is_absolute(), "{}", up.display());
         assert!(up.ends_with("scripts/demo.sh"));
-        assert_eq!(o.downscript.unwrap(), PathBuf::from("/bin/true"));
+        assert_eq!(o.vhost.scripts.down.unwrap(), PathBuf::from("/bin/true"));
     }
 
     #[test]
@@ -752,7 +751,7 @@ mod tests {
         text.resize(8 << 20, b'x');
         std::fs::write(&file, &text).unwrap();
         let o = with(&["-o", file.to_str().unwrap()]).unwrap();
-        assert_eq!(o.password.as_bytes(), b"s3cret");
+        assert_eq!(o.vhost.password.as_bytes(), b"s3cret");
         // One long line: only the first 4 KiB are read, and it is too long.
         std::fs::write(&file, vec![b'y'; 8 << 20]).unwrap();
         assert!(error(&["-o", file.to_str().unwrap()]).contains("at most 19"));
