@@ -166,12 +166,19 @@ impl Writers {
             std::io::Error::new(e.kind(), format!("cannot start the log thread: {e}"))
         };
         let stderr = if self.stderr {
-            let (queue, lines) = mpsc::sync_channel::<String>(QUEUE);
+            let (queue, lines) = mpsc::sync_channel::<StderrEntry>(QUEUE);
             std::thread::Builder::new()
                 .name("ucarp-stderr".into())
                 .spawn(move || {
-                    for line in lines {
-                        let _ = writeln!(std::io::stderr().lock(), "{line}");
+                    for entry in lines {
+                        match entry {
+                            StderrEntry::Line(line) => {
+                                let _ = writeln!(std::io::stderr().lock(), "{line}");
+                            }
+                            StderrEntry::Flush(ack) => {
+                                let _ = ack.try_send(());
+                            }
+                        }
                     }
                 })
                 .map_err(spawn_error)?;
@@ -203,9 +210,18 @@ impl Writers {
     }
 }
 
+/// What the stderr thread is handed.
+enum StderrEntry {
+    Line(String),
+    /// Acknowledged once every line before it is written: a flush is only
+    /// done when stderr has the lines too (the daemon's last words before
+    /// it exits are on stderr).
+    Flush(SyncSender<()>),
+}
+
 /// Lines for the stderr thread, dropped (and counted) when it is stuck.
 struct StderrQueue {
-    queue: SyncSender<String>,
+    queue: SyncSender<StderrEntry>,
     lost: u64,
 }
 
@@ -213,13 +229,23 @@ impl StderrQueue {
     fn send(&mut self, line: &str) {
         if self.lost > 0 {
             let note = format!("[WARNING] {} log lines did not reach stderr", self.lost);
-            if self.queue.try_send(note).is_ok() {
+            if self.queue.try_send(StderrEntry::Line(note)).is_ok() {
                 self.lost = 0;
             }
         }
-        if self.queue.try_send(line.to_string()).is_err() {
+        if self
+            .queue
+            .try_send(StderrEntry::Line(line.to_string()))
+            .is_err()
+        {
             self.lost += 1;
         }
+    }
+
+    /// Passes a flush on; a stuck stderr acknowledges nothing (the flush
+    /// waits at most its bound).
+    fn flush(&self, ack: SyncSender<()>) {
+        let _ = self.queue.try_send(StderrEntry::Flush(ack));
     }
 }
 
@@ -242,9 +268,12 @@ impl Writer {
             }
             match entry {
                 Entry::Line(level, line) => self.write(level, &line),
-                Entry::Flush(ack) => {
-                    let _ = ack.try_send(());
-                }
+                Entry::Flush(ack) => match &self.stderr {
+                    Some(stderr) => stderr.flush(ack),
+                    None => {
+                        let _ = ack.try_send(());
+                    }
+                },
             }
         }
     }
