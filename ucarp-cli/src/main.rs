@@ -1,22 +1,29 @@
-//! `ucarp`: CARP failover with UCARP 1.5.2's command line.
+//! `ucarp`: CARP failover with UCARP 1.5.2's command line, or any number of
+//! virtual hosts from a configuration file (`--config`, ucarp.toml(5)).
 //!
-//! Exit codes: 0 after a clean shutdown, 1 for a bad command line, 2 when
-//! the protocol cannot start or stops on an error. Everything that can fail
-//! at start-up (options, interface, randomness, sockets) is done before
+//! Exit codes: 0 after a clean shutdown (and for a good `--check-config`),
+//! 1 for a bad command line or configuration file, 2 when the protocol
+//! cannot start or stops on an error. Everything that can fail at start-up
+//! (options, file, interfaces, randomness, sockets) is done before
 //! `--daemonize` detaches, so a failure is seen by whoever started us.
 
+mod config;
 mod logging;
 mod options;
+mod reload;
 mod signals;
 mod usage;
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use carp_io::{Node, ScriptConfig, ScriptHooks, VirtualHostSpec};
+use carp_io::{
+    NoHooks, Runtime, RuntimeConfig, ScriptConfig, ScriptHooks, VirtualHostId, VirtualHostSpec,
+};
 use clap::Parser;
 use log::{error, warn};
-use options::{Options, RawArgs};
+use options::{Facility, Mode, RawArgs};
 
 fn main() -> ExitCode {
     let raw = match RawArgs::try_parse() {
@@ -33,22 +40,53 @@ fn main() -> ExitCode {
         print!("{}", usage::USAGE);
         return ExitCode::SUCCESS;
     }
-    let options = match raw.validate() {
-        Ok(options) => options,
+    let mode = match raw.mode() {
+        Ok(mode) => mode,
         Err(e) => {
             eprintln!("ucarp: {e}");
             return ExitCode::from(1);
         }
     };
-    if let Err(message) = check_interface(&options.vhost) {
+    let plan = match mode {
+        Mode::CheckConfig(path) => return check_config(&path),
+        Mode::CommandLine(options) => Plan {
+            vhosts: vec![options.vhost],
+            facility: options.facility,
+            debug: options.debug,
+            daemonize: options.daemonize,
+            shutdown: options.shutdown,
+            warnings: options.warnings,
+            file: None,
+        },
+        Mode::ConfigFile {
+            path,
+            daemonize,
+            debug,
+        } => match config::load(&path) {
+            Ok(file) => Plan {
+                debug: debug || file.debug,
+                daemonize,
+                facility: file.facility,
+                shutdown: file.shutdown,
+                warnings: file.warnings,
+                vhosts: file.vhosts,
+                file: Some(path),
+            },
+            Err(e) => {
+                eprintln!("ucarp: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    if let Err(message) = plan.check_interfaces() {
         eprintln!("ucarp: {message}");
         return ExitCode::from(1);
     }
     // The logger queues lines from now on; its threads start after the
     // fork. Start-up errors go to stderr before daemonizing, so that
     // `ucarp -B` with a bad setup does not exit 0.
-    let writers = logging::Logger::install(options.debug, options.facility, !options.daemonize);
-    let (node, scripts) = match open(&options.vhost) {
+    let writers = logging::Logger::install(plan.debug, plan.facility, !plan.daemonize);
+    let (runtime, scripts) = match open(&plan) {
         Ok(opened) => opened,
         Err(e) => {
             writers.print_pending();
@@ -56,7 +94,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if options.daemonize {
+    if plan.daemonize {
         if let Err(e) = carp_io::daemon::daemonize() {
             eprintln!("ucarp: cannot daemonize: {e}");
             return ExitCode::from(2);
@@ -73,10 +111,10 @@ fn main() -> ExitCode {
         eprintln!("ucarp: {e}");
         return ExitCode::from(2);
     }
-    for warning in &options.warnings {
+    for warning in &plan.warnings {
         warn!("{warning}");
     }
-    let code = match run(node, scripts, &options) {
+    let code = match run(runtime, scripts, plan) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -87,45 +125,134 @@ fn main() -> ExitCode {
     code
 }
 
-/// The interface must exist; a source address not on it is only a warning
-/// (it may be added later, as with UCARP).
-fn check_interface(vhost: &VirtualHostSpec) -> Result<(), String> {
-    match carp_io::iface::InterfaceInfo::lookup(&vhost.interface) {
-        Ok(info) => {
-            let on_it = match vhost.source {
-                IpAddr::V4(v4) => info.ipv4.contains(&v4),
-                IpAddr::V6(_) => false,
-            };
-            if !on_it {
+/// What the daemon runs, from either form of the command line.
+struct Plan {
+    vhosts: Vec<VirtualHostSpec>,
+    facility: Facility,
+    debug: bool,
+    daemonize: bool,
+    /// Down scripts run when the daemon stops (`-z`).
+    shutdown: bool,
+    warnings: Vec<String>,
+    /// The configuration file, if any: SIGHUP reloads it.
+    file: Option<PathBuf>,
+}
+
+impl Plan {
+    /// Where a virtual host's setting came from, for messages: the option
+    /// on the command line, the virtual host in the file.
+    fn origin(&self, vhost: &VirtualHostSpec, option: &str) -> String {
+        match &self.file {
+            None => option.to_string(),
+            Some(path) => format!("{}: {}", path.display(), vhost.id()),
+        }
+    }
+
+    /// Every interface must exist; a source address not on its interface
+    /// is only a warning (it may be added later, as with UCARP).
+    fn check_interfaces(&self) -> Result<(), String> {
+        for vhost in &self.vhosts {
+            check_interface(vhost)
+                .map_err(|e| format!("{}: {e}", self.origin(vhost, "--interface (-i)")))?;
+            if let Some(warning) = source_warning(vhost) {
                 // The logger is not installed yet: say it on stderr.
                 eprintln!(
-                    "[WARNING] --srcip (-s): {} is not an address of {}",
-                    vhost.source, vhost.interface
+                    "[WARNING] {}: {warning}",
+                    self.origin(vhost, "--srcip (-s)")
                 );
             }
-            Ok(())
         }
-        Err(carp_io::IoError::NoSuchInterface(name)) => Err(format!(
-            "--interface (-i): no such interface {name:?} (see `ip link`)"
-        )),
-        Err(e) => Err(format!("--interface (-i): {e}")),
+        Ok(())
     }
 }
 
-/// Everything that can fail before the node runs, without starting a
-/// thread: the node with its sockets, and the scripts it will run.
-fn open(vhost: &VirtualHostSpec) -> Result<(Node, ScriptConfig), Box<dyn std::error::Error>> {
-    let (config, scripts) = vhost.build(carp_io::random_u64()?)?;
-    Ok((Node::open(config)?, scripts))
+/// `--check-config FILE`: the verdict on stdout (good) or stderr (bad).
+fn check_config(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(file) => {
+            for warning in &file.warnings {
+                eprintln!("[WARNING] {warning}");
+            }
+            let mut interfaces: Vec<&str> =
+                file.vhosts.iter().map(|v| v.interface.as_str()).collect();
+            interfaces.sort_unstable();
+            interfaces.dedup();
+            println!(
+                "{}: OK, {} virtual host{} on {}",
+                path.display(),
+                file.vhosts.len(),
+                if file.vhosts.len() == 1 { "" } else { "s" },
+                interfaces.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ucarp: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Whether the interface exists, worded for the operator.
+pub(crate) fn check_interface(vhost: &VirtualHostSpec) -> Result<(), String> {
+    match carp_io::iface::InterfaceInfo::lookup(&vhost.interface) {
+        Ok(_) => Ok(()),
+        Err(carp_io::IoError::NoSuchInterface(name)) => {
+            Err(format!("no such interface {name:?} (see `ip link`)"))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A source address that is not on its interface.
+fn source_warning(vhost: &VirtualHostSpec) -> Option<String> {
+    let info = carp_io::iface::InterfaceInfo::lookup(&vhost.interface).ok()?;
+    let on_it = match vhost.source {
+        IpAddr::V4(v4) => info.ipv4.contains(&v4),
+        IpAddr::V6(_) => false,
+    };
+    (!on_it).then(|| format!("{} is not an address of {}", vhost.source, vhost.interface))
+}
+
+/// Everything that can fail before the runtime runs, without starting a
+/// thread: the runtime with every virtual host's sockets, and the scripts
+/// each will run.
+type Opened = (Runtime, Vec<(VirtualHostId, ScriptConfig)>);
+
+fn open(plan: &Plan) -> Result<Opened, Box<dyn std::error::Error>> {
+    let mut runtime = Runtime::new(RuntimeConfig::default())?;
+    let mut scripts = Vec::new();
+    for vhost in &plan.vhosts {
+        let (config, script_config) = vhost.build(carp_io::random_u64()?)?;
+        runtime
+            .add(config, Box::new(NoHooks))
+            .map_err(|e| match &plan.file {
+                None => e.to_string(),
+                Some(_) => format!("{}: {e}", vhost.id()),
+            })?;
+        scripts.push((vhost.id(), script_config));
+    }
+    Ok((runtime, scripts))
 }
 
 fn run(
-    mut node: Node,
-    scripts: ScriptConfig,
-    options: &Options,
+    mut runtime: Runtime,
+    scripts: Vec<(VirtualHostId, ScriptConfig)>,
+    plan: Plan,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    node.set_hooks(Box::new(ScriptHooks::new(scripts)?));
-    signals::spawn(node.handle(), options.shutdown)?;
-    node.run()?;
+    for (id, script_config) in scripts {
+        runtime.set_hooks(&id, Box::new(ScriptHooks::new(script_config)?));
+    }
+    let handle = runtime.handle();
+    let reload = plan.file.map(|path| reload::Reloader {
+        path,
+        running: plan.vhosts.iter().map(|v| (v.id(), v.clone())).collect(),
+        handle: handle.clone(),
+        shutdown: plan.shutdown,
+        facility: plan.facility,
+        debug: plan.debug,
+    });
+    signals::spawn(handle, plan.shutdown, reload)?;
+    runtime.run()?;
     Ok(())
 }

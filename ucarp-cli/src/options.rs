@@ -73,6 +73,31 @@ pub struct RawArgs {
     /// Not in UCARP 1.5.2: how long a script may run before it is killed.
     #[arg(long = "script-timeout")]
     script_timeout: Option<String>,
+    /// Not in UCARP 1.5.2: every setting from a file (ucarp.toml(5)).
+    #[arg(long = "config")]
+    config: Option<PathBuf>,
+    /// Not in UCARP 1.5.2: check a configuration file and exit.
+    #[arg(long = "check-config")]
+    check_config: Option<PathBuf>,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// UCARP's form: one virtual host, all on the command line.
+    CommandLine(Options),
+    /// `--config FILE`: everything from the file; `-B` and `-D` may be
+    /// added on the command line.
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// `-B`
+        daemonize: bool,
+        /// `-D` (debug also if the file says so)
+        debug: bool,
+    },
+    /// `--check-config FILE`: check it, say so, exit.
+    CheckConfig(PathBuf),
 }
 
 /// Syslog facility, or none.
@@ -132,7 +157,7 @@ fn ipv4(value: &str, option: &str) -> Result<Ipv4Addr, UsageError> {
 /// A host's own address or a virtual address: one that can be a unicast
 /// source. 0.0.0.0 would also break the tie-break identity, and a
 /// multicast or broadcast source is dropped by every receiver.
-fn unicast(value: &str, option: &str) -> Result<Ipv4Addr, UsageError> {
+pub(crate) fn unicast(value: &str, option: &str) -> Result<Ipv4Addr, UsageError> {
     let addr = ipv4(value, option)?;
     let problem = if addr.is_unspecified() {
         "the unspecified address"
@@ -197,7 +222,7 @@ const FACILITIES: [(&str, u8); 20] = [
     ("local7", 23),
 ];
 
-fn facility(value: Option<&str>) -> Result<Facility, UsageError> {
+pub(crate) fn facility(value: Option<&str>, option: &str) -> Result<Facility, UsageError> {
     let name = value.unwrap_or("daemon");
     if name.eq_ignore_ascii_case("none") {
         return Ok(Facility::None);
@@ -209,7 +234,7 @@ fn facility(value: Option<&str>) -> Result<Facility, UsageError> {
         .ok_or_else(|| {
             let names: Vec<&str> = FACILITIES.iter().map(|(n, _)| *n).collect();
             UsageError(format!(
-                "--facility (-f): unknown facility {name:?}; use one of {} or none",
+                "{option}: unknown facility {name:?}; use one of {} or none",
                 names.join(", ")
             ))
         })
@@ -219,13 +244,9 @@ fn facility(value: Option<&str>) -> Result<Facility, UsageError> {
 /// line and at most 19 bytes.
 const PASSFILE_MAX: u64 = 4096;
 
-fn read_passfile(path: &Path) -> Result<Password, UsageError> {
-    let cannot = |e: std::io::Error| {
-        UsageError(format!(
-            "--passfile (-o): cannot read {}: {e}",
-            path.display()
-        ))
-    };
+pub(crate) fn read_passfile(path: &Path, option: &str) -> Result<Password, UsageError> {
+    let cannot =
+        |e: std::io::Error| UsageError(format!("{option}: cannot read {}: {e}", path.display()));
     // Non-blocking open: a FIFO must not hang the start-up waiting for a
     // writer; it is refused below like every other non-regular file.
     let file = std::fs::OpenOptions::new()
@@ -245,7 +266,7 @@ fn read_passfile(path: &Path) -> Result<Password, UsageError> {
             "not a regular file"
         };
         return fail(format!(
-            "--passfile (-o): {} is {what}; the password must be in a regular file",
+            "{option}: {} is {what}; the password must be in a regular file",
             path.display()
         ));
     }
@@ -255,12 +276,54 @@ fn read_passfile(path: &Path) -> Result<Password, UsageError> {
         .map_err(cannot)?;
     let first_line = text.split(|&b| b == b'\n').next().unwrap_or_default();
     let first_line = first_line.strip_suffix(b"\r").unwrap_or(first_line);
-    Password::new(first_line).or_else(|e| fail(format!("--passfile (-o): {}: {e}", path.display())))
+    Password::new(first_line).or_else(|e| fail(format!("{option}: {}: {e}", path.display())))
+}
+
+/// The interval must be neither zero nor the leave advertisement's.
+pub(crate) fn check_interval(
+    advbase: u8,
+    advskew: u8,
+    base: &str,
+    skew: &str,
+) -> Result<(), UsageError> {
+    if advbase == 0 && advskew == 0 {
+        return fail(format!(
+            "{base} 0 needs {skew} above 0: the interval would be zero"
+        ));
+    }
+    if advbase == 255 && advskew == 255 {
+        return fail(format!(
+            "{base} 255 with {skew} 255 is the leave advertisement: \
+             every backup would take over at each advert; lower one of them"
+        ));
+    }
+    Ok(())
+}
+
+/// The CARP group: a multicast address. With broadcast frames (`-M`) the
+/// datagrams are still addressed to it, and receivers must have joined it.
+/// `broadcast` names the broadcast option when it is set.
+pub(crate) fn group(
+    value: &str,
+    option: &str,
+    broadcast: Option<&str>,
+) -> Result<Ipv4Addr, UsageError> {
+    let group = ipv4(value, option)?;
+    if !group.is_multicast() {
+        let also = match broadcast {
+            Some(flag) => format!(" ({flag} still sends to the group, in broadcast frames)"),
+            None => String::new(),
+        };
+        return fail(format!(
+            "{option}: {group} is not a multicast address (224.0.0.0/4){also}"
+        ));
+    }
+    Ok(group)
 }
 
 /// A script that cannot run would leave a master without its address:
 /// refused at start-up.
-fn check_script(path: &Option<PathBuf>, option: &str) -> Result<(), UsageError> {
+pub(crate) fn check_script(path: &Option<PathBuf>, option: &str) -> Result<(), UsageError> {
     let Some(path) = path else { return Ok(()) };
     match std::fs::metadata(path) {
         Err(e) => fail(format!("{option}: {}: {e}", path.display())),
@@ -279,6 +342,66 @@ fn check_script(path: &Option<PathBuf>, option: &str) -> Result<(), UsageError> 
 }
 
 impl RawArgs {
+    /// Which form the command line takes. With a configuration file, the
+    /// per-virtual-host options (and `-f`, `-z`, which the file's
+    /// `[daemon]` table holds) are refused: one place for each setting.
+    pub fn mode(&self) -> Result<Mode, UsageError> {
+        let file = match (&self.config, &self.check_config) {
+            (None, None) => return self.validate().map(Mode::CommandLine),
+            (Some(_), Some(_)) => {
+                return fail("--config and --check-config: give one of them".into())
+            }
+            (Some(path), None) => ("--config", path),
+            (None, Some(path)) => ("--check-config", path),
+        };
+        let given = self.file_settings_given();
+        if !given.is_empty() {
+            return fail(format!(
+                "{}: {} belong in the configuration file (ucarp.toml(5)), not on the command line",
+                file.0,
+                given.join(", ")
+            ));
+        }
+        Ok(match file {
+            ("--config", path) => Mode::ConfigFile {
+                path: path.clone(),
+                daemonize: self.daemonize,
+                debug: self.debug,
+            },
+            (_, path) => Mode::CheckConfig(path.clone()),
+        })
+    }
+
+    /// The options given that a configuration file sets instead.
+    fn file_settings_given(&self) -> Vec<&'static str> {
+        let values = [
+            (self.interface.is_some(), "--interface (-i)"),
+            (self.srcip.is_some(), "--srcip (-s)"),
+            (self.mcast.is_some(), "--mcast (-m)"),
+            (self.vhid.is_some(), "--vhid (-v)"),
+            (self.pass.is_some(), "--pass (-p)"),
+            (self.passfile.is_some(), "--passfile (-o)"),
+            (self.preempt, "--preempt (-P)"),
+            (self.neutral, "--neutral (-n)"),
+            (!self.addr.is_empty(), "--addr (-a)"),
+            (self.advbase.is_some(), "--advbase (-b)"),
+            (self.advskew.is_some(), "--advskew (-k)"),
+            (self.upscript.is_some(), "--upscript (-u)"),
+            (self.downscript.is_some(), "--downscript (-d)"),
+            (self.deadratio.is_some(), "--deadratio (-r)"),
+            (self.shutdown, "--shutdown (-z)"),
+            (self.facility.is_some(), "--facility (-f)"),
+            (self.ignoreifstate, "--ignoreifstate (-S)"),
+            (self.nomcast, "--nomcast (-M)"),
+            (self.xparam.is_some(), "--xparam (-x)"),
+            (self.script_timeout.is_some(), "--script-timeout"),
+        ];
+        values
+            .into_iter()
+            .filter_map(|(given, name)| given.then_some(name))
+            .collect()
+    }
+
     /// Stage two: every check UCARP makes, and those it lacks.
     pub fn validate(&self) -> Result<Options, UsageError> {
         let mut warnings = Vec::new();
@@ -305,7 +428,7 @@ impl RawArgs {
             });
         }
         let password = match (&self.pass, &self.passfile) {
-            (_, Some(path)) => read_passfile(path)?,
+            (_, Some(path)) => read_passfile(path, "--passfile (-o)")?,
             (Some(pass), None) => {
                 warnings.push(
                     "--pass (-p) is visible to other local users in the process list; \
@@ -318,18 +441,7 @@ impl RawArgs {
         };
         let advbase = number(self.advbase.as_deref(), "--advbase (-b)", 1, 0..=255)? as u8;
         let advskew = number(self.advskew.as_deref(), "--advskew (-k)", 0, 0..=255)? as u8;
-        if advbase == 0 && advskew == 0 {
-            return fail(
-                "--advbase (-b) 0 needs --advskew (-k) above 0: the interval would be zero".into(),
-            );
-        }
-        if advbase == 255 && advskew == 255 {
-            return fail(
-                "--advbase (-b) 255 with --advskew (-k) 255 is the leave advertisement: \
-                 every backup would take over at each advert; lower one of them"
-                    .into(),
-            );
-        }
+        check_interval(advbase, advskew, "--advbase (-b)", "--advskew (-k)")?;
         let deadratio = number(
             self.deadratio.as_deref(),
             "--deadratio (-r)",
@@ -337,21 +449,13 @@ impl RawArgs {
             1..=u64::from(u16::MAX),
         )? as u32;
         let group = match &self.mcast {
-            Some(value) => ipv4(value, "--mcast (-m)")?,
+            Some(value) => group(
+                value,
+                "--mcast (-m)",
+                self.nomcast.then_some("--nomcast (-M)"),
+            )?,
             None => carp_proto::DEFAULT_GROUP,
         };
-        // With -M the frames are Ethernet broadcasts, but the datagrams are
-        // still addressed to the group, which receivers must have joined.
-        if !group.is_multicast() {
-            let also = if self.nomcast {
-                " (--nomcast (-M) still sends to the group, in broadcast frames)"
-            } else {
-                ""
-            };
-            return fail(format!(
-                "--mcast (-m): {group} is not a multicast address (224.0.0.0/4){also}"
-            ));
-        }
         check_script(&self.upscript, "--upscript (-u)")?;
         check_script(&self.downscript, "--downscript (-d)")?;
         let script_timeout = Duration::from_secs(number(
@@ -386,7 +490,7 @@ impl RawArgs {
             vhost,
             debug: self.debug,
             shutdown: self.shutdown,
-            facility: facility(self.facility.as_deref())?,
+            facility: facility(self.facility.as_deref(), "--facility (-f)")?,
             daemonize: self.daemonize,
             warnings,
         })

@@ -1,12 +1,15 @@
 //! UCARP's signals, mapped onto the node's controls by a dedicated thread
 //! that waits for them synchronously (no async-signal-safety concerns).
 //!
-//! SIGUSR1 logs the status, SIGUSR2 steps down, SIGTERM/SIGINT/SIGQUIT/
-//! SIGHUP shut down: the leave advertisement if master, and with
-//! `--shutdown` the down script first.
+//! SIGUSR1 logs the status, SIGUSR2 steps down, SIGTERM/SIGINT/SIGQUIT
+//! shut down: the leave advertisement if master, and with `--shutdown` the
+//! down script first. SIGHUP shuts down too, as in UCARP, unless a
+//! configuration file is in use: then it reloads the file.
 
-use carp_io::NodeHandle;
+use carp_io::RuntimeHandle;
 use log::info;
+
+use crate::reload::Reloader;
 use nix::sys::signal::{SigSet, Signal};
 
 const HANDLED: [Signal; 6] = [
@@ -33,24 +36,35 @@ pub fn block() -> nix::Result<()> {
     handled().thread_block()
 }
 
-/// Starts the thread that turns signals into node commands. A second stop
-/// signal while stopping makes the node stop at once (scripts killed).
-pub fn spawn(handle: NodeHandle, run_down_script: bool) -> std::io::Result<()> {
+/// Starts the thread that turns signals into runtime commands. A second
+/// stop signal while stopping makes the runtime stop at once (scripts
+/// killed).
+pub fn spawn(
+    handle: RuntimeHandle,
+    run_down_script: bool,
+    mut reload: Option<Reloader>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("ucarp-signals".into())
         .spawn(move || {
             let mut stops = 0u32;
+            let mut run_down_script = run_down_script;
             loop {
                 let Ok(signal) = handled().wait() else {
                     continue;
                 };
-                match signal {
-                    Signal::SIGUSR1 => handle.log_status(),
-                    Signal::SIGUSR2 => {
+                match (signal, &mut reload) {
+                    (Signal::SIGUSR1, _) => handle.log_status(),
+                    (Signal::SIGUSR2, _) => {
                         info!("SIGUSR2: stepping down");
-                        handle.step_down();
+                        handle.step_down(None);
                     }
-                    other => {
+                    (Signal::SIGHUP, Some(reloader)) if stops == 0 => {
+                        info!("SIGHUP: reloading {}", reloader.path.display());
+                        reloader.reload();
+                        run_down_script = reloader.shutdown;
+                    }
+                    (other, _) => {
                         stops += 1;
                         if stops == 1 {
                             info!("{other}: shutting down");

@@ -30,13 +30,16 @@ pub const USAGE: &str = concat!(
 --facility=<facility> (-f): set syslog facility (default=daemon, none to disable)
 --xparam=<value> (-x): extra parameter to send to up/down scripts
 --script-timeout=<seconds>: kill a script's process group after this long (1-3600, default 60)
+--config=<file>: every setting from <file> (ucarp.toml(5)); SIGHUP reloads it
+--check-config=<file>: check <file>, say what is wrong, and exit (0 good, 1 bad)
 
 Scripts are run as: <script> <interface> <virtual address> [<xparam>], once per
 address, with UCARP_INTERFACE, UCARP_VHID, UCARP_STATE, UCARP_REASON and
 UCARP_ADDRESSES in their environment.
 Signals: SIGUSR1 logs the state, SIGUSR2 steps down, SIGTERM/SIGINT/SIGQUIT/SIGHUP
 exit: a running script is stopped, the --shutdown down script runs, then a master
-sends its leave advertisement. A second stop signal exits at once.
+sends its leave advertisement. A second stop signal exits at once. With --config,
+SIGHUP reloads the file instead: only what changed is touched.
 
 Sample usage:
 

@@ -1,0 +1,243 @@
+//! SIGHUP with a configuration file: read it again and apply only the
+//! difference. Unchanged virtual hosts are not touched (no transition, no
+//! script); changed ones leave (down script, leave advert if master) and
+//! start again with the new settings; removed ones leave; added ones
+//! start. A file that fails any check changes nothing.
+//!
+//! Runs on the signal thread: reading the file and starting script
+//! threads never hold up the protocol thread, which only receives the
+//! resulting add / replace / remove commands.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use carp_io::{RuntimeHandle, ScriptHooks, VirtualHostId, VirtualHostSpec};
+use log::{error, info, warn};
+
+use crate::config;
+use crate::options::Facility;
+
+/// What a reload compares against and acts through.
+pub struct Reloader {
+    /// The configuration file.
+    pub path: PathBuf,
+    /// What runs now, as last configured.
+    pub running: BTreeMap<VirtualHostId, VirtualHostSpec>,
+    /// The runtime.
+    pub handle: RuntimeHandle,
+    /// `[daemon] shutdown` as last read: the signal thread uses it.
+    pub shutdown: bool,
+    /// Logging settings in force (they change only at restart).
+    pub facility: Facility,
+    pub debug: bool,
+}
+
+/// The difference between what runs and what the file says.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<VirtualHostSpec>,
+    /// New settings of virtual hosts that run, with what changed.
+    pub changed: Vec<(VirtualHostSpec, Vec<&'static str>)>,
+    pub removed: Vec<VirtualHostId>,
+    pub unchanged: usize,
+}
+
+impl Changes {
+    /// Compares by identity (interface and vhid), then by every setting.
+    pub fn between(
+        running: &BTreeMap<VirtualHostId, VirtualHostSpec>,
+        wanted: &[VirtualHostSpec],
+    ) -> Changes {
+        let mut changes = Changes::default();
+        for spec in wanted {
+            match running.get(&spec.id()) {
+                None => changes.added.push(spec.clone()),
+                Some(old) if old == spec => changes.unchanged += 1,
+                Some(old) => changes.changed.push((spec.clone(), differences(old, spec))),
+            }
+        }
+        let wanted_ids: Vec<VirtualHostId> = wanted.iter().map(VirtualHostSpec::id).collect();
+        changes.removed = running
+            .keys()
+            .filter(|id| !wanted_ids.contains(id))
+            .cloned()
+            .collect();
+        changes
+    }
+}
+
+/// The names of the settings that differ, for the log.
+fn differences(old: &VirtualHostSpec, new: &VirtualHostSpec) -> Vec<&'static str> {
+    let fields = [
+        (old.password != new.password, "password"),
+        (old.source != new.source, "srcip"),
+        (old.addresses != new.addresses, "addresses"),
+        (old.advbase != new.advbase, "advbase"),
+        (old.advskew != new.advskew, "advskew"),
+        (old.deadratio != new.deadratio, "deadratio"),
+        (old.preempt != new.preempt, "preempt"),
+        (old.neutral != new.neutral, "neutral"),
+        (
+            old.ignore_link_state != new.ignore_link_state,
+            "ignoreifstate",
+        ),
+        (old.group != new.group, "mcast"),
+        (old.broadcast != new.broadcast, "nomcast"),
+        (old.scripts.up != new.scripts.up, "upscript"),
+        (old.scripts.down != new.scripts.down, "downscript"),
+        (old.scripts.xparam != new.scripts.xparam, "xparam"),
+        (old.scripts.timeout != new.scripts.timeout, "script-timeout"),
+    ];
+    fields
+        .into_iter()
+        .filter_map(|(differs, name)| differs.then_some(name))
+        .collect()
+}
+
+/// A virtual host ready to hand to the runtime.
+struct Prepared {
+    spec: VirtualHostSpec,
+    config: carp_io::VirtualHostConfig,
+    hooks: ScriptHooks,
+}
+
+impl Reloader {
+    /// Reads the file again and applies the difference.
+    pub fn reload(&mut self) {
+        let started = Instant::now();
+        let path = self.path.display().to_string();
+        let file = match config::load(&self.path) {
+            Ok(file) => file,
+            Err(e) => {
+                error!("reload refused, nothing changed: {e}");
+                return;
+            }
+        };
+        for warning in &file.warnings {
+            warn!("{warning}");
+        }
+        let changes = Changes::between(&self.running, &file.vhosts);
+        // Everything that can fail is done before anything changes.
+        let starting = changes
+            .added
+            .iter()
+            .chain(changes.changed.iter().map(|(spec, _)| spec));
+        let mut prepared = Vec::new();
+        for spec in starting {
+            match prepare(spec) {
+                Ok(p) => prepared.push(p),
+                Err(e) => {
+                    error!(
+                        "reload refused, nothing changed: {path}: {}: {e}",
+                        spec.id()
+                    );
+                    return;
+                }
+            }
+        }
+        for id in &changes.removed {
+            match self.handle.remove(id) {
+                Ok(()) => {
+                    info!("reload: {id} removed");
+                    self.running.remove(id);
+                }
+                Err(e) => error!("reload: {id}: cannot remove it: {e}"),
+            }
+        }
+        for p in prepared {
+            let id = p.spec.id();
+            let changed = changes.changed.iter().find(|(spec, _)| spec.id() == id);
+            let result = match changed {
+                Some((_, what)) => self
+                    .handle
+                    .replace(p.config, Box::new(p.hooks))
+                    .map(|()| format!("changed ({}); restarting it", what.join(", "))),
+                None => self
+                    .handle
+                    .add(p.config, Box::new(p.hooks))
+                    .map(|()| "added".to_string()),
+            };
+            match result {
+                Ok(what) => {
+                    info!("reload: {id} {what}");
+                    self.running.insert(id, p.spec);
+                }
+                Err(e) => error!("reload: {id}: not applied: {e}"),
+            }
+        }
+        if file.facility != self.facility || file.debug != self.debug {
+            warn!("reload: [daemon] facility and debug take effect at the next start");
+        }
+        self.shutdown = file.shutdown;
+        info!(
+            "reload of {path}: {} added, {} changed, {} removed, {} unchanged, in {:.1} ms",
+            changes.added.len(),
+            changes.changed.len(),
+            changes.removed.len(),
+            changes.unchanged,
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// Builds a virtual host and starts its script thread; its interface must
+/// exist.
+fn prepare(spec: &VirtualHostSpec) -> Result<Prepared, String> {
+    crate::check_interface(spec).map_err(|e| format!("interface: {e}"))?;
+    let random = carp_io::random_u64().map_err(|e| e.to_string())?;
+    let (config, scripts) = spec.build(random).map_err(|e| e.to_string())?;
+    let hooks = ScriptHooks::new(scripts).map_err(|e| e.to_string())?;
+    Ok(Prepared {
+        spec: spec.clone(),
+        config,
+        hooks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use carp_io::VirtualAddress;
+    use carp_proto::Password;
+
+    use super::*;
+
+    fn spec(vhid: u8, skew: u8) -> VirtualHostSpec {
+        let mut spec = VirtualHostSpec::new(
+            "eth0",
+            vhid,
+            Password::new(b"pw").unwrap(),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            vec![VirtualAddress::new(IpAddr::V4(Ipv4Addr::new(
+                10, 0, 1, vhid,
+            )))],
+        );
+        spec.advskew = skew;
+        spec
+    }
+
+    #[test]
+    fn only_the_difference_is_applied() {
+        let running: BTreeMap<_, _> = [spec(1, 0), spec(2, 0), spec(3, 0)]
+            .into_iter()
+            .map(|s| (s.id(), s))
+            .collect();
+        let changes = Changes::between(&running, &[spec(1, 0), spec(2, 100), spec(4, 0)]);
+        assert_eq!(changes.unchanged, 1);
+        assert_eq!(changes.added, vec![spec(4, 0)]);
+        assert_eq!(changes.changed, vec![(spec(2, 100), vec!["advskew"])]);
+        assert_eq!(changes.removed, vec![spec(3, 0).id()]);
+        let same = Changes::between(&running, &[spec(1, 0), spec(2, 0), spec(3, 0)]);
+        assert_eq!(
+            (
+                same.unchanged,
+                same.added.len(),
+                same.changed.len(),
+                same.removed.len()
+            ),
+            (3, 0, 0, 0)
+        );
+    }
+}
