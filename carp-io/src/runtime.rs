@@ -641,7 +641,11 @@ impl Runtime {
                 Command::StepDown(id) => self.step_down(id.as_ref()),
                 Command::Shutdown { run_down_hook } => self.shut_down(run_down_hook),
                 Command::LogStatus => {
-                    for vhost in self.virtual_hosts.values() {
+                    // Leaving ones too (marked stopping): they still run.
+                    let mut all: Vec<&VirtualHost> =
+                        self.virtual_hosts.values().chain(&self.leaving).collect();
+                    all.sort_by(|a, b| a.id.cmp(&b.id));
+                    for vhost in all {
                         vhost.log_status(self.interfaces.get(&vhost.config.interface));
                     }
                 }

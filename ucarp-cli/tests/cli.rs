@@ -193,3 +193,52 @@ fn options_in(text: &str) -> BTreeSet<String> {
     }
     found
 }
+
+/// `--check-config`: 0 and a summary for a good file, 1 and the place of
+/// the first problem for a bad one; `--config` takes no per-vhost options.
+#[test]
+fn check_config_says_ok_or_where_the_problem_is() {
+    let dir = std::env::temp_dir().join(format!("ucarp-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[defaults]\ninterface = \"lo\"\nsrcip = \"127.0.0.1\"\npassword = \"pw\"\n\
+         [[vhost]]\nvhid = 1\naddresses = [\"10.0.0.1\"]\n\
+         [[vhost]]\nvhid = 2\naddresses = [\"10.0.0.2\"]\n",
+    )
+    .unwrap();
+    let path = good.to_str().unwrap();
+    let output = ucarp(&["--check-config", path]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("{path}: OK, 2 virtual hosts on lo\n")
+    );
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[vhost]]\ninterface = \"lo\"\nsrcip = \"127.0.0.1\"\npassword = \"pw\"\n\
+         vhid = 300\naddresses = [\"10.0.0.1\"]\n",
+    )
+    .unwrap();
+    let bad = bad.to_str().unwrap();
+    assert_refused(
+        &ucarp(&["--check-config", bad]),
+        &format!("ucarp: {bad}:5:8: vhid: 300 is out of range 1..=255"),
+    );
+    // The daemon refuses the same file the same way, before anything starts.
+    assert_refused(
+        &ucarp(&["--config", bad]),
+        &format!("ucarp: {bad}:5:8: vhid: 300 is out of range 1..=255"),
+    );
+    assert_refused(
+        &ucarp(&["--config", path, "-i", "lo", "-k", "5"]),
+        "ucarp: --config: --interface (-i), --advskew (-k) belong in the configuration file (ucarp.toml(5)), not on the command line",
+    );
+    assert_refused(
+        &ucarp(&["--config", path, "--check-config", path]),
+        "ucarp: --config and --check-config: give one of them",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
