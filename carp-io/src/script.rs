@@ -9,7 +9,10 @@
 //! `UCARP_ADDRESSES` (all of them, space-separated). One worker thread runs
 //! the scripts one after the other in transition order, so a down script
 //! never overtakes the up script before it; the protocol loop only queues
-//! work and keeps advertising on time whatever a script does.
+//! work and keeps advertising on time whatever a script does. The worker
+//! starts with the first script and ends after [`IDLE`] without one, so a
+//! daemon with hundreds of virtual hosts does not keep hundreds of idle
+//! threads (and virtual hosts without scripts never start one).
 //!
 //! Each script starts in a clean state, whatever the daemon's own: an empty
 //! signal mask and default signal dispositions (the daemon blocks its stop
@@ -42,6 +45,9 @@ use crate::{HookDone, Hooks};
 pub const KILL_GRACE: Duration = Duration::from_secs(1);
 /// How often the worker looks at a running script.
 const POLL: Duration = Duration::from_millis(10);
+/// A worker with nothing to run for this long ends; the next script
+/// starts a new one.
+pub const IDLE: Duration = Duration::from_secs(10);
 
 /// The scripts and their arguments.
 #[derive(Debug, Clone)]
@@ -130,6 +136,12 @@ struct Shared {
     outstanding: AtomicUsize,
     /// A down script was cut short by the stop and must run once more.
     owed_down: AtomicBool,
+    /// The queue's receiving end while no worker runs (`None` while one
+    /// holds it). A worker puts it back here, under this lock, only after
+    /// finding the queue empty; a sender looks here, under the same lock,
+    /// after queueing: so a job is never left without a worker, and two
+    /// workers never run at once.
+    parked: Mutex<Option<Receiver<Job>>>,
 }
 
 impl Shared {
@@ -162,6 +174,7 @@ impl Shared {
 /// [`Hooks`] that run scripts on a worker thread.
 pub struct ScriptHooks {
     jobs: Option<Sender<Job>>,
+    /// The latest worker started (it may have ended since).
     worker: Option<JoinHandle<()>>,
     config: ScriptConfig,
     shared: Arc<Shared>,
@@ -169,25 +182,52 @@ pub struct ScriptHooks {
 }
 
 impl ScriptHooks {
-    /// Starts the worker thread; fails if the system cannot start a thread.
+    /// Script hooks for one virtual host. No thread starts until the first
+    /// script is due. (The `Result` is kept for callers written when the
+    /// thread started here.)
     pub fn new(config: ScriptConfig) -> io::Result<ScriptHooks> {
         let (jobs, queue) = mpsc::channel();
-        let worker_config = config.clone();
-        let shared = Arc::new(Shared::default());
-        let worker_shared = Arc::clone(&shared);
-        let worker = thread::Builder::new()
-            .name(format!("ucarp-scripts-{}", config.vhid))
-            .spawn(move || run_jobs(&worker_config, &worker_shared, &queue))
-            .map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot start the script thread: {e}"))
-            })?;
+        let shared = Arc::new(Shared {
+            parked: Mutex::new(Some(queue)),
+            ..Shared::default()
+        });
         Ok(ScriptHooks {
             jobs: Some(jobs),
-            worker: Some(worker),
+            worker: None,
             config,
             shared,
             next_id: 0,
         })
+    }
+
+    /// Starts a worker if none runs. Called after queueing a job.
+    fn ensure_worker(&mut self) {
+        let mut parked = Shared::lock(&self.shared.parked);
+        let Some(queue) = parked.take() else { return };
+        let config = self.config.clone();
+        let shared = Arc::clone(&self.shared);
+        let (handoff, handed) = mpsc::channel();
+        let spawned = thread::Builder::new()
+            .name(format!("ucarp-scripts-{}", config.vhid))
+            .spawn(move || {
+                if let Ok(queue) = handed.recv() {
+                    run_jobs(&config, &shared, queue);
+                }
+            });
+        match spawned {
+            Ok(worker) => {
+                let _ = handoff.send(queue);
+                // A previous worker has put the queue back: it is ending.
+                self.worker = Some(worker);
+            }
+            Err(e) => {
+                *parked = Some(queue);
+                error!(
+                    "{}: cannot start the script thread ({e}); the script waits for the next try",
+                    self.config.who()
+                );
+            }
+        }
     }
 }
 
@@ -219,7 +259,9 @@ impl Hooks for ScriptHooks {
                 self.config.who(),
                 hook_name(hook)
             );
+            return;
         }
+        self.ensure_worker();
     }
 
     fn interrupt(&mut self) {
@@ -265,16 +307,32 @@ enum Next {
     Run(Job),
     /// Run the down script once more: the stop cut it short.
     OwedDown,
+    /// Nothing to do for [`IDLE`].
+    Idle,
     Done,
 }
 
-fn run_jobs(config: &ScriptConfig, shared: &Shared, queue: &Receiver<Job>) {
+fn run_jobs(config: &ScriptConfig, shared: &Shared, queue: Receiver<Job>) {
     loop {
+        let next = match next_job(config, shared, &queue) {
+            Next::Idle => {
+                let mut parked = Shared::lock(&shared.parked);
+                match queue.try_recv() {
+                    Ok(job) => Next::Run(job),
+                    Err(TryRecvError::Empty) => {
+                        *parked = Some(queue);
+                        return;
+                    }
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            next => next,
+        };
         // The job is kept until `owed_down` is set: dropping it is what
         // tells the runtime nothing is pending, and the runtime lets the
         // hooks go as soon as it sees that.
-        let (hook, ended, job) = match next_job(config, shared, queue) {
-            Next::Done => return,
+        let (hook, ended, job) = match next {
+            Next::Done | Next::Idle => return,
             Next::OwedDown => {
                 shared.owed_down.store(false, Ordering::Release);
                 let context = Context {
@@ -339,7 +397,11 @@ fn next_job(config: &ScriptConfig, shared: &Shared, queue: &Receiver<Job>) -> Ne
             return Next::Done;
         }
         if !shared.stopping() {
-            return queue.recv().map_or(Next::Done, Next::Run);
+            return match queue.recv_timeout(IDLE) {
+                Ok(job) => Next::Run(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => Next::Idle,
+                Err(mpsc::RecvTimeoutError::Disconnected) => Next::Done,
+            };
         }
         let mut newest_down: Option<Job> = None;
         let mut closed = false;

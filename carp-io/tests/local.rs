@@ -475,3 +475,40 @@ fn random_counters_need_no_dev_urandom() {
         "clock-like draws: {draws}"
     );
 }
+
+/// Names of this process's threads that run scripts for `vhid` (a
+/// one-digit vhid: thread names are cut at 15 bytes).
+fn script_threads(vhid: u8) -> usize {
+    let name = format!("ucarp-scripts-{vhid}");
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == name)
+        .count()
+}
+
+/// No thread until a script is due; the worker ends after `IDLE` without
+/// work and the next script starts another: hundreds of virtual hosts do
+/// not keep hundreds of idle threads.
+#[test]
+fn the_script_thread_starts_on_demand_and_ends_when_idle() {
+    let dir = temp_dir("idle");
+    let log = dir.join("log");
+    let up = script(&dir, "up", &format!("echo up >> {}", log.display()));
+    let mut hooks = scripts_for(8, &up, &up, Duration::from_secs(10));
+    assert_eq!(script_threads(8), 0, "a thread before any script");
+    let first = queue(&mut hooks, State::Master, Hook::Up);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !first() {
+        assert!(Instant::now() < deadline, "the first script did not run");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(script_threads(8), 1);
+    std::thread::sleep(carp_io::SCRIPT_IDLE + Duration::from_millis(500));
+    assert_eq!(script_threads(8), 0, "the idle worker did not end");
+    let second = queue(&mut hooks, State::Master, Hook::Up);
+    hooks.finish();
+    assert!(second(), "the script after the idle end did not run");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "up\nup\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
