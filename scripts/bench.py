@@ -26,7 +26,7 @@ FLOOD = os.path.join(REPO, "target", "release", "examples", "flood")
 UCARP = "/usr/sbin/ucarp"
 VIP = "10.98.0.100"
 QUICK = "--quick" in sys.argv
-# --only=takeover,false,planned,stddev,flood,rss runs just those sections.
+# --only=takeover,false,planned,stddev,flood,rss,many runs just those sections.
 ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
 
 
@@ -354,6 +354,114 @@ def steady_rss(work):
     return out
 
 
+def proc_cpu(pid):
+    """CPU seconds of all a process's threads (schedstat, ns resolution)."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+    except FileNotFoundError:
+        pass
+    return total / 1e9
+
+
+def proc_rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def wait_lines(path, text, count, timeout):
+    """Waits until `text` occurs `count` times in the file; returns when."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(path) as f:
+            if f.read().count(text) >= count:
+                return time.time()
+        time.sleep(0.001)
+    return None
+
+
+def many_vhids(work, vhids, seconds):
+    """`vhids` virtual hosts at advbase 1 on one interface, master on host 0
+    and backup on host 1: ours as one process per host (--config), UCARP as
+    one process per vhid per host. CPU over `seconds` and RSS of each
+    host's processes; then the time from asking for a change of one vhid
+    (ours: rewrite the file, SIGHUP; UCARP: SIGTERM its process, start it
+    with the new option) to the changed vhid running again."""
+    out = {}
+    up = os.path.join(work, "up.sh")
+    for impl in ("ours", "ucarp"):
+        with lab(2) as l:
+            procs = {0: [], 1: []}
+            logs = {}
+
+            def ours_config(host, changed_skew=None):
+                path = os.path.join(work, f"{l.prefix}-{host}.toml")
+                with open(path, "w") as f:
+                    f.write(f'[daemon]\nfacility = "none"\n[defaults]\ninterface = "eth0"\n'
+                            f'srcip = "{l.addr(host)}"\npassword = "bench"\nupscript = "{up}"\n')
+                    for v in range(1, vhids + 1):
+                        skew = 100 * host if v != 100 or changed_skew is None else changed_skew
+                        f.write(f'[[vhost]]\nvhid = {v}\nadvskew = {skew}\naddresses = ["10.97.{v}.1"]\n')
+                return path
+
+            def ucarp_one(host, v, skew):
+                log = os.path.join(work, f"{l.prefix}-{host}-{v}-{skew}.log")
+                logs[(host, v)] = log
+                f = open(log, "w")
+                return l.spawn(host, [UCARP, "-i", "eth0", "-s", l.addr(host), "-v", str(v), "-p", "bench",
+                                      "-a", f"10.97.{v}.1", "-f", "none", "-u", up, "-k", str(skew)],
+                               env=dict(os.environ, UP_FILE=os.devnull), stdout=f, stderr=f)
+
+            for host in (0, 1):
+                if impl == "ours":
+                    log = os.path.join(work, f"{l.prefix}-{host}.log")
+                    logs[host] = log
+                    f = open(log, "w")
+                    procs[host].append(l.spawn(host, [OURS, "--config", ours_config(host)],
+                                               env=dict(os.environ, UP_FILE=os.devnull), stdout=f, stderr=f))
+                else:
+                    for v in range(1, vhids + 1):
+                        procs[host].append(ucarp_one(host, v, 100 * host))
+                if host == 0:
+                    # Host 0 becomes master of everything before host 1 starts.
+                    if impl == "ours":
+                        wait_lines(logs[0], "Switching to state: MASTER", vhids, 30)
+                    else:
+                        for v in range(1, vhids + 1):
+                            wait_lines(logs[(0, v)], "Switching to state: MASTER", 1, 30)
+            time.sleep(5)
+            cpu0 = {h: sum(proc_cpu(p.pid) for p in procs[h]) for h in (0, 1)}
+            time.sleep(seconds)
+            cpu = {h: sum(proc_cpu(p.pid) for p in procs[h]) - cpu0[h] for h in (0, 1)}
+            rss = {h: sum(proc_rss_kib(p.pid) for p in procs[h]) for h in (0, 1)}
+            # Change vhid 100 on the master: advskew 0 -> 200.
+            if impl == "ours":
+                ours_config(0, changed_skew=200)
+                with open(logs[0]) as f:
+                    before = f.read().count("Switching to state: BACKUP (vhid 100 on eth0: start-up)")
+                t0 = time.time()
+                procs[0][0].send_signal(signal.SIGHUP)
+                t1 = wait_lines(logs[0], "Switching to state: BACKUP (vhid 100 on eth0: start-up)", before + 1, 10)
+            else:
+                t0 = time.time()
+                old = procs[0][99]
+                old.send_signal(signal.SIGTERM)
+                old.wait()
+                ucarp_one(0, 100, 200)
+                t1 = wait_lines(logs[(0, 100)], "Switching to state: BACKUP", 1, 10)
+            applied = (t1 - t0) if t1 else None
+            out[impl] = {"cpu": cpu, "rss": rss, "processes": len(procs[0]), "applied": applied}
+    return out
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("bench: run as root (network namespaces)")
@@ -411,6 +519,21 @@ def main():
             r = steady_rss(work)
             rows.append(("RSS of a steady master", f"{r['ours'][0]} KiB", f"{r['ucarp'][0]} KiB", ratio(r['ours'][0], r['ucarp'][0])))
             rows.append(("RSS of a steady backup", f"{r['ours'][1]} KiB", f"{r['ucarp'][1]} KiB", ratio(r['ours'][1], r['ucarp'][1])))
+        if wanted("many"):
+            vhids, seconds = 255, 20 if QUICK else 60
+            r = many_vhids(work, vhids, seconds)
+            o, u = r["ours"], r["ucarp"]
+            for host, role in ((0, "master"), (1, "backup")):
+                oc = o["cpu"][host] / seconds * 100
+                uc = u["cpu"][host] / seconds * 100
+                rows.append((f"{vhids} vhids at advbase 1, {role} host: CPU over {seconds} s (one core = 100 %)",
+                             f"{oc:.2f} % (1 process)", f"{uc:.2f} % ({u['processes']} processes)", ratio(oc, uc)))
+                rows.append((f"{vhids} vhids, {role} host: RSS",
+                             f"{o['rss'][host]} KiB", f"{u['rss'][host]} KiB (sum)", ratio(o['rss'][host], u['rss'][host])))
+            fmt = lambda v: f"{v * 1000:.1f} ms" if v is not None else "n/a"
+            rows.append((f"change one of {vhids} vhids: request → changed vhid running (ours: SIGHUP reload; UCARP: restart its process)",
+                         fmt(o["applied"]), fmt(u["applied"]),
+                         ratio(o["applied"], u["applied"]) if o["applied"] and u["applied"] else "n/a"))
         stripped = os.path.join(work, "ucarp.stripped")
         sh("strip", "-o", stripped, OURS)
         ours_size, ucarp_size = os.path.getsize(stripped), os.path.getsize(UCARP)

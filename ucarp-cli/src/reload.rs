@@ -117,6 +117,18 @@ impl Reloader {
         for warning in &file.warnings {
             warn!("{warning}");
         }
+        // A virtual host the runtime has dropped on its own (its interface
+        // vanished) is started again if the file still has it. (One still
+        // leaving, or replaced and waiting for that, counts as running.)
+        let live: Vec<(String, u8)> = self
+            .handle
+            .status()
+            .virtual_hosts
+            .into_iter()
+            .map(|v| (v.interface, v.vhid))
+            .collect();
+        self.running
+            .retain(|id, _| live.contains(&(id.interface.clone(), id.vhid)));
         let changes = Changes::between(&self.running, &file.vhosts);
         // Everything that can fail is done before anything changes.
         let starting = changes
