@@ -355,15 +355,14 @@ def steady_rss(work):
 
 
 def proc_cpu(pid):
-    """CPU seconds of all a process's threads (schedstat, ns resolution)."""
-    total = 0
+    """CPU seconds of a process, threads that have ended included
+    (utime + stime of /proc/PID/stat, in clock ticks: fine over a minute)."""
     try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except FileNotFoundError:
-        pass
-    return total / 1e9
+        return 0.0
 
 
 def proc_rss_kib(pid):
@@ -459,6 +458,20 @@ def many_vhids(work, vhids, seconds):
                 t1 = wait_lines(logs[(0, 100)], "Switching to state: BACKUP", 1, 10)
             applied = (t1 - t0) if t1 else None
             out[impl] = {"cpu": cpu, "rss": rss, "processes": len(procs[0]), "applied": applied}
+    # Ours without scripts: no script thread ever starts.
+    with lab(1) as l:
+        path = os.path.join(work, f"{l.prefix}-noscripts.toml")
+        with open(path, "w") as f:
+            f.write(f'[daemon]\nfacility = "none"\n[defaults]\ninterface = "eth0"\n'
+                    f'srcip = "{l.addr(0)}"\npassword = "bench"\n')
+            for v in range(1, vhids + 1):
+                f.write(f'[[vhost]]\nvhid = {v}\naddresses = ["10.97.{v}.1"]\n')
+        log = os.path.join(work, f"{l.prefix}-noscripts.log")
+        with open(log, "w") as f:
+            p = l.spawn(0, [OURS, "--config", path], stdout=f, stderr=f)
+        wait_lines(log, "Switching to state: MASTER", vhids, 30)
+        time.sleep(5)
+        out["ours"]["rss_without_scripts"] = proc_rss_kib(p.pid)
     return out
 
 
@@ -530,6 +543,8 @@ def main():
                              f"{oc:.2f} % (1 process)", f"{uc:.2f} % ({u['processes']} processes)", ratio(oc, uc)))
                 rows.append((f"{vhids} vhids, {role} host: RSS",
                              f"{o['rss'][host]} KiB", f"{u['rss'][host]} KiB (sum)", ratio(o['rss'][host], u['rss'][host])))
+            rows.append((f"{vhids} vhids, master host without scripts: RSS",
+                         f"{o['rss_without_scripts']} KiB", "n/a", "n/a"))
             fmt = lambda v: f"{v * 1000:.1f} ms" if v is not None else "n/a"
             rows.append((f"change one of {vhids} vhids: request → changed vhid running (ours: SIGHUP reload; UCARP: restart its process)",
                          fmt(o["applied"]), fmt(u["applied"]),
