@@ -10,38 +10,30 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use test_support::lab::{built, privileged, Lab, Proc};
+use test_support::layout::{preferred, second, skew, HOSTS};
 
-const HOSTS: usize = 3;
 const VHIDS: u8 = 20;
 const SECOND: Duration = Duration::from_secs(1);
 
-/// vhid `v` prefers host `v % 3` (skew 0), then host `(v + 1) % 3` (skew
-/// 40), then the third (skew 80).
-fn skew(host: usize, vhid: u8) -> u8 {
-    let rank = (host + HOSTS - usize::from(vhid) % HOSTS) % HOSTS;
-    [0, 40, 80][rank]
-}
-
-fn preferred(vhid: u8) -> usize {
-    usize::from(vhid) % HOSTS
+/// The `multi` example on `host`: `pass=secret`, our address, eth0, and
+/// `args` (`first=`, `count=`, `skew=`, …).
+fn multi(lab: &Lab, host: usize, args: &[&str]) -> Proc {
+    let program = built("examples/multi", &["-p", "carp-io", "--example", "multi"]);
+    let mut command: Command = lab.command(host, program.to_str().unwrap());
+    command
+        .args(["iface=eth0", "pass=secret"])
+        .arg(format!("src={}", lab.addr(host)))
+        .args(args);
+    Proc::spawn(&format!("host{host}"), command)
 }
 
 fn start(lab: &Lab, host: usize) -> Proc {
-    let program = built("examples/multi", &["-p", "carp-io", "--example", "multi"]);
     let skews: Vec<String> = (1..=VHIDS)
         .map(|v| format!("{v}:{}", skew(host, v)))
         .collect();
-    let mut command: Command = lab.command(host, program.to_str().unwrap());
-    command.args([
-        "iface=eth0".to_string(),
-        format!("src={}", lab.addr(host)),
-        "first=1".to_string(),
-        format!("count={VHIDS}"),
-        "addresses=3".to_string(),
-        "pass=secret".to_string(),
-        format!("skew={}", skews.join(",")),
-    ]);
-    Proc::spawn(&format!("host{host}"), command)
+    let count = format!("count={VHIDS}");
+    let skews = format!("skew={}", skews.join(","));
+    multi(lab, host, &["first=1", &count, "addresses=3", &skews])
 }
 
 /// One virtual host's line of the `status` command.
@@ -134,7 +126,6 @@ fn three_hosts_twenty_vhids_three_addresses_each() {
     // kill -9 host 0: its vhids move to their second choice, nothing else
     // transitions.
     procs[0].kill9();
-    let second = |v: u8| (usize::from(v) + 1) % HOSTS;
     let after = converge(
         &mut procs,
         &[1, 2],
@@ -169,19 +160,9 @@ fn virtual_hosts_come_and_go_while_running() {
         return;
     }
     let lab = Lab::new(2);
-    let program = built("examples/multi", &["-p", "carp-io", "--example", "multi"]);
     let start_with = |host: usize, skews: &str| {
-        let mut command: Command = lab.command(host, program.to_str().unwrap());
-        command.args([
-            "iface=eth0".to_string(),
-            format!("src={}", lab.addr(host)),
-            "first=1".to_string(),
-            "count=3".to_string(),
-            "addresses=2".to_string(),
-            "pass=secret".to_string(),
-            format!("skew={skews}"),
-        ]);
-        Proc::spawn(&format!("host{host}"), command)
+        let skews = format!("skew={skews}");
+        multi(&lab, host, &["first=1", "count=3", "addresses=2", &skews])
     };
     let mut a = start_with(0, "1:0,2:0,3:0");
     let mut b = start_with(1, "1:50,2:50,3:50");
@@ -246,20 +227,19 @@ fn two_groups_on_one_interface_read_each_advert_once() {
         return;
     }
     let lab = Lab::new(2);
-    let program = built("examples/multi", &["-p", "carp-io", "--example", "multi"]);
     let start_with = |host: usize, skews: &str| {
-        let mut command: Command = lab.command(host, program.to_str().unwrap());
-        command.args([
-            "iface=eth0".to_string(),
-            format!("src={}", lab.addr(host)),
-            "first=1".to_string(),
-            "count=2".to_string(),
-            "advbase=0".to_string(),
-            "pass=secret".to_string(),
-            "group=2:224.0.0.19".to_string(),
-            format!("skew={skews}"),
-        ]);
-        Proc::spawn(&format!("host{host}"), command)
+        let skews = format!("skew={skews}");
+        multi(
+            &lab,
+            host,
+            &[
+                "first=1",
+                "count=2",
+                "advbase=0",
+                "group=2:224.0.0.19",
+                &skews,
+            ],
+        )
     };
     let mut a = start_with(0, "1:20,2:20");
     let mut b = start_with(1, "1:80,2:80");
@@ -305,19 +285,13 @@ fn a_replacement_starts_after_the_old_configuration_has_left() {
         return;
     }
     let lab = Lab::new(2);
-    let program = built("examples/multi", &["-p", "carp-io", "--example", "multi"]);
     let start_with = |host: usize, skews: &str| {
-        let mut command: Command = lab.command(host, program.to_str().unwrap());
-        command.args([
-            "iface=eth0".to_string(),
-            format!("src={}", lab.addr(host)),
-            "first=1".to_string(),
-            "count=2".to_string(),
-            "pass=secret".to_string(),
-            "hook-delay=500".to_string(),
-            format!("skew={skews}"),
-        ]);
-        Proc::spawn(&format!("host{host}"), command)
+        let skews = format!("skew={skews}");
+        multi(
+            &lab,
+            host,
+            &["first=1", "count=2", "hook-delay=500", &skews],
+        )
     };
     let mut a = start_with(0, "1:0,2:0");
     let mut b = start_with(1, "1:50,2:50");

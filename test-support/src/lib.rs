@@ -2,6 +2,7 @@
 //! dev-dependency instead of source files included by path:
 //!
 //! - [`lab`]: network namespaces on a bridge, processes and their output;
+//! - [`layout`]: which of three hosts is master of which vhid;
 //! - [`peers`]: our `ucarp` and the real UCARP 1.5.2 side by side;
 //! - [`scripts`]: scratch directories with executable scripts;
 //! - [`pcap`]: reading what tcpdump captured;
@@ -11,6 +12,7 @@
 #![allow(missing_docs)]
 
 pub mod lab;
+pub mod layout;
 pub mod pcap;
 pub mod peers;
 pub mod scripts;

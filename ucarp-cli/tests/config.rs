@@ -10,24 +10,13 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use test_support::lab::{privileged, Lab, Proc};
+use test_support::layout::{preferred, second, skew, HOSTS};
 use test_support::peers::ours;
 use test_support::scripts::Dir;
 use test_support::status::{parse_status_line, VhostLine};
 
-const HOSTS: usize = 3;
 const VHIDS: u8 = 20;
 const SECOND: Duration = Duration::from_secs(1);
-
-/// vhid `v` prefers host `v % 3` (skew 0), then `(v + 1) % 3` (40), then
-/// the third (80).
-fn skew(host: usize, vhid: u8) -> u8 {
-    let rank = (host + HOSTS - usize::from(vhid) % HOSTS) % HOSTS;
-    [0, 40, 80][rank]
-}
-
-fn preferred(vhid: u8) -> usize {
-    usize::from(vhid) % HOSTS
-}
 
 /// One `[[vhost]]`: three addresses 10.98.<vhid>.1-3, the down script
 /// recording its runs.
@@ -157,7 +146,6 @@ fn twenty_vhids_per_host_from_files_then_kill_and_reload() {
     // kill -9 host 0: its vhids move to their second choice; nothing else
     // transitions.
     procs[0].kill9();
-    let second = |v: u8| (usize::from(v) + 1) % HOSTS;
     let moved_to = |v: u8| {
         if preferred(v) == 0 {
             second(v)
