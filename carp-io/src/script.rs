@@ -6,13 +6,15 @@
 //! scripts work unchanged with several addresses. The environment describes
 //! the whole virtual host: `UCARP_INTERFACE`, `UCARP_VHID`, `UCARP_STATE`
 //! (`MASTER`, `BACKUP`, `INIT`), `UCARP_REASON` (why it changed) and
-//! `UCARP_ADDRESSES` (all of them, space-separated). One worker thread runs
-//! the scripts one after the other in transition order, so a down script
+//! `UCARP_ADDRESSES` (all of them, space-separated). A virtual host's
+//! scripts run one after the other in transition order, so a down script
 //! never overtakes the up script before it; the protocol loop only queues
-//! work and keeps advertising on time whatever a script does. The worker
-//! starts with the first script and ends after [`IDLE`] without one, so a
-//! daemon with hundreds of virtual hosts does not keep hundreds of idle
-//! threads (and virtual hosts without scripts never start one).
+//! work and keeps advertising on time whatever a script does. One
+//! supervisor thread per process starts and watches every virtual host's
+//! scripts without waiting on any (virtual hosts' scripts run side by
+//! side); it starts with the first script due and ends after [`IDLE`]
+//! with nothing to do, so hundreds of virtual hosts cost one thread, and
+//! none while no script runs.
 //!
 //! Each script starts in a clean state, whatever the daemon's own: an empty
 //! signal mask and default signal dispositions (the daemon blocks its stop
@@ -23,14 +25,14 @@
 //! group, SIGKILL to what is left a second later, so `sleep 300 &` in a
 //! hung script dies with it.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use carp_engine::{Hook, State, Transition};
@@ -45,8 +47,8 @@ use crate::{HookDone, Hooks};
 pub const KILL_GRACE: Duration = Duration::from_secs(1);
 /// How often the worker looks at a running script.
 const POLL: Duration = Duration::from_millis(10);
-/// A worker with nothing to run for this long ends; the next script
-/// starts a new one.
+/// The script thread ends after this long with nothing to run; the next
+/// script starts a new one.
 pub const IDLE: Duration = Duration::from_secs(10);
 
 /// The scripts and their arguments.
@@ -121,10 +123,12 @@ impl Drop for Outstanding {
     }
 }
 
-/// What the protocol thread and the worker share.
+/// What one virtual host's hooks and the supervisor share.
 #[derive(Default)]
 struct Shared {
-    /// The job the worker holds (queued jobs are not here).
+    /// Jobs not started yet, oldest first.
+    queue: Mutex<VecDeque<Job>>,
+    /// The job that is running (queued jobs are not here).
     running: Mutex<Option<u64>>,
     /// The job to stop at once (set by [`Hooks::interrupt`]).
     cut: Mutex<Option<u64>>,
@@ -136,12 +140,9 @@ struct Shared {
     outstanding: AtomicUsize,
     /// A down script was cut short by the stop and must run once more.
     owed_down: AtomicBool,
-    /// The queue's receiving end while no worker runs (`None` while one
-    /// holds it). A worker puts it back here, under this lock, only after
-    /// finding the queue empty; a sender looks here, under the same lock,
-    /// after queueing: so a job is never left without a worker, and two
-    /// workers never run at once.
-    parked: Mutex<Option<Receiver<Job>>>,
+    /// The hooks are gone: the supervisor forgets this virtual host once
+    /// nothing is left to do.
+    closed: AtomicBool,
 }
 
 impl Shared {
@@ -161,73 +162,47 @@ impl Shared {
         self.abandoned() || *Shared::lock(&self.cut) == Some(id)
     }
 
-    /// Marks the job the worker holds now to be stopped; the worker signals
-    /// its group within one poll.
+    /// Marks the running job to be stopped; the supervisor signals its
+    /// group within one poll.
     fn cut_running(&self) {
         let running = *Shared::lock(&self.running);
         if running.is_some() {
             *Shared::lock(&self.cut) = running;
         }
     }
+
+    /// Whether anything is queued, running or owed.
+    fn busy(&self) -> bool {
+        self.outstanding.load(Ordering::Acquire) > 0 || self.owed_down.load(Ordering::Acquire)
+    }
 }
 
-/// [`Hooks`] that run scripts on a worker thread.
+/// [`Hooks`] that run scripts. Every virtual host's scripts are run by one
+/// supervisor thread per process, which starts them and watches them
+/// without ever waiting on one: a hanging script holds up only the later
+/// scripts of its own virtual host, and hundreds of virtual hosts cost one
+/// thread, not hundreds. The thread starts with the first script due and
+/// ends after [`IDLE`] with nothing to do.
 pub struct ScriptHooks {
-    jobs: Option<Sender<Job>>,
-    /// The latest worker started (it may have ended since).
-    worker: Option<JoinHandle<()>>,
     config: ScriptConfig,
     shared: Arc<Shared>,
     next_id: u64,
 }
 
 impl ScriptHooks {
-    /// Script hooks for one virtual host. No thread starts until the first
-    /// script is due. (The `Result` is kept for callers written when the
-    /// thread started here.)
+    /// Script hooks for one virtual host. (The `Result` is kept for callers
+    /// written when this started a thread.)
     pub fn new(config: ScriptConfig) -> io::Result<ScriptHooks> {
-        let (jobs, queue) = mpsc::channel();
-        let shared = Arc::new(Shared {
-            parked: Mutex::new(Some(queue)),
-            ..Shared::default()
+        let shared = Arc::new(Shared::default());
+        Supervisor::register(Slot {
+            config: config.clone(),
+            shared: Arc::clone(&shared),
         });
         Ok(ScriptHooks {
-            jobs: Some(jobs),
-            worker: None,
             config,
             shared,
             next_id: 0,
         })
-    }
-
-    /// Starts a worker if none runs. Called after queueing a job.
-    fn ensure_worker(&mut self) {
-        let mut parked = Shared::lock(&self.shared.parked);
-        let Some(queue) = parked.take() else { return };
-        let config = self.config.clone();
-        let shared = Arc::clone(&self.shared);
-        let (handoff, handed) = mpsc::channel();
-        let spawned = thread::Builder::new()
-            .name(format!("ucarp-scripts-{}", config.vhid))
-            .spawn(move || {
-                if let Ok(queue) = handed.recv() {
-                    run_jobs(&config, &shared, queue);
-                }
-            });
-        match spawned {
-            Ok(worker) => {
-                let _ = handoff.send(queue);
-                // A previous worker has put the queue back: it is ending.
-                self.worker = Some(worker);
-            }
-            Err(e) => {
-                *parked = Some(queue);
-                error!(
-                    "{}: cannot start the script thread ({e}); the script waits for the next try",
-                    self.config.who()
-                );
-            }
-        }
     }
 }
 
@@ -238,9 +213,7 @@ impl Hooks for ScriptHooks {
             Hook::Up => &self.config.up,
             Hook::Down => &self.config.down,
         };
-        let (Some(script), Some(jobs)) = (script, &self.jobs) else {
-            return;
-        };
+        let Some(script) = script else { return };
         self.next_id += 1;
         let job = Job {
             id: self.next_id,
@@ -253,45 +226,43 @@ impl Hooks for ScriptHooks {
             _outstanding: Outstanding::new(&self.shared),
             _done: done,
         };
-        if jobs.send(job).is_err() {
-            error!(
-                "{}: script thread is gone; {} script not run",
-                self.config.who(),
-                hook_name(hook)
-            );
-            return;
-        }
-        self.ensure_worker();
+        Shared::lock(&self.shared.queue).push_back(job);
+        Supervisor::wake(&self.config);
     }
 
     fn interrupt(&mut self) {
         self.shared.stopping.store(true, Ordering::Release);
         self.shared.cut_running();
+        Supervisor::wake(&self.config);
     }
 
     fn abandon(&mut self) {
         self.shared.stopping.store(true, Ordering::Release);
         self.shared.abandoned.store(true, Ordering::Release);
         self.shared.cut_running();
+        Supervisor::wake(&self.config);
     }
 
     fn pending(&self) -> bool {
-        self.shared.outstanding.load(Ordering::Acquire) > 0
-            || self.shared.owed_down.load(Ordering::Acquire)
+        self.shared.busy()
     }
 
-    /// Lets queued scripts finish (each bounded by the timeout).
+    /// Lets queued scripts finish (each bounded by the timeout), waiting
+    /// at most as long as they can take.
     fn finish(&mut self) {
-        self.jobs = None;
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
+        let queued = self.shared.outstanding.load(Ordering::Acquire).max(1) as u32;
+        let limit = Instant::now() + self.config.longest_wait() * queued;
+        while self.shared.busy() && Instant::now() < limit {
+            Supervisor::wake(&self.config);
+            thread::sleep(POLL);
         }
     }
 }
 
 impl Drop for ScriptHooks {
     fn drop(&mut self) {
-        self.finish();
+        self.shared.closed.store(true, Ordering::Release);
+        Supervisor::wake(&self.config);
     }
 }
 
@@ -302,9 +273,102 @@ fn hook_name(hook: Hook) -> &'static str {
     }
 }
 
-/// Hands memory freed by an ending worker back to the system (glibc keeps
-/// freed heap and arena pages otherwise: after hundreds of virtual hosts
-/// ran their start-up scripts at once, megabytes).
+/// One virtual host, as the supervisor knows it.
+struct Slot {
+    config: ScriptConfig,
+    shared: Arc<Shared>,
+}
+
+/// What the supervisor thread is handed: new virtual hosts, and a flag that
+/// there may be work.
+#[derive(Default)]
+struct Inbox {
+    new_slots: Vec<Slot>,
+    woken: bool,
+    /// The thread runs (it clears this, under the lock, when it ends).
+    running: bool,
+}
+
+/// The process's one script thread.
+struct Supervisor;
+
+static INBOX: Mutex<Inbox> = Mutex::new(Inbox {
+    new_slots: Vec::new(),
+    woken: false,
+    running: false,
+});
+static WAKE: Condvar = Condvar::new();
+
+impl Supervisor {
+    fn register(slot: Slot) {
+        Shared::lock(&INBOX).new_slots.push(slot);
+    }
+
+    /// Tells the thread to look, starting it if it is not running.
+    fn wake(config: &ScriptConfig) {
+        let mut inbox = Shared::lock(&INBOX);
+        inbox.woken = true;
+        WAKE.notify_one();
+        if inbox.running {
+            return;
+        }
+        let spawned = thread::Builder::new()
+            .name("ucarp-scripts".into())
+            .spawn(supervise);
+        match spawned {
+            Ok(_) => inbox.running = true,
+            Err(e) => error!(
+                "{}: cannot start the script thread ({e}); scripts wait for the next try",
+                config.who()
+            ),
+        }
+    }
+}
+
+/// The supervisor thread: looks at every virtual host's scripts each
+/// [`POLL`] while any runs, sleeps until woken otherwise, and ends after
+/// [`IDLE`] with nothing to do.
+fn supervise() {
+    let mut workers: Vec<Worker> = Vec::new();
+    let mut idle_since = Instant::now();
+    loop {
+        {
+            let mut inbox = Shared::lock(&INBOX);
+            for slot in inbox.new_slots.drain(..) {
+                workers.push(Worker {
+                    slot,
+                    current: None,
+                });
+            }
+            inbox.woken = false;
+        }
+        for worker in &mut workers {
+            worker.step();
+        }
+        workers.retain(|w| !(w.slot.shared.closed.load(Ordering::Acquire) && w.idle()));
+        let active = workers.iter().any(|w| !w.idle());
+        if active {
+            idle_since = Instant::now();
+        }
+        let mut inbox = Shared::lock(&INBOX);
+        if inbox.woken || !inbox.new_slots.is_empty() {
+            continue;
+        }
+        if !active && idle_since.elapsed() >= IDLE {
+            // Virtual hosts go back to the inbox for the next thread.
+            inbox.new_slots.extend(workers.drain(..).map(|w| w.slot));
+            inbox.running = false;
+            drop(inbox);
+            trim_memory();
+            return;
+        }
+        let wait = if active { POLL } else { IDLE };
+        let _ = WAKE.wait_timeout(inbox, wait);
+    }
+}
+
+/// Hands memory back to the system once the thread ends (glibc keeps
+/// freed heap pages otherwise).
 fn trim_memory() {
     #[allow(unsafe_code)] // malloc_trim; see SAFETY below
     // SAFETY: malloc_trim(3) only releases free memory of the allocator's
@@ -315,81 +379,155 @@ fn trim_memory() {
     }
 }
 
-/// What the worker does next.
-enum Next {
-    Run(Job),
-    /// Run the down script once more: the stop cut it short.
-    OwedDown,
-    /// Nothing to do for [`IDLE`].
-    Idle,
-    Done,
+/// The supervisor's view of one virtual host: what runs now.
+struct Worker {
+    slot: Slot,
+    current: Option<Current>,
 }
 
-fn run_jobs(config: &ScriptConfig, shared: &Shared, queue: Receiver<Job>) {
-    loop {
-        let next = match next_job(config, shared, &queue) {
-            Next::Idle => {
-                let mut parked = Shared::lock(&shared.parked);
-                match queue.try_recv() {
-                    Ok(job) => Next::Run(job),
-                    Err(TryRecvError::Empty) => {
-                        *parked = Some(queue);
-                        drop(parked);
-                        trim_memory();
-                        return;
+/// A job being run, one address after the other.
+struct Current {
+    /// `None` for the owed down script.
+    job: Option<Job>,
+    id: u64,
+    hook: Hook,
+    script: PathBuf,
+    context: Context,
+    /// The next address to run for.
+    next_address: usize,
+    /// How the latest run ended.
+    ended: Ended,
+    run: Option<Run>,
+}
+
+/// One script process.
+struct Run {
+    child: Child,
+    pgid: Pid,
+    started: Instant,
+    deadline: Instant,
+    /// Signalled: why, and when the group gets SIGKILL.
+    stopping: Option<(Stop, Instant)>,
+    /// SIGKILL sent: waiting to reap the leader.
+    killed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Cut,
+    TimedOut,
+}
+
+impl Worker {
+    fn idle(&self) -> bool {
+        self.current.is_none() && !self.slot.shared.busy()
+    }
+
+    /// Moves this virtual host's scripts on as far as they go without
+    /// waiting.
+    fn step(&mut self) {
+        loop {
+            if self.current.is_none() && !self.take_next() {
+                return;
+            }
+            let current = self.current.as_mut().expect("taken above");
+            if let Some(run) = &mut current.run {
+                match poll_run(&self.slot, current.id, run) {
+                    None => return,
+                    Some(ended) => {
+                        log_end(
+                            &self.slot.config,
+                            current.hook,
+                            &current.script,
+                            run,
+                            &ended,
+                        );
+                        current.ended = ended;
+                        current.run = None;
                     }
-                    Err(TryRecvError::Disconnected) => return,
                 }
             }
-            next => next,
-        };
-        // The job is kept until `owed_down` is set: dropping it is what
-        // tells the runtime nothing is pending, and the runtime lets the
-        // hooks go as soon as it sees that.
-        let (hook, ended, job) = match next {
-            Next::Done | Next::Idle => return,
+            let cut = matches!(current.ended, Ended::Cut(_));
+            if !cut && current.next_address < self.slot.config.addresses.len() {
+                let address = self.slot.config.addresses[current.next_address].clone();
+                current.next_address += 1;
+                match start_run(&self.slot.config, current, &address) {
+                    Ok(run) => current.run = Some(run),
+                    Err(ended) => current.ended = ended,
+                }
+                continue;
+            }
+            self.finish_current();
+        }
+    }
+
+    /// Takes the next job (or the owed down script); whether there is one.
+    fn take_next(&mut self) -> bool {
+        let (config, shared) = (&self.slot.config, &self.slot.shared);
+        let (job, hook, script, context, id) = match next_job(config, shared) {
+            Next::None => return false,
             Next::OwedDown => {
                 shared.owed_down.store(false, Ordering::Release);
+                let Some(script) = config.down.clone() else {
+                    return self.take_next();
+                };
                 let context = Context {
                     state: State::Init,
                     reason: "shutdown (a down script cut short by the stop, run again)".into(),
                 };
-                match &config.down {
-                    Some(script) => (
-                        Hook::Down,
-                        run_for_each_address(config, shared, 0, Hook::Down, script, &context),
-                        None,
-                    ),
-                    None => continue,
-                }
+                (None, Hook::Down, script, context, 0)
             }
             Next::Run(job) => {
                 *Shared::lock(&shared.running) = Some(job.id);
                 // Taken from the queue just as the stop came: no up script
                 // once stopping.
-                let ended = if shared.is_cut(job.id) || (shared.stopping() && job.hook == Hook::Up)
-                {
+                if shared.is_cut(job.id) || (shared.stopping() && job.hook == Hook::Up) {
                     skipped(config, job.hook, "stopping");
-                    Ended::Skipped
-                } else {
-                    run_for_each_address(
-                        config,
-                        shared,
-                        job.id,
-                        job.hook,
-                        &job.script,
-                        &job.context,
-                    )
-                };
-                *Shared::lock(&shared.running) = None;
-                (job.hook, ended, Some(job))
+                    let (hook, id) = (job.hook, job.id);
+                    self.current = Some(Current {
+                        script: job.script.clone(),
+                        context: job.context.clone(),
+                        job: Some(job),
+                        id,
+                        hook,
+                        next_address: usize::MAX,
+                        ended: Ended::Skipped,
+                        run: None,
+                    });
+                    return true;
+                }
+                let (hook, script, context, id) =
+                    (job.hook, job.script.clone(), job.context.clone(), job.id);
+                (Some(job), hook, script, context, id)
             }
         };
-        if hook == Hook::Down && shared.stopping() && !shared.abandoned() {
-            let cut = matches!(ended, Ended::Cut(_) | Ended::Skipped);
+        self.current = Some(Current {
+            job,
+            id,
+            hook,
+            script,
+            context,
+            next_address: 0,
+            ended: Ended::Skipped,
+            run: None,
+        });
+        true
+    }
+
+    /// The job is done: it leaves `running`, and a down script the stop
+    /// cut short is owed. The job is dropped only after that, since
+    /// dropping it is what tells the runtime nothing is pending.
+    fn finish_current(&mut self) {
+        let Some(current) = self.current.take() else {
+            return;
+        };
+        let shared = &self.slot.shared;
+        *Shared::lock(&shared.running) = None;
+        if current.hook == Hook::Down && shared.stopping() && !shared.abandoned() {
+            let cut = matches!(current.ended, Ended::Cut(_) | Ended::Skipped);
             shared.owed_down.store(cut, Ordering::Release);
         }
-        drop(job);
+        drop(current.job);
     }
 }
 
@@ -401,55 +539,43 @@ fn skipped(config: &ScriptConfig, hook: Hook, why: &str) {
     );
 }
 
+/// What a virtual host runs next.
+enum Next {
+    Run(Job),
+    /// Run the down script once more: the stop cut it short.
+    OwedDown,
+    None,
+}
+
 /// The next job. While stopping: up scripts are skipped (we are leaving;
 /// taking the address now would leave two hosts holding it), of the down
 /// scripts queued only the newest runs (releasing is idempotent), and a
 /// down script the stop cut short runs once more, so that a host that
-/// yielded never keeps the address.
-fn next_job(config: &ScriptConfig, shared: &Shared, queue: &Receiver<Job>) -> Next {
-    loop {
-        if shared.abandoned() {
-            return Next::Done;
+/// yielded never keeps the address. Once abandoned, queued jobs are
+/// dropped unrun.
+fn next_job(config: &ScriptConfig, shared: &Shared) -> Next {
+    let mut queue = Shared::lock(&shared.queue);
+    if shared.abandoned() {
+        queue.clear();
+        shared.owed_down.store(false, Ordering::Release);
+        return Next::None;
+    }
+    if !shared.stopping() {
+        return queue.pop_front().map_or(Next::None, Next::Run);
+    }
+    let mut newest_down: Option<Job> = None;
+    for job in queue.drain(..) {
+        if job.hook == Hook::Up {
+            skipped(config, job.hook, "stopping");
+        } else if let Some(older) = newest_down.replace(job) {
+            skipped(config, older.hook, "stopping, a later one follows");
         }
-        if !shared.stopping() {
-            return match queue.recv_timeout(IDLE) {
-                Ok(job) => Next::Run(job),
-                Err(mpsc::RecvTimeoutError::Timeout) => Next::Idle,
-                Err(mpsc::RecvTimeoutError::Disconnected) => Next::Done,
-            };
-        }
-        let mut newest_down: Option<Job> = None;
-        let mut closed = false;
-        loop {
-            match queue.try_recv() {
-                Ok(job) if job.hook == Hook::Up => skipped(config, job.hook, "stopping"),
-                Ok(job) => {
-                    if let Some(older) = newest_down.replace(job) {
-                        skipped(config, older.hook, "stopping, a later one follows");
-                    }
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        if let Some(job) = newest_down {
-            return Next::Run(job);
-        }
-        if shared.owed_down.load(Ordering::Acquire) {
-            return Next::OwedDown;
-        }
-        if closed {
-            return Next::Done;
-        }
-        // Nothing queued: wait for the stop's own down script, or the end.
-        match queue.recv() {
-            Ok(job) if job.hook == Hook::Up => skipped(config, job.hook, "stopping"),
-            Ok(job) => return Next::Run(job),
-            Err(_) => return Next::Done,
-        }
+    }
+    drop(queue);
+    match newest_down {
+        Some(job) => Next::Run(job),
+        None if shared.owed_down.load(Ordering::Acquire) => Next::OwedDown,
+        None => Next::None,
     }
 }
 
@@ -493,46 +619,19 @@ fn command(config: &ScriptConfig, script: &Path, address: &str, context: &Contex
 
 /// Runs the script once per address, in order. A stop that cuts one run
 /// short skips the rest.
-fn run_for_each_address(
-    config: &ScriptConfig,
-    shared: &Shared,
-    id: u64,
-    hook: Hook,
-    script: &Path,
-    context: &Context,
-) -> Ended {
-    let mut ended = Ended::Skipped;
-    for address in &config.addresses {
-        ended = run_one(config, shared, id, hook, script, address, context);
-        if matches!(ended, Ended::Cut(_)) {
-            break;
-        }
-    }
-    ended
-}
 
-/// Runs one script for one address to its end (or its timeout, or a stop)
-/// and logs how.
-fn run_one(
-    config: &ScriptConfig,
-    shared: &Shared,
-    id: u64,
-    hook: Hook,
-    script: &Path,
-    address: &str,
-    context: &Context,
-) -> Ended {
-    let name = hook_name(hook);
-    let started = Instant::now();
-    let child = match command(config, script, address, context).spawn() {
+/// Starts the script for one address.
+fn start_run(config: &ScriptConfig, current: &Current, address: &str) -> Result<Run, Ended> {
+    let name = hook_name(current.hook);
+    let child = match command(config, &current.script, address, &current.context).spawn() {
         Ok(child) => child,
         Err(e) => {
             error!(
                 "{}: cannot run {name} script {}: {e}",
                 config.who(),
-                script.display()
+                current.script.display()
             );
-            return Ended::NotStarted;
+            return Err(Ended::NotStarted);
         }
     };
     // A script spawned in its own group: the group id is its pid.
@@ -540,7 +639,7 @@ fn run_one(
     info!(
         "{}: running {name} script {} {} {}{}",
         config.who(),
-        script.display(),
+        current.script.display(),
         config.interface,
         address,
         config
@@ -549,13 +648,81 @@ fn run_one(
             .map(|x| format!(" {x}"))
             .unwrap_or_default()
     );
-    let cut = || shared.is_cut(id);
-    let ended = wait_or_stop(child, pgid, config.timeout, &cut);
-    match &ended {
+    let started = Instant::now();
+    Ok(Run {
+        child,
+        pgid,
+        started,
+        deadline: started + config.timeout,
+        stopping: None,
+        killed: false,
+    })
+}
+
+/// Looks at a running script without waiting: `Some(how it ended)` once
+/// it has. Past its timeout, or once the stop cuts it, its whole group gets
+/// SIGTERM, and SIGKILL once the grace is over (or at once when nothing but
+/// the exited leader is left). The leader stays unreaped (a zombie) until
+/// then, so its group id cannot be reused by an unrelated process before
+/// the SIGKILL.
+fn poll_run(slot: &Slot, id: u64, run: &mut Run) -> Option<Ended> {
+    if run.killed {
+        return match run.child.try_wait() {
+            Ok(Some(status)) => Some(run.ended(status.to_string())),
+            Ok(None) => None,
+            Err(e) => Some(run.ended(format!("wait failed: {e}"))),
+        };
+    }
+    if let Some((_, kill_at)) = run.stopping {
+        let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        let leader_alive = matches!(
+            waitid(Id::Pid(run.pgid), peek),
+            Ok(nix::sys::wait::WaitStatus::StillAlive)
+        );
+        if (leader_alive || group_has_others(run.pgid)) && Instant::now() < kill_at {
+            return None;
+        }
+        let _ = killpg(run.pgid, Signal::SIGKILL);
+        run.killed = true;
+        return poll_run(slot, id, run);
+    }
+    match run.child.try_wait() {
+        // Exited on its own (nothing signalled it yet): what it left
+        // running in the background is its business.
+        Ok(Some(status)) => Some(Ended::Exited(status)),
+        Ok(None) => {
+            let why = if slot.shared.is_cut(id) {
+                Stop::Cut
+            } else if Instant::now() >= run.deadline {
+                Stop::TimedOut
+            } else {
+                return None;
+            };
+            let _ = killpg(run.pgid, Signal::SIGTERM);
+            run.stopping = Some((why, Instant::now() + KILL_GRACE));
+            poll_run(slot, id, run)
+        }
+        Err(e) => Some(Ended::TimedOut(format!("wait failed: {e}"))),
+    }
+}
+
+impl Run {
+    /// How a signalled script ended.
+    fn ended(&self, how: String) -> Ended {
+        match self.stopping {
+            Some((Stop::Cut, _)) => Ended::Cut(how),
+            _ => Ended::TimedOut(how),
+        }
+    }
+}
+
+fn log_end(config: &ScriptConfig, hook: Hook, script: &Path, run: &Run, ended: &Ended) {
+    let name = hook_name(hook);
+    match ended {
         Ended::Exited(status) if status.success() => info!(
             "{}: {name} script finished in {:.3}s",
             config.who(),
-            started.elapsed().as_secs_f64()
+            run.started.elapsed().as_secs_f64()
         ),
         Ended::Exited(status) => warn!("{}: {name} script failed: {status}", config.who()),
         Ended::TimedOut(how) => error!(
@@ -568,11 +735,10 @@ fn run_one(
             "{}: stopping; {name} script {} was cut short after {:.3}s ({how})",
             config.who(),
             script.display(),
-            started.elapsed().as_secs_f64()
+            run.started.elapsed().as_secs_f64()
         ),
         Ended::Skipped | Ended::NotStarted => {}
     }
-    ended
 }
 
 /// How a script ended.
@@ -587,49 +753,6 @@ enum Ended {
     TimedOut(String),
     /// Killed because the node is stopping; how it ended.
     Cut(String),
-}
-
-/// Waits for the child; past `timeout`, or once `cut()` says so, stops its
-/// whole process group.
-fn wait_or_stop(mut child: Child, pgid: Pid, timeout: Duration, cut: &dyn Fn() -> bool) -> Ended {
-    let deadline = Instant::now() + timeout;
-    let stopping: fn(String) -> Ended = loop {
-        match child.try_wait() {
-            // Exited on its own (nothing signalled it yet): what it left
-            // running in the background is its business.
-            Ok(Some(status)) => return Ended::Exited(status),
-            Ok(None) if cut() => break Ended::Cut,
-            Ok(None) if Instant::now() >= deadline => break Ended::TimedOut,
-            Ok(None) => thread::sleep(POLL),
-            Err(e) => return Ended::TimedOut(format!("wait failed: {e}")),
-        }
-    };
-    stopping(stop_group(&mut child, pgid))
-}
-
-/// SIGTERM to the group; SIGKILL to whatever is left of it once the grace
-/// is over, or at once if nothing but the exited leader is left. The leader
-/// stays unreaped (a zombie) until then, so the group id cannot be reused
-/// by an unrelated process before the SIGKILL.
-fn stop_group(child: &mut Child, pgid: Pid) -> String {
-    let _ = killpg(pgid, Signal::SIGTERM);
-    let grace = Instant::now() + KILL_GRACE;
-    let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-    while Instant::now() < grace {
-        let leader_alive = matches!(
-            waitid(Id::Pid(pgid), peek),
-            Ok(nix::sys::wait::WaitStatus::StillAlive)
-        );
-        if !leader_alive && !group_has_others(pgid) {
-            break;
-        }
-        thread::sleep(POLL);
-    }
-    let _ = killpg(pgid, Signal::SIGKILL);
-    match child.wait() {
-        Ok(status) => status.to_string(),
-        Err(e) => format!("wait failed: {e}"),
-    }
 }
 
 /// Whether a process other than the leader is in group `pgid` (from
