@@ -617,9 +617,6 @@ fn command(config: &ScriptConfig, script: &Path, address: &str, context: &Contex
     command
 }
 
-/// Runs the script once per address, in order. A stop that cuts one run
-/// short skips the rest.
-
 /// Starts the script for one address.
 fn start_run(config: &ScriptConfig, current: &Current, address: &str) -> Result<Run, Ended> {
     let name = hook_name(current.hook);
