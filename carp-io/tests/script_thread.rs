@@ -3,7 +3,7 @@
 //! number of virtual hosts whose scripts run side by side, none again
 //! after `SCRIPT_IDLE` without work.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use carp_engine::{Hook, Reason, State, Time, Transition};
@@ -17,9 +17,9 @@ fn script_threads() -> usize {
         .count()
 }
 
-fn hooks(vhid: u8, up: &PathBuf) -> ScriptHooks {
+fn hooks(vhid: u8, up: &Path) -> ScriptHooks {
     ScriptHooks::new(ScriptConfig {
-        up: Some(up.clone()),
+        up: Some(up.to_path_buf()),
         down: None,
         interface: "eth9".into(),
         addresses: vec![format!("10.0.{vhid}.1")],
