@@ -244,7 +244,12 @@ impl Hooks for ScriptHooks {
     }
 
     fn pending(&self) -> bool {
-        self.shared.busy()
+        let busy = self.shared.busy();
+        if busy {
+            // Retries a supervisor that could not be started.
+            Supervisor::ensure_running(&self.config);
+        }
+        busy
     }
 
     /// Lets queued scripts finish (each bounded by the timeout), waiting
@@ -309,6 +314,19 @@ impl Supervisor {
         let mut inbox = Shared::lock(&INBOX);
         inbox.woken = true;
         WAKE.notify_one();
+        Supervisor::start(&mut inbox, config);
+    }
+
+    /// Starts the thread if it is not running (no wake-up otherwise).
+    fn ensure_running(config: &ScriptConfig) {
+        let mut inbox = Shared::lock(&INBOX);
+        if !inbox.running {
+            inbox.woken = true;
+            Supervisor::start(&mut inbox, config);
+        }
+    }
+
+    fn start(inbox: &mut Inbox, config: &ScriptConfig) {
         if inbox.running {
             return;
         }
@@ -466,9 +484,11 @@ impl Worker {
         let (config, shared) = (&self.slot.config, &self.slot.shared);
         let (job, hook, script, context, id) = match next_job(config, shared) {
             Next::None => return false,
+            // `owed_down` stays set while the re-run runs (it has no job to
+            // count it as pending); `finish_current` clears it.
             Next::OwedDown => {
-                shared.owed_down.store(false, Ordering::Release);
                 let Some(script) = config.down.clone() else {
+                    shared.owed_down.store(false, Ordering::Release);
                     return self.take_next();
                 };
                 let context = Context {
@@ -523,7 +543,9 @@ impl Worker {
         };
         let shared = &self.slot.shared;
         *Shared::lock(&shared.running) = None;
-        if current.hook == Hook::Down && shared.stopping() && !shared.abandoned() {
+        if shared.abandoned() {
+            shared.owed_down.store(false, Ordering::Release);
+        } else if current.hook == Hook::Down && shared.stopping() {
             let cut = matches!(current.ended, Ended::Cut(_) | Ended::Skipped);
             shared.owed_down.store(cut, Ordering::Release);
         }

@@ -475,3 +475,51 @@ fn random_counters_need_no_dev_urandom() {
         "clock-like draws: {draws}"
     );
 }
+
+/// A down script cut short by the stop runs again, and the hooks say they
+/// are pending until that re-run has finished: the runtime must not let
+/// the virtual host go (and the process exit) while it runs.
+#[test]
+fn the_rerun_of_a_cut_down_script_counts_as_pending() {
+    let dir = temp_dir("owed");
+    let log = dir.join("log");
+    let down = script(
+        &dir,
+        "down",
+        &format!(
+            "echo start >> {log}\nsleep 0.6\necho end >> {log}",
+            log = log.display()
+        ),
+    );
+    let mut hooks = scripts_for(45, &down, &down, Duration::from_secs(10));
+    let _ = queue(&mut hooks, State::Backup, Hook::Down);
+    let lines = |log: &Path| std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lines(&log).is_empty() {
+        assert!(Instant::now() < deadline, "the down script did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    hooks.interrupt();
+    // The cut run ends (SIGTERM), then the re-run starts.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lines(&log).matches("start").count() < 2 {
+        assert!(Instant::now() < deadline, "no re-run: {}", lines(&log));
+        assert!(
+            hooks.pending(),
+            "not pending between the cut run and its re-run"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    while !lines(&log).contains("end") {
+        assert!(hooks.pending(), "not pending while the re-run runs");
+        assert!(Instant::now() < deadline, "the re-run did not end");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while hooks.pending() {
+        assert!(Instant::now() < deadline, "still pending after the re-run");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(lines(&log), "start\nstart\nend\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
