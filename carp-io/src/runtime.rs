@@ -408,10 +408,13 @@ impl Runtime {
             }
             if self.stopping == Stopping::No
                 && self.virtual_hosts.is_empty()
+                && self.waiting.is_empty()
                 && !self.lost.is_empty()
             {
-                // Nothing may be added while the down hooks finish.
+                // Nothing may be added or started while the down hooks
+                // finish.
                 self.stopping = Stopping::Graceful;
+                self.waiting.clear();
                 break Err(IoError::InterfaceGone(self.lost.join(", ")));
             }
             let now = Instant::now();
@@ -862,8 +865,9 @@ struct Woke {
 }
 
 /// Lets hooks finish on a thread of their own: a retired virtual host's
-/// hooks have no work left, but joining their worker must still not
-/// happen on the protocol thread.
+/// hooks report no pending work, but `finish` is the embedder's code and
+/// may still wait (join a thread of its own), which must not happen on the
+/// protocol thread.
 fn finish_elsewhere(mut hooks: Box<dyn Hooks>) {
     let spawned = std::thread::Builder::new()
         .name("ucarp-retire".into())

@@ -144,7 +144,13 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
     };
     let raw: RawFile =
         toml::from_str(text).map_err(|e| error(e.span(), e.message().to_string()))?;
-    let base = path.parent().unwrap_or(Path::new("/"));
+    // `ucarp.toml` has the parent "": the current directory. Absolute, so
+    // that a script is never looked up in PATH and --daemonize (which
+    // moves to /) changes nothing.
+    let base = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
     let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
     let checker = Checker { base: &base };
     let at = |e: Located| error(Some(e.span), e.message);
@@ -566,6 +572,17 @@ mod tests {
         assert_eq!(given, ["10.0.0.9", "10.0.0.8"]);
         assert!(!file.inline_password);
         assert_eq!((v.advbase, v.advskew, v.deadratio), (1, 0, 3));
+    }
+
+    #[test]
+    fn relative_paths_in_a_file_named_without_a_directory_start_in_the_current_one() {
+        let text = ONE.replace("password = \"pw\"", "passfile = \"no-such-passfile\"");
+        let e = parse(Path::new("ucarp.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        let cwd = std::env::current_dir().unwrap();
+        let expected = format!("passfile: cannot read {}/no-such-passfile:", cwd.display());
+        assert!(e.contains(&expected), "{e}");
     }
 
     #[test]

@@ -53,6 +53,7 @@ fn main() -> ExitCode {
             vhosts: vec![options.vhost],
             facility: options.facility,
             debug: options.debug,
+            file_debug: false,
             daemonize: options.daemonize,
             shutdown: options.shutdown,
             warnings: options.warnings,
@@ -65,6 +66,7 @@ fn main() -> ExitCode {
         } => match config::load(&path) {
             Ok(file) => Plan {
                 debug: debug || file.debug,
+                file_debug: file.debug,
                 daemonize,
                 facility: file.facility,
                 shutdown: file.shutdown,
@@ -130,6 +132,8 @@ struct Plan {
     vhosts: Vec<VirtualHostSpec>,
     facility: Facility,
     debug: bool,
+    /// `[daemon] debug` as the file said at start (`-D` aside).
+    file_debug: bool,
     daemonize: bool,
     /// Down scripts run when the daemon stops (`-z`).
     shutdown: bool,
@@ -250,7 +254,7 @@ fn run(
         handle: handle.clone(),
         shutdown: plan.shutdown,
         facility: plan.facility,
-        debug: plan.debug,
+        debug: plan.file_debug,
     });
     signals::spawn(handle, plan.shutdown, reload)?;
     runtime.run()?;

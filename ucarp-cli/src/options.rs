@@ -363,8 +363,9 @@ impl RawArgs {
             ));
         }
         Ok(match file {
+            // Absolute: --daemonize moves to /, and SIGHUP reads it again.
             ("--config", path) => Mode::ConfigFile {
-                path: path.clone(),
+                path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
                 daemonize: self.daemonize,
                 debug: self.debug,
             },
@@ -521,6 +522,18 @@ mod tests {
 
     fn error(extra: &[&str]) -> String {
         with(extra).unwrap_err().0
+    }
+
+    #[test]
+    fn a_relative_config_path_is_made_absolute() {
+        let raw = RawArgs::try_parse_from(["ucarp", "--config", "conf/ucarp.toml"]).unwrap();
+        let Ok(Mode::ConfigFile { path, .. }) = raw.mode() else {
+            panic!("not config mode");
+        };
+        assert_eq!(
+            path,
+            std::env::current_dir().unwrap().join("conf/ucarp.toml")
+        );
     }
 
     #[test]

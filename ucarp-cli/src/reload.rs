@@ -28,7 +28,8 @@ pub struct Reloader {
     pub handle: RuntimeHandle,
     /// `[daemon] shutdown` as last read: the signal thread uses it.
     pub shutdown: bool,
-    /// Logging settings in force (they change only at restart).
+    /// Logging settings of the file at start (they change only at
+    /// restart).
     pub facility: Facility,
     pub debug: bool,
 }
@@ -130,7 +131,10 @@ impl Reloader {
         self.running
             .retain(|id, _| live.contains(&(id.interface.clone(), id.vhid)));
         let changes = Changes::between(&self.running, &file.vhosts);
-        // Everything that can fail is done before anything changes.
+        // Everything that can fail is done before anything changes. Then
+        // additions and changes first, removals last: the runtime is never
+        // left with no virtual host in between (with an interface lost
+        // earlier, that would end it).
         let starting = changes
             .added
             .iter()
@@ -146,15 +150,6 @@ impl Reloader {
                     );
                     return;
                 }
-            }
-        }
-        for id in &changes.removed {
-            match self.handle.remove(id) {
-                Ok(()) => {
-                    info!("reload: {id} removed");
-                    self.running.remove(id);
-                }
-                Err(e) => error!("reload: {id}: cannot remove it: {e}"),
             }
         }
         for p in prepared {
@@ -176,6 +171,15 @@ impl Reloader {
                     self.running.insert(id, p.spec);
                 }
                 Err(e) => error!("reload: {id}: not applied: {e}"),
+            }
+        }
+        for id in &changes.removed {
+            match self.handle.remove(id) {
+                Ok(()) => {
+                    info!("reload: {id} removed");
+                    self.running.remove(id);
+                }
+                Err(e) => error!("reload: {id}: cannot remove it: {e}"),
             }
         }
         if file.facility != self.facility || file.debug != self.debug {

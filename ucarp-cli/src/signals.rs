@@ -59,10 +59,16 @@ pub fn spawn(
                         info!("SIGUSR2: stepping down");
                         handle.step_down(None);
                     }
-                    (Signal::SIGHUP, Some(reloader)) if stops == 0 => {
-                        info!("SIGHUP: reloading {}", reloader.path.display());
-                        reloader.reload();
-                        run_down_script = reloader.shutdown;
+                    (Signal::SIGHUP, Some(reloader)) => {
+                        if stops > 0 {
+                            // Not a second stop: that would kill the down
+                            // scripts the first one waits for.
+                            info!("SIGHUP while stopping: ignored");
+                        } else {
+                            info!("SIGHUP: reloading {}", reloader.path.display());
+                            reloader.reload();
+                            run_down_script = reloader.shutdown;
+                        }
                     }
                     (other, _) => {
                         stops += 1;

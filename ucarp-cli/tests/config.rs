@@ -245,3 +245,49 @@ fn twenty_vhids_per_host_from_files_then_kill_and_reload() {
         assert_eq!(unchanged[v].transitions, line.transitions, "vhid {v}");
     }
 }
+
+/// With a configuration file, SIGHUP during a stop is not a second stop:
+/// the down script the stop waits for finishes, and the exit is clean.
+#[test]
+fn sighup_while_stopping_does_not_force_the_stop() {
+    if !privileged("sighup_while_stopping_does_not_force_the_stop") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let dir = Dir::new("config-hup-stop");
+    let log = dir.path("down.log");
+    dir.script(
+        "down.sh",
+        &format!("sleep 1\necho done >> {}", log.display()),
+    );
+    let text = format!(
+        "[daemon]\nfacility = \"none\"\nshutdown = true\n\n[defaults]\ninterface = \"eth0\"\n\
+         srcip = \"{}\"\npassword = \"secret\"\ndownscript = \"{}\"\nneutral = true\n\
+         advbase = 0\nadvskew = 50\n\n{}",
+        lab.addr(0),
+        dir.path("down.sh").display(),
+        vhost(1, 50)
+    );
+    let config = dir.path("host0.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut command = lab.command(0, ours().to_str().unwrap());
+    command.arg("--config").arg(&config);
+    let mut proc = Proc::spawn("host0", command);
+    proc.wait_for("master", 5 * SECOND, |l| {
+        l.contains("Switching to state: MASTER")
+    });
+    proc.signal(Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    proc.signal(Signal::SIGHUP);
+    let status = proc.wait_exit(10 * SECOND).expect("no exit");
+    assert_eq!(status.code(), Some(0), "{}", proc.lines().join("\n"));
+    assert!(proc
+        .lines()
+        .iter()
+        .any(|l| l.contains("SIGHUP while stopping: ignored")));
+    // Once per address, all three run to their end.
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        "done\ndone\ndone\n"
+    );
+}
