@@ -267,7 +267,11 @@ impl Hooks for ScriptHooks {
 impl Drop for ScriptHooks {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
-        Supervisor::wake(&self.config);
+        // A running thread forgets it at its next look; none is started
+        // for this (the next registration forgets it otherwise).
+        let mut inbox = Shared::lock(&INBOX);
+        inbox.woken = true;
+        WAKE.notify_one();
     }
 }
 
@@ -306,7 +310,12 @@ static WAKE: Condvar = Condvar::new();
 
 impl Supervisor {
     fn register(slot: Slot) {
-        Shared::lock(&INBOX).new_slots.push(slot);
+        let mut inbox = Shared::lock(&INBOX);
+        // Virtual hosts removed while no thread ran are forgotten here.
+        inbox
+            .new_slots
+            .retain(|s| !(s.shared.closed.load(Ordering::Acquire) && !s.shared.busy()));
+        inbox.new_slots.push(slot);
     }
 
     /// Tells the thread to look, starting it if it is not running.
@@ -800,4 +809,33 @@ fn group_has_others(pgid: Pid) -> bool {
                 && fields[2].parse::<i32>().ok() == Some(pgid.as_raw())
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vhid: u8) -> ScriptConfig {
+        ScriptConfig {
+            up: None,
+            down: None,
+            interface: "eth9".into(),
+            addresses: vec!["10.0.0.1".into()],
+            xparam: None,
+            timeout: Duration::from_secs(1),
+            vhid,
+        }
+    }
+
+    /// Hooks dropped while no script thread runs do not pile up.
+    #[test]
+    fn dropped_hooks_are_forgotten_without_a_script_thread() {
+        for vhid in 1..=100 {
+            drop(ScriptHooks::new(config(vhid)).unwrap());
+        }
+        let _kept = ScriptHooks::new(config(101)).unwrap();
+        let inbox = Shared::lock(&INBOX);
+        assert!(!inbox.running);
+        assert_eq!(inbox.new_slots.len(), 1);
+    }
 }
