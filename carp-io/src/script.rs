@@ -314,7 +314,7 @@ impl Supervisor {
         // Virtual hosts removed while no thread ran are forgotten here.
         inbox
             .new_slots
-            .retain(|s| !(s.shared.closed.load(Ordering::Acquire) && !s.shared.busy()));
+            .retain(|s| !s.shared.closed.load(Ordering::Acquire) || s.shared.busy());
         inbox.new_slots.push(slot);
     }
 
