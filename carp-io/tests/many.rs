@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use test_support::lab::{built, privileged, Lab, Proc};
+use test_support::lab::{built, eventually, privileged, Lab, Proc};
 use test_support::layout::{preferred, second, skew, HOSTS};
 
 const VHIDS: u8 = 20;
@@ -83,8 +83,7 @@ fn converge(
     expected: impl Fn(u8) -> usize,
     timeout: Duration,
 ) -> Vec<BTreeMap<u8, Vhost>> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    eventually(timeout, Duration::from_millis(200), || {
         let all: Vec<_> = alive.iter().map(|&h| status(&mut procs[h])).collect();
         // Each host in the right state and knowing who the master is.
         let ok = (1..=VHIDS).all(|v| {
@@ -96,14 +95,11 @@ fn converge(
             })
         });
         if ok {
-            return all;
+            Ok(all)
+        } else {
+            Err(format!("no convergence within {timeout:?}: {all:#?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no convergence within {timeout:?}: {all:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    })
 }
 
 #[test]
@@ -167,15 +163,14 @@ fn virtual_hosts_come_and_go_while_running() {
     let mut a = start_with(0, "1:0,2:0,3:0");
     let mut b = start_with(1, "1:50,2:50,3:50");
     let wait_state = |p: &mut Proc, vhid: u8, want: &str| {
-        let deadline = Instant::now() + 10 * SECOND;
-        loop {
+        eventually(10 * SECOND, Duration::from_millis(100), || {
             let s = status(p);
             if s.get(&vhid).is_some_and(|s| s.state == want) {
-                return s;
+                Ok(s)
+            } else {
+                Err(format!("vhid {vhid} not {want}: {s:?}"))
             }
-            assert!(Instant::now() < deadline, "vhid {vhid} not {want}: {s:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     };
     for v in 1..=3 {
         wait_state(&mut a, v, "MASTER");
@@ -190,14 +185,12 @@ fn virtual_hosts_come_and_go_while_running() {
         l.starts_with("EVENT 2 BACKUP MASTER") && l.contains("leave advertisement")
     });
     assert!(removed.elapsed() < SECOND, "not an immediate handover");
-    let deadline = Instant::now() + 2 * SECOND;
-    while status(&mut a).contains_key(&2) {
-        assert!(
-            Instant::now() < deadline,
-            "vhid 2 still listed after leaving"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(2 * SECOND, Duration::from_millis(50), || {
+        match status(&mut a).contains_key(&2) {
+            false => Ok(()),
+            true => Err("vhid 2 still listed after leaving".into()),
+        }
+    });
     // Add vhid 4 on both: elected like the others; vhids 1 and 3 untouched.
     a.send("add 4 0");
     b.send("add 4 50");
@@ -243,13 +236,14 @@ fn two_groups_on_one_interface_read_each_advert_once() {
     };
     let mut a = start_with(0, "1:20,2:20");
     let mut b = start_with(1, "1:80,2:80");
-    let deadline = Instant::now() + 10 * SECOND;
-    while !(1..=2)
-        .all(|v| status(&mut a)[&v].state == "MASTER" && status(&mut b)[&v].state == "BACKUP")
-    {
-        assert!(Instant::now() < deadline, "no election");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(10 * SECOND, Duration::from_millis(100), || {
+        match (1..=2)
+            .all(|v| status(&mut a)[&v].state == "MASTER" && status(&mut b)[&v].state == "BACKUP")
+        {
+            true => Ok(()),
+            false => Err("no election".into()),
+        }
+    });
     std::thread::sleep(2 * SECOND);
     let sent_before = status(&mut a);
     let received = status(&mut b);
@@ -266,14 +260,12 @@ fn two_groups_on_one_interface_read_each_advert_once() {
     }
     // Without carrier nobody is heard: b no longer claims to know a master.
     lab.set_cable(1, false);
-    let deadline = Instant::now() + 5 * SECOND;
-    while status(&mut b)[&1].master != "-" {
-        assert!(
-            Instant::now() < deadline,
-            "b still names a master without carrier"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(5 * SECOND, Duration::from_millis(100), || {
+        match status(&mut b)[&1].master.as_str() {
+            "-" => Ok(()),
+            _ => Err("b still names a master without carrier".into()),
+        }
+    });
 }
 
 /// A replaced virtual host starts again only once the old configuration
@@ -298,11 +290,14 @@ fn a_replacement_starts_after_the_old_configuration_has_left() {
     let converged = |a: &mut Proc, b: &mut Proc| {
         (1..=2).all(|v| status(a)[&v].state == "MASTER" && status(b)[&v].state == "BACKUP")
     };
-    let deadline = Instant::now() + 15 * SECOND;
-    while !converged(&mut a, &mut b) {
-        assert!(Instant::now() < deadline, "no election");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        15 * SECOND,
+        Duration::from_millis(100),
+        || match converged(&mut a, &mut b) {
+            true => Ok(()),
+            false => Err("no election".into()),
+        },
+    );
     // Let the up actions finish before measuring anything.
     std::thread::sleep(SECOND);
     let before = status(&mut b);

@@ -508,3 +508,22 @@ pub fn built(relative: &str, build_args: &[&str]) -> PathBuf {
     );
     path
 }
+
+/// Polls `probe` every `period` until it gives `Ok`, and returns that; past
+/// `timeout` fails the test with the last `Err`'s words.
+pub fn eventually<T>(
+    timeout: Duration,
+    period: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(why) => {
+                assert!(Instant::now() < deadline, "{why}");
+                thread::sleep(period);
+            }
+        }
+    }
+}

@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use test_support::lab::{privileged, Lab, Proc};
+use test_support::lab::{eventually, privileged, Lab, Proc};
 use test_support::layout::{preferred, second, skew, HOSTS};
 use test_support::peers::ours;
 use test_support::scripts::Dir;
@@ -59,8 +59,7 @@ fn start(lab: &Lab, host: usize, config: &PathBuf) -> Proc {
 fn status(proc: &Proc, count: usize) -> BTreeMap<u8, VhostLine> {
     let mark = proc.mark();
     proc.signal(Signal::SIGUSR1);
-    let deadline = Instant::now() + 5 * SECOND;
-    loop {
+    eventually(5 * SECOND, Duration::from_millis(20), || {
         let lines: BTreeMap<u8, VhostLine> = proc
             .lines()
             .iter()
@@ -69,17 +68,15 @@ fn status(proc: &Proc, count: usize) -> BTreeMap<u8, VhostLine> {
             .map(|v| (v.vhid, v))
             .collect();
         if lines.len() >= count {
-            return lines;
+            return Ok(lines);
         }
-        assert!(
-            Instant::now() < deadline,
+        Err(format!(
             "{}: {} of {count} status lines; output:\n{}",
             proc.name,
             lines.len(),
             proc.lines().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        ))
+    })
 }
 
 /// Waits until every vhid has the expected master among `alive`, and every
@@ -91,8 +88,7 @@ fn converge(
     expected: impl Fn(u8) -> usize,
     timeout: Duration,
 ) -> Vec<BTreeMap<u8, VhostLine>> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    eventually(timeout, Duration::from_millis(200), || {
         let all: Vec<_> = alive
             .iter()
             .map(|&h| status(&procs[h], usize::from(VHIDS)))
@@ -106,14 +102,10 @@ fn converge(
             })
         });
         if ok {
-            return all;
+            return Ok(all);
         }
-        assert!(
-            Instant::now() < deadline,
-            "no convergence within {timeout:?}: {all:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        Err(format!("no convergence within {timeout:?}: {all:#?}"))
+    })
 }
 
 #[test]
@@ -186,8 +178,7 @@ fn twenty_vhids_per_host_from_files_then_kill_and_reload() {
         "{summary}"
     );
     // vhid 4 moves to host 2 (its next choice), vhid 21 is host 1's alone.
-    let deadline = Instant::now() + 10 * SECOND;
-    let reloaded = loop {
+    let reloaded = eventually(10 * SECOND, Duration::from_millis(200), || {
         let s1 = status(&procs[1], usize::from(VHIDS));
         let s2 = status(&procs[2], usize::from(VHIDS));
         let settled = s1
@@ -197,11 +188,10 @@ fn twenty_vhids_per_host_from_files_then_kill_and_reload() {
             && s1.get(&21).is_some_and(|v| v.state == "MASTER")
             && !s1.contains_key(&5);
         if settled {
-            break (s1, s2);
+            return Ok((s1, s2));
         }
-        assert!(Instant::now() < deadline, "reload not applied: {s1:#?}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        Err(format!("reload not applied: {s1:#?}"))
+    });
     for v in (1..=VHIDS).filter(|&v| ![4, 5].contains(&v)) {
         assert_eq!(
             reloaded.0[&v].transitions, after[0][&v].transitions,
