@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use carp_io::iface::InterfaceInfo;
 use carp_io::{
     NoHooks, Runtime, RuntimeConfig, ScriptConfig, ScriptHooks, VirtualHostId, VirtualHostSpec,
 };
@@ -156,9 +157,9 @@ impl Plan {
     /// is only a warning (it may be added later, as with UCARP).
     fn check_interfaces(&self) -> Result<(), String> {
         for vhost in &self.vhosts {
-            check_interface(vhost)
+            let info = check_interface(vhost)
                 .map_err(|e| format!("{}: {e}", self.origin(vhost, "--interface (-i)")))?;
-            if let Some(warning) = source_warning(vhost) {
+            if let Some(warning) = source_warning(vhost, &info) {
                 // The logger is not installed yet: say it on stderr.
                 eprintln!(
                     "[WARNING] {}: {warning}",
@@ -198,9 +199,9 @@ fn check_config(path: &Path) -> ExitCode {
 }
 
 /// Whether the interface exists, worded for the operator.
-pub(crate) fn check_interface(vhost: &VirtualHostSpec) -> Result<(), String> {
-    match carp_io::iface::InterfaceInfo::lookup(&vhost.interface) {
-        Ok(_) => Ok(()),
+pub(crate) fn check_interface(vhost: &VirtualHostSpec) -> Result<InterfaceInfo, String> {
+    match InterfaceInfo::lookup(&vhost.interface) {
+        Ok(info) => Ok(info),
         Err(carp_io::IoError::NoSuchInterface(name)) => {
             Err(format!("no such interface {name:?} (see `ip link`)"))
         }
@@ -209,8 +210,7 @@ pub(crate) fn check_interface(vhost: &VirtualHostSpec) -> Result<(), String> {
 }
 
 /// A source address that is not on its interface.
-fn source_warning(vhost: &VirtualHostSpec) -> Option<String> {
-    let info = carp_io::iface::InterfaceInfo::lookup(&vhost.interface).ok()?;
+fn source_warning(vhost: &VirtualHostSpec, info: &InterfaceInfo) -> Option<String> {
     let on_it = match vhost.source {
         IpAddr::V4(v4) => info.ipv4.contains(&v4),
         IpAddr::V6(_) => false,
