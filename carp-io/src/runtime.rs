@@ -257,6 +257,13 @@ impl Runtime {
             return Err(IoError::Duplicate(id.to_string()));
         }
         self.prepare(&config)?;
+        self.admit(config, hooks)
+    }
+
+    /// A prepared virtual host whose identity is free: starts it, or parks
+    /// it until its predecessor has left.
+    fn admit(&mut self, config: VirtualHostConfig, hooks: Box<dyn Hooks>) -> Result<(), IoError> {
+        let id = config.id();
         // The operator configured something again: an interface lost
         // earlier no longer ends the runtime when nothing else runs.
         self.lost.clear();
@@ -285,7 +292,7 @@ impl Runtime {
         }
         self.prepare(&config)?;
         self.remove(&id, true)?;
-        self.add(config, hooks)
+        self.admit(config, hooks)
     }
 
     /// Starts a prepared virtual host.
