@@ -53,8 +53,8 @@ fn main() {
         .map(|i| u8::from_str_radix(&FRAME[i..i + 2], 16).unwrap())
         .collect();
     let filter = ReceiveFilter {
-        own_addr: Ipv4Addr::new(10, 1, 1, 2),
-        group: carp_proto::DEFAULT_GROUP,
+        own_addrs: vec![IpAddr::V4(Ipv4Addr::new(10, 1, 1, 2))],
+        groups: vec![IpAddr::V4(carp_proto::DEFAULT_GROUP)],
         auth: VirtualHostAuth::new(
             &Password::new(b"love").unwrap(),
             42,

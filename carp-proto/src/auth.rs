@@ -10,12 +10,18 @@
 //! in ascending byte order; with one IPv4 address the two messages are the
 //! same, so [`VirtualHostAuth`] takes a list and sorts it.
 //!
+//! IPv6 link-local virtual addresses: OpenBSD writes them with the scope
+//! bytes (2 and 3) zeroed and keeps two digests, one with and one without
+//! them; it sends the one without and accepts either. We do the same, so a
+//! virtual host with a link-local address interoperates with OpenBSD both
+//! ways. Byte layouts and known answers are in docs/PROTOCOL.md.
+//!
 //! Everything but the counter is fixed for a virtual host, so the keyed state
 //! with that prefix absorbed is prepared once; signing or verifying then costs
 //! the two SHA-1 block compressions that are HMAC's floor for this message.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use thiserror::Error;
 
@@ -133,7 +139,11 @@ pub struct VirtualHostAuth {
     vhid: u8,
     /// In the digest's order, without duplicates.
     addresses: Vec<IpAddr>,
+    /// Over every address but IPv6 link-local ones: what we send.
     hmac: PreparedHmac,
+    /// Over every address, link-local ones included: also accepted. Only
+    /// when there are link-local addresses (otherwise the same message).
+    with_link_local: Option<PreparedHmac>,
 }
 
 impl VirtualHostAuth {
@@ -153,20 +163,29 @@ impl VirtualHostAuth {
         let mut sorted = addresses.to_vec();
         sorted.sort_by_key(|addr| match addr {
             IpAddr::V4(v4) => (0u8, u128::from(u32::from(*v4))),
-            IpAddr::V6(v6) => (1u8, u128::from(*v6)),
+            IpAddr::V6(v6) => (1u8, u128::from(Ipv6Addr::from(digest_octets(v6)))),
         });
         sorted.dedup();
-        let mut prefix = vec![VERSION, TYPE_ADVERTISEMENT, vhid];
-        for addr in &sorted {
-            match addr {
-                IpAddr::V4(v4) => prefix.extend_from_slice(&v4.octets()),
-                IpAddr::V6(v6) => prefix.extend_from_slice(&v6.octets()),
+        let has_link_local = sorted
+            .iter()
+            .any(|a| matches!(a, IpAddr::V6(v6) if crate::ipv6::is_link_local(v6)));
+        let key = password.as_bytes();
+        let prefix = |link_local: bool| {
+            let mut prefix = vec![VERSION, TYPE_ADVERTISEMENT, vhid];
+            for addr in &sorted {
+                match addr {
+                    IpAddr::V4(v4) => prefix.extend_from_slice(&v4.octets()),
+                    IpAddr::V6(v6) if crate::ipv6::is_link_local(v6) && !link_local => {}
+                    IpAddr::V6(v6) => prefix.extend_from_slice(&digest_octets(v6)),
+                }
             }
-        }
+            prefix
+        };
         Ok(VirtualHostAuth {
             vhid,
+            hmac: PreparedHmac::new(key, &prefix(false)),
+            with_link_local: has_link_local.then(|| PreparedHmac::new(key, &prefix(true))),
             addresses: sorted,
-            hmac: PreparedHmac::new(password.as_bytes(), &prefix),
         })
     }
 
@@ -186,6 +205,15 @@ impl VirtualHostAuth {
         self.hmac.digest_with_counter(counter)
     }
 
+    /// The second digest accepted when the virtual host has IPv6 link-local
+    /// addresses: over every address, link-local ones included (OpenBSD's
+    /// other digest). `None` without link-local addresses.
+    pub fn sign_with_link_local(&self, counter: u64) -> Option<Digest> {
+        self.with_link_local
+            .as_ref()
+            .map(|hmac| hmac.digest_with_counter(counter))
+    }
+
     /// Checks the vhid and, in constant time, the digest.
     pub fn verify(&self, advert: &AdvertRepr) -> Result<(), AuthError> {
         if advert.vhid != self.vhid {
@@ -195,12 +223,30 @@ impl VirtualHostAuth {
             });
         }
         let expected = self.hmac.digest_with_counter(advert.counter);
-        if constant_time_eq(&expected, &advert.digest) {
+        let also = self
+            .with_link_local
+            .as_ref()
+            .map(|hmac| hmac.digest_with_counter(advert.counter));
+        if constant_time_eq(&expected, &advert.digest)
+            || also.is_some_and(|also| constant_time_eq(&also, &advert.digest))
+        {
             Ok(())
         } else {
             Err(AuthError::DigestMismatch { vhid: advert.vhid })
         }
     }
+}
+
+/// An IPv6 address's 16 bytes as the digest covers them: a link-local
+/// address with its embedded scope (bytes 2 and 3, which the BSD kernels
+/// fill with the interface index) zeroed.
+fn digest_octets(addr: &Ipv6Addr) -> [u8; 16] {
+    let mut octets = addr.octets();
+    if crate::ipv6::is_link_local(addr) {
+        octets[2] = 0;
+        octets[3] = 0;
+    }
+    octets
 }
 
 /// Compares two digests in time independent of where they differ.
@@ -338,7 +384,7 @@ mod tests {
     use hmac::digest::KeyInit;
     use hmac::{Hmac, Mac};
     use sha1::Sha1;
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::Ipv4Addr;
 
     fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(a, b, c, d))
@@ -424,6 +470,64 @@ mod tests {
         assert_eq!(
             VirtualHostAuth::new(&password, 1, &[]).unwrap_err(),
             AuthSetupError::NoAddress
+        );
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn advert(vhid: u8, counter: u64, digest: &str) -> AdvertRepr {
+        AdvertRepr {
+            vhid,
+            advbase: 1,
+            advskew: 0,
+            demote: 0,
+            counter,
+            digest: hex(digest).try_into().unwrap(),
+        }
+    }
+
+    /// Known answers from docs/PROTOCOL.md, computed with Python's hmac
+    /// module from the byte layout written out there, not with this code.
+    #[test]
+    fn ipv6_known_answers() {
+        let auth = |password: &str, vhid, addresses: &[&str]| {
+            let addresses: Vec<IpAddr> = addresses.iter().map(|a| a.parse().unwrap()).collect();
+            VirtualHostAuth::new(
+                &Password::new(password.as_bytes()).unwrap(),
+                vhid,
+                &addresses,
+            )
+            .unwrap()
+        };
+        let v6 = auth("love", 7, &["2001:db8::25"]);
+        let digest = "2ae36ef6fc69e45d21f065a36318107032afa2f5";
+        assert_eq!(v6.sign(0x0102_0304_0506_0708).to_vec(), hex(digest));
+
+        let dual = auth("pw", 5, &["2001:db8::2", "10.0.0.9", "2001:db8::1"]);
+        let digest = "dbf7e3ed8e1327d6ceb1d1fc990f8da39deca546";
+        assert_eq!(dual.sign(1).to_vec(), hex(digest));
+
+        // A link-local virtual address (scope bytes zeroed): sent without
+        // it, accepted with or without it, as OpenBSD does.
+        let scoped = auth("secret", 9, &["fe80:3::9", "2001:db8::1"]);
+        let without = "361f0cb54803aa901c40ff16a49e6c2ed08fa547";
+        let with = "46658483344bbcda084bcc08f2f2c26631b67307";
+        assert_eq!(scoped.sign(42).to_vec(), hex(without));
+        assert_eq!(scoped.verify(&advert(9, 42, without)), Ok(()));
+        assert_eq!(scoped.verify(&advert(9, 42, with)), Ok(()));
+        assert_eq!(
+            scoped.verify(&advert(9, 43, with)),
+            Err(AuthError::DigestMismatch { vhid: 9 })
+        );
+        // Without a link-local address there is one digest only.
+        assert_eq!(
+            dual.verify(&advert(5, 42, with)),
+            Err(AuthError::DigestMismatch { vhid: 5 })
         );
     }
 }

@@ -17,9 +17,27 @@ pub enum ParseError {
     /// An Ethernet frame that does not carry IPv4.
     #[error("not IPv4: ethertype {0:#06x}")]
     NotIpv4Frame(u16),
-    /// The IP version nibble is not 4.
-    #[error("IP version {0}, expected 4")]
+    /// An Ethernet frame that does not carry IPv6.
+    #[error("not IPv6: ethertype {0:#06x}")]
+    NotIpv6Frame(u16),
+    /// The IP version nibble is not the one of the header being read.
+    #[error("unexpected IP version {0}")]
     BadIpVersion(u8),
+    /// The IPv6 payload length runs past the bytes received.
+    #[error("bad IPv6 payload length {payload} (received {received} bytes with the header)")]
+    BadIpv6PayloadLength {
+        /// The payload length field.
+        payload: usize,
+        /// Bytes actually received, header included.
+        received: usize,
+    },
+    /// An IPv6 extension header (or a fragment): CARP advertisements are
+    /// sent without any.
+    #[error("IPv6 extension header {0} (CARP adverts carry none)")]
+    ExtensionHeader(u8),
+    /// IPv6 hop limit other than 255: the packet was routed from elsewhere.
+    #[error("hop limit {0}, expected 255")]
+    BadHopLimit(u8),
     /// The IPv4 header length (IHL) is below 5 words or beyond the buffer.
     #[error("bad IPv4 header length {0} bytes")]
     BadIpHeaderLength(usize),
@@ -69,7 +87,11 @@ impl ParseError {
         match self {
             ParseError::Truncated { .. } => "truncated",
             ParseError::NotIpv4Frame(_) => "not_ipv4",
+            ParseError::NotIpv6Frame(_) => "not_ipv6",
             ParseError::BadIpVersion(_) => "bad_ip_version",
+            ParseError::BadIpv6PayloadLength { .. } => "bad_ipv6_payload_length",
+            ParseError::ExtensionHeader(_) => "extension_header",
+            ParseError::BadHopLimit(_) => "bad_hop_limit",
             ParseError::BadIpHeaderLength(_) => "bad_ip_header_length",
             ParseError::BadIpTotalLength { .. } => "bad_ip_total_length",
             ParseError::Fragmented => "fragmented",

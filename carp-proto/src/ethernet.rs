@@ -2,7 +2,7 @@
 //! building the frames CARP and gratuitous ARP send.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::ParseError;
 
@@ -12,6 +12,8 @@ pub const HEADER_LEN: usize = 14;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 /// Ethertype of ARP.
 pub const ETHERTYPE_ARP: u16 = 0x0806;
+/// Ethertype of IPv6.
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 
 /// A 48-bit MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -25,6 +27,13 @@ impl MacAddr {
     pub fn ipv4_multicast(group: Ipv4Addr) -> MacAddr {
         let o = group.octets();
         MacAddr([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
+    }
+
+    /// The multicast MAC of an IPv6 group: 33:33 plus its last four bytes
+    /// (RFC 2464 §7).
+    pub fn ipv6_multicast(group: Ipv6Addr) -> MacAddr {
+        let o = group.octets();
+        MacAddr([0x33, 0x33, o[12], o[13], o[14], o[15]])
     }
 
     /// The virtual-router MAC UCARP sends its advertisements from:
@@ -106,6 +115,18 @@ mod tests {
         assert_eq!(
             MacAddr::ipv4_multicast(Ipv4Addr::new(239, 129, 2, 3)),
             MacAddr([1, 0, 0x5e, 1, 2, 3])
+        );
+    }
+
+    #[test]
+    fn multicast_mac_of_ipv6_groups() {
+        assert_eq!(
+            MacAddr::ipv6_multicast(crate::ipv6::CARP_GROUP).to_string(),
+            "33:33:00:00:00:12"
+        );
+        assert_eq!(
+            MacAddr::ipv6_multicast("ff02::1:ff12:3456".parse().unwrap()).to_string(),
+            "33:33:ff:12:34:56"
         );
     }
 

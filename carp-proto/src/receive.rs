@@ -7,12 +7,13 @@
 //! are [`AdvertDatagram::parse`]'s; this module adds the ones that need the
 //! virtual host's configuration.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use thiserror::Error;
 
 use crate::auth::{AuthError, VirtualHostAuth};
-use crate::datagram::{AdvertDatagram, AdvertFrame};
+use crate::carp::AdvertRepr;
+use crate::datagram::{AdvertDatagram, AdvertDatagram6, AdvertFrame, AdvertFrame6};
 use crate::ParseError;
 
 /// Why a received packet is not an advertisement this virtual host acts on.
@@ -32,13 +33,13 @@ pub enum Rejected {
         /// The advertisement's vhid.
         got: u8,
     },
-    /// Sent to another destination than our group.
+    /// Sent to another destination than our group (of its family).
     #[error("sent to {dst}, our group is {group}")]
     WrongDestination {
         /// Where it was sent.
-        dst: Ipv4Addr,
-        /// Our group.
-        group: Ipv4Addr,
+        dst: IpAddr,
+        /// Our group of that family (unspecified if we have none).
+        group: IpAddr,
     },
     /// The digest does not verify: wrong password or address, or forged.
     #[error("bad digest for vhid {vhid} (wrong password or virtual address, or forged)")]
@@ -61,51 +62,102 @@ impl Rejected {
     }
 }
 
+/// A parsed advertisement with the addressing it arrived with, of either
+/// family: what the configuration-dependent checks and the engine need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Received {
+    /// The sender's real address.
+    pub src: IpAddr,
+    /// Where it was sent.
+    pub dst: IpAddr,
+    /// The advertisement.
+    pub advert: AdvertRepr,
+}
+
+impl From<AdvertDatagram> for Received {
+    fn from(d: AdvertDatagram) -> Received {
+        Received {
+            src: d.src.into(),
+            dst: d.dst.into(),
+            advert: d.advert,
+        }
+    }
+}
+
+impl From<AdvertDatagram6> for Received {
+    fn from(d: AdvertDatagram6) -> Received {
+        Received {
+            src: d.src.into(),
+            dst: d.dst.into(),
+            advert: d.advert,
+        }
+    }
+}
+
 /// Everything one virtual host needs to accept or reject what it receives.
 #[derive(Debug, Clone)]
 pub struct ReceiveFilter {
-    /// Our own real address: packets from it are ours.
-    pub own_addr: Ipv4Addr,
-    /// The group advertisements must be sent to (also in broadcast mode).
-    pub group: Ipv4Addr,
+    /// Our own real addresses (one per family we advertise on): packets
+    /// from them are ours.
+    pub own_addrs: Vec<IpAddr>,
+    /// The groups advertisements must be sent to, one per family (also in
+    /// broadcast mode).
+    pub groups: Vec<IpAddr>,
     /// The virtual host's authenticator.
     pub auth: VirtualHostAuth,
 }
 
 impl ReceiveFilter {
     /// Accepts an IPv4 datagram (header included), as a raw socket returns it.
-    pub fn accept_datagram(&self, bytes: &[u8]) -> Result<AdvertDatagram, Rejected> {
-        self.check(AdvertDatagram::parse(bytes)?)
+    pub fn accept_datagram(&self, bytes: &[u8]) -> Result<Received, Rejected> {
+        self.check(AdvertDatagram::parse(bytes)?.into())
     }
 
-    /// Accepts a whole Ethernet frame, as a packet socket returns it.
-    pub fn accept_frame(&self, frame: &[u8]) -> Result<AdvertDatagram, Rejected> {
-        self.check(AdvertFrame::parse(frame)?.datagram)
+    /// Accepts a whole Ethernet frame carrying IPv4.
+    pub fn accept_frame(&self, frame: &[u8]) -> Result<Received, Rejected> {
+        self.check(AdvertFrame::parse(frame)?.datagram.into())
     }
 
-    /// The checks that need our configuration, on an already parsed datagram.
-    pub fn check(&self, datagram: AdvertDatagram) -> Result<AdvertDatagram, Rejected> {
-        if datagram.src == self.own_addr {
+    /// Accepts a whole IPv6 packet (header included).
+    pub fn accept_datagram6(&self, bytes: &[u8]) -> Result<Received, Rejected> {
+        self.check(AdvertDatagram6::parse(bytes)?.into())
+    }
+
+    /// Accepts a whole Ethernet frame carrying IPv6.
+    pub fn accept_frame6(&self, frame: &[u8]) -> Result<Received, Rejected> {
+        self.check(AdvertFrame6::parse(frame)?.datagram.into())
+    }
+
+    /// The checks that need our configuration, on an already parsed
+    /// advertisement.
+    pub fn check(&self, received: Received) -> Result<Received, Rejected> {
+        if self.own_addrs.contains(&received.src) {
             return Err(Rejected::OwnPacket);
         }
-        if datagram.advert.vhid != self.auth.vhid() {
+        if received.advert.vhid != self.auth.vhid() {
             return Err(Rejected::WrongVhid {
                 expected: self.auth.vhid(),
-                got: datagram.advert.vhid,
+                got: received.advert.vhid,
             });
         }
-        if datagram.dst != self.group {
+        if !self.groups.contains(&received.dst) {
+            let same_family = |g: &&IpAddr| g.is_ipv4() == received.dst.is_ipv4();
+            let group = match self.groups.iter().find(same_family) {
+                Some(group) => *group,
+                None if received.dst.is_ipv4() => IpAddr::from([0u8; 4]),
+                None => IpAddr::from([0u8; 16]),
+            };
             return Err(Rejected::WrongDestination {
-                dst: datagram.dst,
-                group: self.group,
+                dst: received.dst,
+                group,
             });
         }
         self.auth
-            .verify(&datagram.advert)
+            .verify(&received.advert)
             .map_err(|error| match error {
                 AuthError::WrongVhid { expected, got } => Rejected::WrongVhid { expected, got },
                 AuthError::DigestMismatch { vhid } => Rejected::BadDigest { vhid },
             })?;
-        Ok(datagram)
+        Ok(received)
     }
 }

@@ -105,8 +105,8 @@ proptest! {
     #[test]
     fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
         let filter = ReceiveFilter {
-            own_addr: Ipv4Addr::new(10, 0, 0, 1),
-            group: carp_proto::DEFAULT_GROUP,
+            own_addrs: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))],
+            groups: vec![IpAddr::V4(carp_proto::DEFAULT_GROUP)],
             auth: VirtualHostAuth::new(&Password::new(b"pw").unwrap(), 1,
                                        &[IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))]).unwrap(),
         };

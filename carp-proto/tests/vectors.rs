@@ -74,8 +74,8 @@ fn vectors() -> Vec<Vector> {
 
 fn filter_for(vhid: u8, password: &str, vip: Ipv4Addr) -> ReceiveFilter {
     ReceiveFilter {
-        own_addr: Ipv4Addr::new(203, 0, 113, 1),
-        group: carp_proto::DEFAULT_GROUP,
+        own_addrs: vec![IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))],
+        groups: vec![IpAddr::V4(carp_proto::DEFAULT_GROUP)],
         auth: VirtualHostAuth::new(
             &Password::new(password.as_bytes()).unwrap(),
             vhid,
@@ -122,9 +122,14 @@ fn every_frame_parses_and_authenticates() {
                 MacAddr::ipv4_multicast(carp_proto::DEFAULT_GROUP)
             };
             assert_eq!(parsed.eth_dst, expected_dst);
-            assert_eq!(filter(&v).accept_frame(frame), Ok(d), "{} #{i}", v.name);
+            assert_eq!(
+                filter(&v).accept_frame(frame),
+                Ok(d.into()),
+                "{} #{i}",
+                v.name
+            );
             // The same bytes through a raw IP socket's path.
-            assert_eq!(filter(&v).accept_datagram(&frame[IP..]), Ok(d));
+            assert_eq!(filter(&v).accept_datagram(&frame[IP..]), Ok(d.into()));
         }
     }
 }
@@ -273,15 +278,15 @@ fn ttl_other_than_255_fails() {
 fn own_packets_and_other_groups_are_rejected() {
     for v in vectors() {
         let mut own = filter(&v);
-        own.own_addr = v.srcip;
+        own.own_addrs = vec![IpAddr::V4(v.srcip)];
         assert_eq!(own.accept_frame(&v.frames[0]), Err(Rejected::OwnPacket));
         let mut other_group = filter(&v);
-        other_group.group = Ipv4Addr::new(239, 1, 2, 3);
+        other_group.groups = vec![IpAddr::V4(Ipv4Addr::new(239, 1, 2, 3))];
         assert_eq!(
             other_group.accept_frame(&v.frames[0]),
             Err(Rejected::WrongDestination {
-                dst: carp_proto::DEFAULT_GROUP,
-                group: Ipv4Addr::new(239, 1, 2, 3)
+                dst: IpAddr::V4(carp_proto::DEFAULT_GROUP),
+                group: IpAddr::V4(Ipv4Addr::new(239, 1, 2, 3))
             })
         );
     }
