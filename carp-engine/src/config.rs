@@ -1,6 +1,6 @@
 //! What one virtual host is configured with, validated once at construction.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use carp_proto::VirtualHostAuth;
@@ -16,8 +16,18 @@ pub struct Config {
     /// Signs our advertisements; its vhid is the virtual host's.
     pub auth: VirtualHostAuth,
     /// Our real address: the source of our adverts and our side of the
-    /// tie-break between equal intervals. IPv4 or IPv6.
+    /// tie-break between equal intervals. IPv4 or IPv6; for a dual-stack
+    /// virtual host, the IPv4 one.
     pub src_addr: IpAddr,
+    /// A dual-stack virtual host (IPv4 and IPv6 addresses) advertises on
+    /// both families: this is the source of its IPv6 adverts. Ties are
+    /// then decided on IPv4 adverts only: the tie-break ranks every IPv6
+    /// address after every IPv4 one ([`crate::TieBreak::key`]), so a tie
+    /// heard over IPv6 never makes our (IPv4-identified) master yield, and
+    /// both nodes compare the same pair of IPv4 addresses. Deciding per
+    /// family instead, a pair whose IPv4 and IPv6 orders disagree could
+    /// both yield.
+    pub src_addr_v6: Option<Ipv6Addr>,
     /// Whole seconds of our advertisement interval (UCARP `-b`, default 1).
     pub advbase: u8,
     /// Our skew in 1/256 s (UCARP `-k`, default 0).
@@ -57,6 +67,9 @@ pub enum ConfigError {
     /// Our own address cannot be unspecified: it is our tie-break identity.
     #[error("source address must not be unspecified (0.0.0.0 or ::)")]
     UnspecifiedSource,
+    /// A second (IPv6) source needs an IPv4 first one: dual-stack only.
+    #[error("a second, IPv6 source address needs an IPv4 first one")]
+    SecondSourceWithoutIpv4,
     /// advbase 255 with advskew 255 is the leave advertisement: every backup
     /// hearing it would take over at once, so no node may advertise it.
     #[error("advbase 255 with advskew 255 is reserved for the leave advertisement")]
@@ -70,6 +83,7 @@ impl Config {
         Config {
             auth,
             src_addr: src_addr.into(),
+            src_addr_v6: None,
             advbase: 1,
             advskew: 0,
             deadratio: 3,
@@ -118,10 +132,19 @@ impl Config {
         if self.deadratio == 0 {
             return Err(ConfigError::ZeroDeadratio);
         }
-        if self.src_addr.is_unspecified() {
+        if self.src_addr.is_unspecified() || self.src_addr_v6.is_some_and(|a| a.is_unspecified())
+        {
             return Err(ConfigError::UnspecifiedSource);
         }
+        if self.src_addr_v6.is_some() && !self.src_addr.is_ipv4() {
+            return Err(ConfigError::SecondSourceWithoutIpv4);
+        }
         Ok(())
+    }
+
+    /// Whether `addr` is one of our own sources.
+    pub fn is_own(&self, addr: IpAddr) -> bool {
+        addr == self.src_addr || Some(addr) == self.src_addr_v6.map(IpAddr::V6)
     }
 
     /// The virtual host id.

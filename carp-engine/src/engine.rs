@@ -357,8 +357,7 @@ impl Engine {
     /// An advertisement that the I/O layer has parsed and authenticated,
     /// received at `now` from `src` (notes §5).
     pub fn handle_advert(&mut self, now: Time, src: IpAddr, advert: &AdvertRepr) {
-        if !self.is_listening() || advert.vhid != self.config.vhid() || src == self.config.src_addr
-        {
+        if !self.is_listening() || advert.vhid != self.config.vhid() || self.config.is_own(src) {
             self.stats.adverts_ignored += 1;
             return;
         }

@@ -9,9 +9,10 @@
 //! A node is one virtual host (one engine). Several vhids share the
 //! segment, and several nodes can share a host address (one host running
 //! several vhids). Every advert goes through the codec as on a real link:
-//! emitted as an IPv4 datagram, parsed, and checked (own packet, vhid,
-//! group, digest) by the receiver's `ReceiveFilter` before its engine sees
-//! it; rejections are counted per node.
+//! emitted as an IPv4 or IPv6 datagram (a dual-stack node sends both),
+//! parsed, and checked (own packet, vhid, group, digest) by the receiver's
+//! `ReceiveFilter` before its engine sees it; rejections are counted per
+//! node. Either family can be blocked on the segment.
 //!
 //! Invariants are checked as the simulation runs (a broken one panics with
 //! the trace so far):
@@ -32,12 +33,15 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::{Claim, Config, Engine, Hook, Interval, Reason, State, Time, Transition, Transmit};
-use carp_proto::datagram::{AdvertDatagram, DATAGRAM_LEN};
-use carp_proto::{AdvertRepr, Password, ReceiveFilter, VirtualHostAuth, DEFAULT_GROUP};
+use carp_proto::datagram::{AdvertDatagram, AdvertDatagram6};
+use carp_proto::receive::Received;
+use carp_proto::{
+    AdvertRepr, Password, ReceiveFilter, VirtualHostAuth, DEFAULT_GROUP, DEFAULT_GROUP6,
+};
 
 /// SplitMix64: small, seedable, good enough for loss and fault schedules.
 #[derive(Debug, Clone)]
@@ -136,8 +140,8 @@ struct Delivery {
     to: usize,
     /// `None`: injected from outside the simulated nodes.
     from: Option<usize>,
-    /// The advert as it travels: an IPv4 datagram.
-    bytes: [u8; DATAGRAM_LEN],
+    /// The advert as it travels: an IPv4 or IPv6 datagram.
+    bytes: Vec<u8>,
 }
 
 /// Nodes on one segment, in virtual time.
@@ -159,6 +163,10 @@ pub struct Sim {
     pub trace: String,
     /// Trace advert sends (verbose; on for golden traces).
     pub trace_adverts: bool,
+    /// Drop every IPv4 advert (a segment where only IPv6 gets through).
+    pub block_ipv4: bool,
+    /// Drop every IPv6 advert.
+    pub block_ipv6: bool,
 }
 
 impl Sim {
@@ -175,6 +183,8 @@ impl Sim {
             latency: Duration::from_micros(200),
             trace: String::new(),
             trace_adverts: false,
+            block_ipv4: false,
+            block_ipv6: false,
         }
     }
 
@@ -183,18 +193,19 @@ impl Sim {
     pub fn add_node(
         &mut self,
         name: &str,
-        addr: Ipv4Addr,
+        addr: impl Into<IpAddr>,
         tune: impl FnOnce(Config) -> Config,
     ) -> usize {
         self.add_vhost(name, addr, VHID, tune)
     }
 
     /// Adds and starts a node of `vhid` at `addr` (several vhids may share
-    /// a host address).
+    /// a host address). An IPv6 `addr` makes an IPv6-only node; `tune`
+    /// can set `src_addr_v6` for a dual-stack one.
     pub fn add_vhost(
         &mut self,
         name: &str,
-        addr: Ipv4Addr,
+        addr: impl Into<IpAddr>,
         vhid: u8,
         tune: impl FnOnce(Config) -> Config,
     ) -> usize {
@@ -376,22 +387,24 @@ impl Sim {
             if !reachable {
                 continue;
             }
-            let IpAddr::V4(own_addr) = node.addr() else {
-                panic!("the simulator's segment is IPv4");
-            };
             let filter = ReceiveFilter {
-                own_addr,
-                group: DEFAULT_GROUP,
+                own_addrs: own_addrs(&node.config),
+                groups: vec![DEFAULT_GROUP.into(), DEFAULT_GROUP6.into()],
                 auth: node.config.auth.clone(),
             };
-            let datagram = match filter.accept_datagram(&delivery.bytes) {
-                Ok(datagram) => datagram,
+            let accepted = if delivery.bytes[0] >> 4 == 6 {
+                filter.accept_datagram6(&delivery.bytes)
+            } else {
+                filter.accept_datagram(&delivery.bytes)
+            };
+            let received: Received = match accepted {
+                Ok(received) => received,
                 Err(rejected) => {
                     *self.nodes[to].rejected.entry(rejected.label()).or_default() += 1;
                     continue;
                 }
             };
-            let (src, advert) = (IpAddr::V4(datagram.src), datagram.advert);
+            let (src, advert) = (received.src, received.advert);
             let engine = self.nodes[to].engine.as_mut().unwrap();
             let accepted_before = engine.stats().adverts_accepted;
             engine.handle_advert(self.now, src, &advert);
@@ -447,26 +460,46 @@ impl Sim {
         if !self.nodes[from].link_up {
             return;
         }
-        let IpAddr::V4(src) = self.nodes[from].addr() else {
-            panic!("the simulator's segment is IPv4");
-        };
-        self.seq += 1;
-        let bytes = AdvertDatagram {
-            src,
-            dst: DEFAULT_GROUP,
-            ident: self.seq as u16,
-            advert,
-        }
-        .to_bytes();
-        for to in 0..self.nodes.len() {
-            if to == from || self.rng.chance(self.loss_percent) {
-                continue;
+        for src in own_addrs(&self.nodes[from].config) {
+            let bytes = self.datagram(src, advert);
+            for to in 0..self.nodes.len() {
+                if to == from || self.rng.chance(self.loss_percent) {
+                    continue;
+                }
+                self.enqueue(to, Some(from), bytes.clone());
             }
-            self.enqueue(to, Some(from), bytes);
         }
     }
 
-    fn enqueue(&mut self, to: usize, from: Option<usize>, bytes: [u8; DATAGRAM_LEN]) {
+    /// `advert` from `src` to the group of its family, as bytes; empty if
+    /// that family is blocked.
+    fn datagram(&mut self, src: IpAddr, advert: AdvertRepr) -> Vec<u8> {
+        self.seq += 1;
+        match src {
+            IpAddr::V4(_) if self.block_ipv4 => Vec::new(),
+            IpAddr::V6(_) if self.block_ipv6 => Vec::new(),
+            IpAddr::V4(src) => AdvertDatagram {
+                src,
+                dst: DEFAULT_GROUP,
+                ident: self.seq as u16,
+                advert,
+            }
+            .to_bytes()
+            .to_vec(),
+            IpAddr::V6(src) => AdvertDatagram6 {
+                src,
+                dst: DEFAULT_GROUP6,
+                advert,
+            }
+            .to_bytes()
+            .to_vec(),
+        }
+    }
+
+    fn enqueue(&mut self, to: usize, from: Option<usize>, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
         self.seq += 1;
         let at = self.now + self.latency;
         self.pending.push(Some(Delivery { to, from, bytes }));
@@ -621,19 +654,12 @@ impl Sim {
                 advert.vhid, advert.advbase, advert.advskew, advert.demote
             ));
         }
-        self.seq += 1;
-        let bytes = AdvertDatagram {
-            src,
-            dst: DEFAULT_GROUP,
-            ident: self.seq as u16,
-            advert,
-        }
-        .to_bytes();
+        let bytes = self.datagram(IpAddr::V4(src), advert);
         for to in 0..self.nodes.len() {
             if self.rng.chance(self.loss_percent) {
                 continue;
             }
-            self.enqueue(to, None, bytes);
+            self.enqueue(to, None, bytes.clone());
         }
     }
 
@@ -697,6 +723,32 @@ pub fn secs(s: f64) -> Duration {
 /// The virtual time `s` seconds after start.
 pub fn at(s: f64) -> Time {
     Time::from_duration(secs(s))
+}
+
+/// Every source a node advertises from.
+fn own_addrs(config: &Config) -> Vec<IpAddr> {
+    std::iter::once(config.src_addr)
+        .chain(config.src_addr_v6.map(IpAddr::V6))
+        .collect()
+}
+
+/// fe80::`last`, an IPv6 node's link-local source.
+pub fn addr6(last: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, last)
+}
+
+/// The authenticator of an IPv6-only virtual host `vhid` (virtual address
+/// 2001:db8::`vhid`).
+pub fn auth6_for(vhid: u8) -> VirtualHostAuth {
+    let vip = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(vhid));
+    VirtualHostAuth::new(&Password::new(b"love").unwrap(), vhid, &[IpAddr::V6(vip)]).unwrap()
+}
+
+/// The authenticator of a dual-stack virtual host `vhid`: [`auth_for`]'s
+/// IPv4 address and [`auth6_for`]'s IPv6 one.
+pub fn auth_dual_for(vhid: u8) -> VirtualHostAuth {
+    let both = [auth_for(vhid).addresses()[0], auth6_for(vhid).addresses()[0]];
+    VirtualHostAuth::new(&Password::new(b"love").unwrap(), vhid, &both).unwrap()
 }
 
 /// 10.1.1.`last`.

@@ -459,3 +459,149 @@ fn several_vhids_on_shared_hosts() {
         );
     }
 }
+
+// ---- IPv6 and dual stack ----------------------------------------------
+
+/// Three IPv6-only nodes (link-local sources, an IPv6 virtual address):
+/// election, kill -9 takeover at the master-down time, leave advert.
+#[test]
+fn ipv6_only_cluster_elects_fails_over_and_hands_over() {
+    use sim::{addr6, auth6_for};
+    let mut sim = Sim::new(61);
+    for (i, skew) in [0u8, 50, 100].into_iter().enumerate() {
+        let name = ["a", "b", "c"][i];
+        sim.add_node(name, addr6(i as u16 + 1), |mut c| {
+            c.auth = auth6_for(sim::VHID);
+            c.with_interval(1, skew)
+        });
+    }
+    sim.run_until(at(10.0));
+    assert_eq!(sim.assert_one_master(), 0);
+    assert!(sim.nodes.iter().all(|n| n.rejected.is_empty()));
+    sim.run_until(at(10.5));
+    sim.kill(0);
+    sim.run_until(at(20.0));
+    assert_eq!(sim.assert_one_master(), 1);
+    let last_advert = sim.nodes[0].last_advert_sent.unwrap();
+    let takeover = *sim.nodes[1].transitions.last().unwrap();
+    let b = &sim.nodes[1].config;
+    assert_eq!(
+        takeover.at,
+        last_advert + sim.latency + b.master_down(carp_engine::Interval::new(1, 0))
+    );
+    let shutdown_at = at(20.25);
+    sim.run_until(shutdown_at);
+    sim.shutdown(1);
+    sim.run_until(at(20.3));
+    assert_eq!(sim.assert_one_master(), 2);
+    let takeover = *sim.nodes[2].transitions.last().unwrap();
+    assert!(matches!(takeover.reason, Reason::PeerLeft { peer } if peer == IpAddr::V6(addr6(2))));
+    assert_eq!(takeover.at, shutdown_at + sim.latency);
+}
+
+/// IPv6 sources break ties numerically, lower wins, for every pair.
+#[test]
+fn ipv6_equal_intervals_tie_break_gives_one_master() {
+    use sim::{addr6, auth6_for};
+    for (seed, (x, y)) in [(1u16, 2u16), (0x200, 0x1), (0xfffe, 0xffff)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut sim = Sim::new(seed as u64);
+        for (name, last) in [("x", x), ("y", y)] {
+            sim.add_node(name, addr6(last), |mut c| {
+                c.auth = auth6_for(sim::VHID);
+                c
+            });
+        }
+        sim.run_until(at(10.0));
+        let master = sim.assert_one_master();
+        assert_eq!(sim.nodes[master].addr(), IpAddr::V6(addr6(x.min(y))));
+        let settled = sim.now;
+        sim.run_until(at(60.0));
+        assert_eq!(sim.transitions_since(settled), 0, "no flapping");
+    }
+}
+
+/// Dual-stack nodes whose IPv4 and IPv6 orders disagree, with equal
+/// intervals: ties are decided on IPv4 adverts only (an IPv6 address ranks
+/// after our IPv4 identity), so exactly one yields, once, and nothing flaps.
+#[test]
+fn dual_stack_ties_are_decided_by_ipv4_alone() {
+    use sim::{addr6, auth_dual_for};
+    let mut sim = Sim::new(62);
+    // a wins on IPv4 (10.1.1.1), b would win on IPv6 (fe80::1).
+    for (name, v4, v6) in [("a", addr(1), addr6(9)), ("b", addr(2), addr6(1))] {
+        sim.add_node(name, v4, |mut c| {
+            c.auth = auth_dual_for(sim::VHID);
+            c.src_addr_v6 = Some(v6);
+            c
+        });
+    }
+    sim.run_until(at(10.0));
+    assert_eq!(sim.assert_one_master(), 0);
+    // Both became master at the same instant; only b yielded, to a's IPv4
+    // advert, and a never left MASTER.
+    let to_backup = |n: usize| {
+        sim.nodes[n]
+            .transitions
+            .iter()
+            .filter(|t| t.to == State::Backup)
+            .map(|t| t.reason)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(to_backup(0), [Reason::Startup], "{}", sim.trace);
+    assert_eq!(
+        to_backup(1),
+        [
+            Reason::Startup,
+            Reason::Yield {
+                peer: IpAddr::V4(addr(1))
+            }
+        ]
+    );
+    let settled = sim.now;
+    sim.run_until(at(120.0));
+    assert_eq!(sim.transitions_since(settled), 0, "no flapping");
+    assert_eq!(sim.assert_one_master(), 0);
+}
+
+/// A dual-stack pair keeps one state over whichever family gets through:
+/// with IPv4 blocked the backup stays quiet on IPv6 adverts, and takes
+/// over when the master dies; the same with IPv6 blocked.
+#[test]
+fn dual_stack_either_family_keeps_the_backup_quiet() {
+    use sim::{addr6, auth_dual_for};
+    for block_ipv4 in [true, false] {
+        let mut sim = Sim::new(63);
+        sim.block_ipv4 = block_ipv4;
+        sim.block_ipv6 = !block_ipv4;
+        for (i, skew) in [0u8, 100].into_iter().enumerate() {
+            sim.add_node(["a", "b"][i], addr(i as u8 + 1), |mut c| {
+                c.auth = auth_dual_for(sim::VHID);
+                c.src_addr_v6 = Some(addr6(i as u16 + 1));
+                c.with_interval(1, skew)
+            });
+        }
+        sim.run_until(at(30.0));
+        assert_eq!(sim.assert_one_master(), 0, "block_ipv4 {block_ipv4}");
+        assert_eq!(sim.nodes[1].transitions.len(), 1, "b never took over");
+        sim.kill(0);
+        sim.run_until(at(40.0));
+        assert_eq!(sim.assert_one_master(), 1);
+    }
+    // With both families open a backup hears every advert twice and is
+    // just as quiet.
+    let mut sim = Sim::new(64);
+    for (i, skew) in [0u8, 100].into_iter().enumerate() {
+        sim.add_node(["a", "b"][i], addr(i as u8 + 1), |mut c| {
+            c.auth = auth_dual_for(sim::VHID);
+            c.src_addr_v6 = Some(addr6(i as u16 + 1));
+            c.with_interval(1, skew)
+        });
+    }
+    sim.run_until(at(30.0));
+    assert_eq!(sim.assert_one_master(), 0);
+    let b = sim.nodes[1].engine.as_ref().unwrap().stats();
+    assert!(b.adverts_accepted >= 50, "{b:?}");
+}
