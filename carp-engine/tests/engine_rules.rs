@@ -71,6 +71,20 @@ fn configuration_is_validated() {
         ConfigError::UnspecifiedSource
     );
     assert!(Engine::new(config().with_interval(0, 1), Time::ZERO).is_ok());
+    // A second source is the IPv6 one of a dual-stack host.
+    let mut v6_twice = config();
+    v6_twice.src_addr = IpAddr::V6(sim::addr6(1));
+    v6_twice.src_addr_v6 = Some(sim::addr6(2));
+    assert_eq!(
+        Engine::new(v6_twice, Time::ZERO).unwrap_err(),
+        ConfigError::SecondSourceWithoutIpv4
+    );
+    let mut dual = config();
+    dual.src_addr_v6 = Some(std::net::Ipv6Addr::UNSPECIFIED);
+    assert_eq!(
+        Engine::new(dual, Time::ZERO).unwrap_err(),
+        ConfigError::UnspecifiedSource
+    );
     // 255/255 is the leave advertisement: advertising it would hand over
     // to every backup at every advert.
     let leave = Engine::new(config().with_interval(255, 255), Time::ZERO).unwrap_err();
