@@ -132,8 +132,7 @@ impl Config {
         if self.deadratio == 0 {
             return Err(ConfigError::ZeroDeadratio);
         }
-        if self.src_addr.is_unspecified() || self.src_addr_v6.is_some_and(|a| a.is_unspecified())
-        {
+        if self.src_addr.is_unspecified() || self.src_addr_v6.is_some_and(|a| a.is_unspecified()) {
             return Err(ConfigError::UnspecifiedSource);
         }
         if self.src_addr_v6.is_some() && !self.src_addr.is_ipv4() {

@@ -747,7 +747,10 @@ pub fn auth6_for(vhid: u8) -> VirtualHostAuth {
 /// The authenticator of a dual-stack virtual host `vhid`: [`auth_for`]'s
 /// IPv4 address and [`auth6_for`]'s IPv6 one.
 pub fn auth_dual_for(vhid: u8) -> VirtualHostAuth {
-    let both = [auth_for(vhid).addresses()[0], auth6_for(vhid).addresses()[0]];
+    let both = [
+        auth_for(vhid).addresses()[0],
+        auth6_for(vhid).addresses()[0],
+    ];
     VirtualHostAuth::new(&Password::new(b"love").unwrap(), vhid, &both).unwrap()
 }
 

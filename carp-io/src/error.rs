@@ -33,9 +33,10 @@ pub enum IoError {
     /// The interface went away while the node was running.
     #[error("interface {0:?} disappeared; the node stopped after running its down hook")]
     InterfaceGone(String),
-    /// Something this runtime does not do (yet), such as IPv6 CARP.
-    #[error("not supported: {0}")]
-    Unsupported(String),
+    /// A virtual host's source addresses do not match the families of its
+    /// virtual addresses.
+    #[error("{0}")]
+    Families(String),
     /// A virtual host with this interface and vhid already runs.
     #[error("{0} is already configured (one virtual host per interface and vhid)")]
     Duplicate(String),

@@ -1,7 +1,7 @@
 //! What the node needs to know about its interface, read with getifaddrs(3)
 //! in the caller's network namespace.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use carp_proto::ethernet::MacAddr;
 use nix::ifaddrs::getifaddrs;
@@ -20,6 +20,8 @@ pub struct InterfaceInfo {
     pub mac: MacAddr,
     /// IPv4 addresses configured on it.
     pub ipv4: Vec<Ipv4Addr>,
+    /// IPv6 addresses configured on it.
+    pub ipv6: Vec<Ipv6Addr>,
     /// Administratively up and with carrier (IFF_UP and IFF_RUNNING).
     pub running: bool,
 }
@@ -34,6 +36,7 @@ impl InterfaceInfo {
             index: 0,
             mac: MacAddr::default(),
             ipv4: Vec::new(),
+            ipv6: Vec::new(),
             running: false,
         };
         let mut has_mac = false;
@@ -51,6 +54,8 @@ impl InterfaceInfo {
                 }
             } else if let Some(inet) = address.as_sockaddr_in() {
                 info.ipv4.push(inet.ip());
+            } else if let Some(inet6) = address.as_sockaddr_in6() {
+                info.ipv6.push(inet6.ip());
             }
         }
         if !found {
@@ -60,6 +65,19 @@ impl InterfaceInfo {
             return Err(IoError::NoMacAddress(name.to_string()));
         }
         Ok(info)
+    }
+}
+
+impl InterfaceInfo {
+    /// Its IPv6 link-local address: the source of IPv6 adverts and
+    /// neighbour advertisements unless one is configured (as the BSDs do).
+    /// The lowest, if there are several.
+    pub fn link_local(&self) -> Option<Ipv6Addr> {
+        self.ipv6
+            .iter()
+            .filter(|a| carp_proto::ipv6::is_link_local(a))
+            .min()
+            .copied()
     }
 }
 

@@ -1,28 +1,55 @@
 //! Per-interface I/O, shared by every virtual host on the interface: one
-//! frame sender, one receive socket per CARP group in use, the link state,
-//! and counters for packets no virtual host could claim.
+//! frame sender, one receive socket per CARP group in use (IPv4 or IPv6),
+//! the link state, and counters for packets no virtual host could claim.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Instant;
 
-use carp_proto::datagram::{AdvertDatagram, AdvertFrame};
+use carp_proto::datagram::{AdvertDatagram, AdvertDatagram6, AdvertFrame, AdvertFrame6};
 use carp_proto::ethernet::MacAddr;
 use carp_proto::{ParseError, Rejected};
 
 use crate::iface::InterfaceInfo;
 use crate::ratelimit::RateLimitedLog;
-use crate::socket::{AdvertReceiver, FrameSender};
+use crate::socket::{AdvertReceiver, AdvertReceiver6, FrameSender};
 use crate::status::InterfaceStatus;
 use crate::IoError;
+
+/// The receive socket of one group.
+pub(crate) enum Receiver {
+    V4(AdvertReceiver),
+    V6(AdvertReceiver6),
+}
+
+impl Receiver {
+    fn open(info: &InterfaceInfo, group: IpAddr) -> Result<Receiver, IoError> {
+        Ok(match group {
+            IpAddr::V4(group) => Receiver::V4(AdvertReceiver::open(&info.name, info.index, group)?),
+            IpAddr::V6(group) => {
+                Receiver::V6(AdvertReceiver6::open(&info.name, info.index, group)?)
+            }
+        })
+    }
+}
+
+impl AsFd for Receiver {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Receiver::V4(receiver) => receiver.as_fd(),
+            Receiver::V6(receiver) => receiver.as_fd(),
+        }
+    }
+}
 
 /// One interface's sockets and state.
 pub(crate) struct Interface {
     pub info: InterfaceInfo,
     sender: FrameSender,
     /// One receive socket per group, each joined on this interface.
-    pub receivers: Vec<(Ipv4Addr, AdvertReceiver)>,
+    pub receivers: Vec<(IpAddr, Receiver)>,
     /// Carrier as last reported to the virtual hosts.
     pub link_up: bool,
     /// Gone; only kept while virtual hosts on it ignore link state.
@@ -60,16 +87,16 @@ impl Interface {
     }
 
     /// Joins `group` (once per group).
-    pub fn join(&mut self, group: Ipv4Addr) -> Result<(), IoError> {
+    pub fn join(&mut self, group: IpAddr) -> Result<(), IoError> {
         if !self.receivers.iter().any(|(g, _)| *g == group) {
-            let receiver = AdvertReceiver::open(&self.info.name, self.info.index, group)?;
+            let receiver = Receiver::open(&self.info, group)?;
             self.receivers.push((group, receiver));
         }
         Ok(())
     }
 
     /// Leaves the groups no virtual host uses any more.
-    pub fn retain_groups(&mut self, in_use: &[Ipv4Addr]) {
+    pub fn retain_groups(&mut self, in_use: &[IpAddr]) {
         self.receivers.retain(|(g, _)| in_use.contains(g));
     }
 
@@ -80,10 +107,7 @@ impl Interface {
         let sender = FrameSender::open(&info.name, info.index)?;
         let mut receivers = Vec::new();
         for (group, _) in &self.receivers {
-            receivers.push((
-                *group,
-                AdvertReceiver::open(&info.name, info.index, *group)?,
-            ));
+            receivers.push((*group, Receiver::open(&info, *group)?));
         }
         self.info = info;
         self.sender = sender;
@@ -110,7 +134,21 @@ impl Interface {
         self.sender.send(&frame.to_bytes())
     }
 
-    /// Sends a whole frame (a gratuitous ARP).
+    /// Sends an IPv6 advertisement in a frame from our MAC.
+    pub fn send_advert6(&mut self, datagram: AdvertDatagram6, broadcast: bool) -> io::Result<()> {
+        let frame = AdvertFrame6 {
+            eth_src: self.info.mac,
+            eth_dst: if broadcast {
+                MacAddr::BROADCAST
+            } else {
+                MacAddr::ipv6_multicast(datagram.dst)
+            },
+            datagram,
+        };
+        self.sender.send(&frame.to_bytes())
+    }
+
+    /// Sends a whole frame (a gratuitous ARP, a neighbour advertisement).
     pub fn send_frame(&self, frame: &[u8]) -> io::Result<()> {
         self.sender.send(frame)
     }
@@ -130,12 +168,10 @@ impl Interface {
     }
 
     /// Counts and (rate-limited) logs a packet that is not a well-formed
-    /// advertisement.
-    pub fn reject_malformed(&mut self, bytes: &[u8], error: ParseError) {
+    /// advertisement, from `source` when that is known.
+    pub fn reject_malformed(&mut self, source: Option<IpAddr>, error: ParseError) {
         let rejected = Rejected::Malformed(error);
         self.reject(rejected.label());
-        let source =
-            (bytes.len() >= 20).then(|| Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15]));
         self.rejections
             .record(Instant::now(), rejected.label(), || match source {
                 Some(src) => format!("{rejected} from {src}"),

@@ -45,7 +45,7 @@ pub use hooks::{HookDone, Hooks, NoHooks};
 pub use node::{Node, NodeHandle};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use script::{ScriptConfig, ScriptHooks, IDLE as SCRIPT_IDLE, KILL_GRACE};
-pub use spec::{ScriptSpec, VirtualAddress, VirtualHostSpec};
+pub use spec::{ScriptSpec, SpecError, VirtualAddress, VirtualHostSpec};
 pub use status::{CounterSnapshot, InterfaceStatus, RuntimeStatus, VirtualHostStatus};
 pub use vhost::{VirtualHostConfig, VirtualHostId};
 

@@ -11,23 +11,26 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use carp_proto::datagram::AdvertDatagram;
+use carp_proto::datagram::{AdvertDatagram, AdvertDatagram6};
+use carp_proto::receive::Received;
+use carp_proto::ParseError;
 use log::{debug, error, info, warn};
 use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
 
 use crate::clock::Clock;
 use crate::iface::{self, LinkStatus};
-use crate::interface::Interface;
+use crate::interface::{Interface, Receiver as GroupReceiver};
 use crate::link::LinkMonitor;
 use crate::ratelimit::RateLimitedLog;
+use crate::socket::Received6;
 use crate::status::{InterfaceStatus, RuntimeStatus, VirtualHostStatus};
 use crate::vhost::{wake, VirtualHost, VirtualHostConfig, VirtualHostId};
 use crate::{Hooks, IoError};
@@ -278,9 +281,9 @@ impl Runtime {
     /// Checks a configuration and opens its interface and group: all that
     /// can fail before a virtual host starts.
     fn prepare(&mut self, config: &VirtualHostConfig) -> Result<(), IoError> {
-        config.source_v4()?;
+        config.check_families()?;
         config.engine.validate()?;
-        self.open_interface(&config.interface, config.group)
+        self.open_interface(&config.interface, &config.groups())
     }
 
     /// Replaces a running (or waiting) virtual host; see
@@ -312,9 +315,9 @@ impl Runtime {
         info!(
             "{id}: starting ({}) from {}, virtual addresses {}, group {}{}",
             iface.info.mac,
-            vhost.config.engine.src_addr,
+            join(&vhost.config.sources()),
             join(vhost.config.engine.auth.addresses()),
-            vhost.config.group,
+            join(&vhost.config.groups()),
             if vhost.config.broadcast {
                 " (broadcast)"
             } else {
@@ -345,7 +348,7 @@ impl Runtime {
         }
     }
 
-    fn open_interface(&mut self, name: &str, group: Ipv4Addr) -> Result<(), IoError> {
+    fn open_interface(&mut self, name: &str, groups: &[IpAddr]) -> Result<(), IoError> {
         if !self.interfaces.contains_key(name) {
             let period = self.config.reject_log_period;
             let iface = Interface::open(
@@ -357,7 +360,7 @@ impl Runtime {
             self.interfaces.insert(name.to_string(), iface);
         }
         let iface = self.interfaces.get_mut(name).expect("opened above");
-        if let Err(e) = iface.join(group) {
+        if let Err(e) = groups.iter().try_for_each(|group| iface.join(*group)) {
             self.close_unused();
             return Err(e);
         }
@@ -366,16 +369,16 @@ impl Runtime {
 
     /// Closes interfaces and groups no virtual host uses.
     fn close_unused(&mut self) {
-        let users: Vec<(String, Ipv4Addr)> = self
+        let users: Vec<(String, IpAddr)> = self
             .virtual_hosts
             .values()
             .chain(&self.leaving)
             .map(|v| &v.config)
             .chain(self.waiting.values().map(|(config, _)| config))
-            .map(|c| (c.interface.clone(), c.group))
+            .flat_map(|c| c.groups().into_iter().map(|g| (c.interface.clone(), g)))
             .collect();
         self.interfaces.retain(|name, iface| {
-            let groups: Vec<Ipv4Addr> = users
+            let groups: Vec<IpAddr> = users
                 .iter()
                 .filter(|(n, _)| n == name)
                 .map(|(_, g)| *g)
@@ -594,27 +597,36 @@ impl Runtime {
         for (name, iface) in self.interfaces.iter_mut() {
             for group_index in 0..iface.receivers.len() {
                 for _ in 0..READ_BATCH {
-                    let bytes = match iface.receivers[group_index].1.recv(buf) {
-                        Ok(Some(bytes)) => bytes,
+                    let parsed = match &iface.receivers[group_index].1 {
+                        GroupReceiver::V4(receiver) => receiver.recv(buf).map(|bytes| {
+                            bytes.map(|bytes| {
+                                AdvertDatagram::parse(bytes)
+                                    .map(Received::from)
+                                    .map_err(|e| (ipv4_source(bytes), e))
+                            })
+                        }),
+                        GroupReceiver::V6(receiver) => receiver.recv(buf).map(|packet| {
+                            packet.map(|packet| parse_received6(&packet).map(Received::from))
+                        }),
+                    };
+                    let received = match parsed {
+                        Ok(Some(Ok(received))) => received,
+                        Ok(Some(Err((source, e)))) => {
+                            iface.reject_malformed(source, e);
+                            continue;
+                        }
                         Ok(None) => break,
                         Err(e) => {
                             error!("interface {name}: receive failed: {e}");
                             break;
                         }
                     };
-                    let datagram = match AdvertDatagram::parse(bytes) {
-                        Ok(datagram) => datagram,
-                        Err(e) => {
-                            iface.reject_malformed(bytes, e);
-                            continue;
-                        }
-                    };
                     let id = VirtualHostId {
                         interface: name.clone(),
-                        vhid: datagram.advert.vhid,
+                        vhid: received.advert.vhid,
                     };
                     match self.virtual_hosts.get_mut(&id) {
-                        Some(vhost) => vhost.receive(iface, now, datagram),
+                        Some(vhost) => vhost.receive(iface, now, received),
                         // Another cluster's vhid on the segment: normal.
                         None => iface.reject("wrong_vhid"),
                     }
@@ -883,6 +895,29 @@ fn finish_elsewhere(mut hooks: Box<dyn Hooks>) {
         // The hooks were moved into the failed spawn and dropped with it.
         warn!("cannot start a thread to let a removed virtual host's hooks finish: {e}");
     }
+}
+
+/// The source of what claims to be an IPv4 datagram, for a rejection log.
+fn ipv4_source(bytes: &[u8]) -> Option<IpAddr> {
+    let source: [u8; 4] = bytes.get(12..16)?.try_into().ok()?;
+    Some(IpAddr::from(source))
+}
+
+/// The codec's checks on what a raw IPv6 socket returned; an error comes
+/// with the sender.
+fn parse_received6(
+    packet: &Received6<'_>,
+) -> Result<AdvertDatagram6, (Option<IpAddr>, ParseError)> {
+    let source = Some(IpAddr::V6(packet.src));
+    if let Some(header) = packet.extension_header {
+        return Err((source, ParseError::ExtensionHeader(header)));
+    }
+    // The kernel always gives both when asked; a missing one fails the
+    // checks rather than being assumed.
+    let dst = packet.dst.unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
+    let hop_limit = packet.hop_limit.unwrap_or(0);
+    AdvertDatagram6::parse_payload(packet.src, dst, hop_limit, packet.payload)
+        .map_err(|e| (source, e))
 }
 
 fn join(addresses: &[std::net::IpAddr]) -> String {

@@ -1,8 +1,14 @@
-//! The two sockets a node uses.
+//! The sockets a node uses.
 //!
 //! Receiving: a raw IPv4 socket for protocol 112, bound to the interface,
 //! with the group joined there. The kernel hands it only CARP/VRRP datagrams
 //! arriving on that interface, so unrelated traffic never wakes the node.
+//! IPv6 the same way: a raw IPv6 socket for protocol 112 with ff02::12 (or
+//! the configured group) joined, which also makes the kernel send the MLD
+//! reports switches with MLD snooping need. A raw IPv6 socket hands over
+//! the payload only; the source comes with it, and the destination, hop
+//! limit and any extension header come as ancillary data, which is asked
+//! for so that the codec can apply the same checks as to a whole packet.
 //!
 //! Sending: an `AF_PACKET` socket opened with protocol 0, which receives
 //! nothing at all, used to send whole Ethernet frames. Building the frame
@@ -19,10 +25,10 @@
 //! MAC between their ports, while the real MAC tells an operator with a
 //! capture which host sent each advert.
 
-use std::io::{self, Read};
+use std::io::{self, IoSliceMut, Read};
 use std::mem::MaybeUninit;
-use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use carp_proto::ethernet::MacAddr;
 use nix::libc;
@@ -79,6 +85,160 @@ impl AsFd for AdvertReceiver {
     }
 }
 
+/// What a raw IPv6 socket tells about one received CARP packet.
+#[derive(Debug)]
+pub struct Received6<'a> {
+    /// The sender.
+    pub src: Ipv6Addr,
+    /// Where it was sent (`None` if the kernel did not say).
+    pub dst: Option<Ipv6Addr>,
+    /// Its hop limit (`None` if the kernel did not say).
+    pub hop_limit: Option<u8>,
+    /// The first extension header it carried, if any (hop-by-hop 0,
+    /// routing 43, fragment 44, destination options 60).
+    pub extension_header: Option<u8>,
+    /// The CARP bytes after the IPv6 header (and any extension header).
+    pub payload: &'a [u8],
+}
+
+/// Receives CARP packets over IPv6 from one interface.
+#[derive(Debug)]
+pub struct AdvertReceiver6 {
+    socket: Socket,
+}
+
+impl AdvertReceiver6 {
+    /// Opens the socket on `iface`, joins `group` there and asks for the
+    /// ancillary data [`Received6`] carries.
+    pub fn open(iface: &str, index: u32, group: Ipv6Addr) -> Result<AdvertReceiver6, IoError> {
+        let err = |op| move |e| IoError::socket(op, iface, e);
+        let protocol = Protocol::from(i32::from(carp_proto::IP_PROTOCOL_CARP));
+        let socket = Socket::new(Domain::IPV6, Type::RAW, Some(protocol))
+            .map_err(err("opening a raw IPv6 socket for protocol 112"))?;
+        socket
+            .bind_device(Some(iface.as_bytes()))
+            .map_err(err("binding the IPv6 receive socket to the interface"))?;
+        socket
+            .join_multicast_v6(&group, index)
+            .map_err(err("joining the IPv6 CARP group"))?;
+        socket
+            .set_multicast_all_v6(false)
+            .map_err(err("limiting the IPv6 receive socket to its own group"))?;
+        for (option, what) in [
+            (
+                libc::IPV6_RECVPKTINFO,
+                "asking for the destination of IPv6 adverts",
+            ),
+            (
+                libc::IPV6_RECVHOPLIMIT,
+                "asking for the hop limit of IPv6 adverts",
+            ),
+            (libc::IPV6_RECVHOPOPTS, "asking for hop-by-hop options"),
+            (libc::IPV6_RECVDSTOPTS, "asking for destination options"),
+            (libc::IPV6_RECVRTHDR, "asking for routing headers"),
+            (
+                libc::IPV6_RECVFRAGSIZE,
+                "asking to hear of reassembled fragments",
+            ),
+        ] {
+            set_ipv6_flag(&socket, option).map_err(err(what))?;
+        }
+        socket
+            .set_nonblocking(true)
+            .map_err(err("making the IPv6 receive socket non-blocking"))?;
+        Ok(AdvertReceiver6 { socket })
+    }
+
+    /// Reads one packet into `buf`; `Ok(None)` when nothing is waiting.
+    pub fn recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<Option<Received6<'a>>> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
+        // Room for the destination, the hop limit and a few hundred bytes of
+        // extension headers; anything longer is cut (MSG_CTRUNC), which
+        // only extension headers can cause, and counts as one.
+        let mut space = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, [u8; 512]);
+        let (len, src, dst, hop_limit, extension_header) = {
+            let mut iov = [IoSliceMut::new(buf)];
+            let message = match recvmsg::<SockaddrIn6>(
+                self.socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::empty(),
+            ) {
+                Ok(message) => message,
+                Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let (mut dst, mut hop_limit, mut extension_header) = (None, None, None);
+            for cmsg in message.cmsgs().into_iter().flatten() {
+                match cmsg {
+                    ControlMessageOwned::Ipv6PacketInfo(info) => {
+                        dst = Some(Ipv6Addr::from(info.ipi6_addr.s6_addr))
+                    }
+                    ControlMessageOwned::Ipv6HopLimit(limit) => {
+                        hop_limit = Some(u8::try_from(limit).unwrap_or(0))
+                    }
+                    ControlMessageOwned::Unknown(unknown) => {
+                        let header = match unknown.cmsg_header.cmsg_type {
+                            libc::IPV6_HOPOPTS => 0,
+                            libc::IPV6_RTHDR => 43,
+                            libc::IPV6_RECVFRAGSIZE => 44,
+                            libc::IPV6_DSTOPTS => 60,
+                            _ => continue,
+                        };
+                        extension_header.get_or_insert(header);
+                    }
+                    _ => {}
+                }
+            }
+            if message.flags.contains(MsgFlags::MSG_CTRUNC) {
+                extension_header.get_or_insert(0);
+            }
+            let src = message.address.map(|a| a.ip());
+            (message.bytes, src, dst, hop_limit, extension_header)
+        };
+        let Some(src) = src else {
+            return Err(io::Error::other("raw IPv6 socket gave no source address"));
+        };
+        Ok(Some(Received6 {
+            src,
+            dst,
+            hop_limit,
+            extension_header,
+            payload: &buf[..len],
+        }))
+    }
+}
+
+impl AsFd for AdvertReceiver6 {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+/// Turns on an `IPPROTO_IPV6` boolean option that neither socket2 nor nix
+/// wraps (the `IPV6_RECV*` ancillary data requests).
+#[allow(unsafe_code)]
+fn set_ipv6_flag(socket: &Socket, option: libc::c_int) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is a live socket we own; the value points at
+    // a c_int that outlives the call, and its exact size is passed, which
+    // is what the kernel reads for these options.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            option,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Sends whole Ethernet frames out of one interface.
 #[derive(Debug)]
 pub struct FrameSender {
@@ -127,7 +287,7 @@ impl FrameSender {
 }
 
 /// A `sockaddr_ll` for sending to `dst` on interface `index`.
-#[allow(unsafe_code)] // the one unsafe block of the project, see SAFETY below
+#[allow(unsafe_code)] // see SAFETY below
 fn link_address(index: u32, dst: MacAddr, ethertype: u16) -> io::Result<SockAddr> {
     // SAFETY: `try_init` hands us zeroed storage at least as large as any
     // socket address (sockaddr_storage, 128 bytes). We write a complete

@@ -4,15 +4,45 @@
 //! only place that turns one into the runtime's configuration and its
 //! scripts' configuration, so the two forms cannot drift apart.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use carp_engine::Config;
 use carp_proto::auth::AuthSetupError;
 use carp_proto::{Password, VirtualHostAuth};
+use thiserror::Error;
 
-use crate::{ScriptConfig, VirtualHostConfig, VirtualHostId};
+use crate::iface::InterfaceInfo;
+use crate::{IoError, ScriptConfig, VirtualHostConfig, VirtualHostId};
+
+/// Why a specification cannot be turned into a configuration.
+#[derive(Debug, Error)]
+pub enum SpecError {
+    /// The authenticator refused it (no address).
+    #[error("{0}")]
+    Auth(#[from] AuthSetupError),
+    /// Two sources of one family.
+    #[error("two {family} source addresses ({first} and {second}); give one per family")]
+    TwoSources {
+        /// "IPv4" or "IPv6".
+        family: &'static str,
+        /// The first one given.
+        first: IpAddr,
+        /// The second one.
+        second: IpAddr,
+    },
+    /// IPv4 virtual addresses need an IPv4 source (UCARP's `--srcip`).
+    #[error("IPv4 virtual addresses need an IPv4 source address (--srcip/srcip)")]
+    NoIpv4Source,
+    /// A source of a family the virtual host has no address of.
+    #[error("source address {0} is of a family none of the virtual addresses has")]
+    UselessSource(IpAddr),
+    /// The IPv6 source was to be the interface's link-local address, which
+    /// could not be read.
+    #[error("no IPv6 source: {0}")]
+    NoLinkLocal(String),
+}
 
 /// A virtual address: the value, and the text the operator wrote (scripts
 /// get it verbatim, as UCARP passes `-a`).
@@ -69,8 +99,11 @@ pub struct VirtualHostSpec {
     pub vhid: u8,
     /// The shared password (`-p`/`-o`).
     pub password: Password,
-    /// Our real address, the adverts' source (`-s`).
-    pub source: IpAddr,
+    /// Our real addresses, the adverts' sources (`-s`): at most one per
+    /// family. IPv4 virtual addresses need an IPv4 one; IPv6 virtual
+    /// addresses without an IPv6 one are advertised from the interface's
+    /// link-local address, as the BSDs do.
+    pub sources: Vec<IpAddr>,
     /// The virtual addresses (`-a`), in the order given.
     pub addresses: Vec<VirtualAddress>,
     /// Advertisement base interval in seconds (`-b`).
@@ -85,8 +118,10 @@ pub struct VirtualHostSpec {
     pub neutral: bool,
     /// Ignore carrier (`-S`).
     pub ignore_link_state: bool,
-    /// The CARP group (`-m`).
+    /// The IPv4 CARP group (`-m` with an IPv4 address).
     pub group: Ipv4Addr,
+    /// The IPv6 CARP group (`-m` with an IPv6 address).
+    pub group6: Ipv6Addr,
     /// Ethernet broadcast frames (`-M`).
     pub broadcast: bool,
     /// Up and down scripts.
@@ -100,14 +135,14 @@ impl VirtualHostSpec {
         interface: &str,
         vhid: u8,
         password: Password,
-        source: IpAddr,
+        sources: Vec<IpAddr>,
         addresses: Vec<VirtualAddress>,
     ) -> VirtualHostSpec {
         VirtualHostSpec {
             interface: interface.to_string(),
             vhid,
             password,
-            source,
+            sources,
             addresses,
             advbase: 1,
             advskew: 0,
@@ -116,6 +151,7 @@ impl VirtualHostSpec {
             neutral: false,
             ignore_link_state: false,
             group: carp_proto::DEFAULT_GROUP,
+            group6: carp_proto::DEFAULT_GROUP6,
             broadcast: false,
             scripts: ScriptSpec::default(),
         }
@@ -129,21 +165,97 @@ impl VirtualHostSpec {
         }
     }
 
+    /// Whether the IPv6 source is to be the interface's link-local address.
+    pub fn needs_link_local(&self) -> bool {
+        self.addresses.iter().any(|a| a.addr.is_ipv6()) && !self.sources.iter().any(IpAddr::is_ipv6)
+    }
+
+    /// The engine's sources: the IPv4 one (if any IPv4 address), then the
+    /// IPv6 one (if any IPv6 address), given or the interface's link-local.
+    fn resolve_sources(
+        &self,
+        link_local: impl FnOnce() -> Result<Ipv6Addr, SpecError>,
+    ) -> Result<(IpAddr, Option<Ipv6Addr>), SpecError> {
+        let mut v4 = None;
+        let mut v6 = None;
+        for &source in &self.sources {
+            let (slot, family) = match source {
+                IpAddr::V4(_) => (&mut v4, "IPv4"),
+                IpAddr::V6(_) => (&mut v6, "IPv6"),
+            };
+            if let Some(first) = *slot {
+                return Err(SpecError::TwoSources {
+                    family,
+                    first,
+                    second: source,
+                });
+            }
+            *slot = Some(source);
+        }
+        let has_v4 = self.addresses.iter().any(|a| a.addr.is_ipv4());
+        let has_v6 = self.addresses.iter().any(|a| a.addr.is_ipv6());
+        for (source, has) in [(v4, has_v4), (v6, has_v6)] {
+            if let Some(source) = source.filter(|_| !has) {
+                return Err(SpecError::UselessSource(source));
+            }
+        }
+        let v6 = match v6 {
+            Some(IpAddr::V6(v6)) => Some(v6),
+            _ if has_v6 => Some(link_local()?),
+            _ => None,
+        };
+        match (v4, v6) {
+            (Some(v4), v6) => Ok((v4, v6)),
+            (None, _) if has_v4 => Err(SpecError::NoIpv4Source),
+            (None, Some(v6)) => Ok((IpAddr::V6(v6), None)),
+            (None, None) => Err(SpecError::Auth(AuthSetupError::NoAddress)),
+        }
+    }
+
+    /// The checks on sources that need no interface: one per family, each
+    /// of a family some virtual address has, IPv4 addresses with an IPv4
+    /// source.
+    pub fn check_sources(&self) -> Result<(), SpecError> {
+        self.resolve_sources(|| Ok(Ipv6Addr::LOCALHOST)).map(|_| ())
+    }
+
     /// The runtime's configuration and the scripts' configuration.
     /// `initial_counter` seeds the replay counter (use
     /// [`crate::random_u64`]). Range checks are the engine's
     /// ([`carp_engine::Config::validate`], run when the virtual host is
-    /// added).
+    /// added). An IPv6 virtual host without an IPv6 source reads the
+    /// interface's link-local address here, so the interface must exist.
     pub fn build(
         &self,
         initial_counter: u64,
-    ) -> Result<(VirtualHostConfig, ScriptConfig), AuthSetupError> {
+    ) -> Result<(VirtualHostConfig, ScriptConfig), SpecError> {
+        self.build_with(initial_counter, || {
+            let info = InterfaceInfo::lookup(&self.interface)
+                .map_err(|e: IoError| SpecError::NoLinkLocal(e.to_string()))?;
+            info.link_local().ok_or_else(|| {
+                SpecError::NoLinkLocal(format!(
+                    "{} has no IPv6 link-local address; bring it up with IPv6 enabled, \
+                     or give an IPv6 source address",
+                    self.interface
+                ))
+            })
+        })
+    }
+
+    /// [`VirtualHostSpec::build`] with the link-local address supplied.
+    pub fn build_with(
+        &self,
+        initial_counter: u64,
+        link_local: impl FnOnce() -> Result<Ipv6Addr, SpecError>,
+    ) -> Result<(VirtualHostConfig, ScriptConfig), SpecError> {
         let addresses: Vec<IpAddr> = self.addresses.iter().map(|a| a.addr).collect();
         let auth = VirtualHostAuth::new(&self.password, self.vhid, &addresses)?;
-        let mut engine = Config::new(auth, self.source, initial_counter)
+        let (source, source_v6) = self.resolve_sources(link_local)?;
+        let mut engine = Config::new(auth, source, initial_counter)
             .with_interval(self.advbase, self.advskew)
             .with_deadratio(self.deadratio)
             .with_preempt(self.preempt);
+        engine.src_addr_v6 = source_v6;
         engine.neutral = self.neutral;
         engine.ignore_link_state = self.ignore_link_state;
         let scripts = ScriptConfig {
@@ -157,6 +269,7 @@ impl VirtualHostSpec {
         };
         let mut config = VirtualHostConfig::new(&self.interface, engine);
         config.group = self.group;
+        config.group6 = self.group6;
         config.broadcast = self.broadcast;
         config.hook_wait = scripts.longest_wait();
         Ok((config, scripts))
@@ -172,7 +285,7 @@ mod tests {
             "eth0",
             7,
             Password::new(b"secret").unwrap(),
-            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))],
             vec![
                 VirtualAddress {
                     addr: "10.0.0.20".parse().unwrap(),
@@ -229,5 +342,47 @@ mod tests {
         let mut other = spec();
         other.password = Password::new(b"secreT").unwrap();
         assert_ne!(spec(), other);
+    }
+
+    fn link_local() -> Result<Ipv6Addr, SpecError> {
+        Ok("fe80::1".parse().unwrap())
+    }
+
+    fn with(sources: &[&str], addresses: &[&str]) -> VirtualHostSpec {
+        let mut spec = spec();
+        spec.sources = sources.iter().map(|s| s.parse().unwrap()).collect();
+        spec.addresses = addresses
+            .iter()
+            .map(|a| VirtualAddress::new(a.parse().unwrap()))
+            .collect();
+        spec
+    }
+
+    #[test]
+    fn sources_follow_the_families_of_the_addresses() {
+        let engine = |spec: VirtualHostSpec| spec.build_with(1, link_local).map(|(c, _)| c);
+        // IPv6 only: the link-local address unless one is given.
+        let c = engine(with(&[], &["2001:db8::9"])).unwrap();
+        assert_eq!(c.sources(), ["fe80::1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(c.groups(), [IpAddr::V6(carp_proto::DEFAULT_GROUP6)]);
+        let c = engine(with(&["2001:db8::2"], &["2001:db8::9"])).unwrap();
+        assert_eq!(c.engine.src_addr, "2001:db8::2".parse::<IpAddr>().unwrap());
+        // Dual stack: IPv4 first (it breaks ties), IPv6 second.
+        let c = engine(with(&["10.0.0.1"], &["2001:db8::9", "10.0.0.9"])).unwrap();
+        assert_eq!(c.engine.src_addr, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(c.engine.src_addr_v6, Some("fe80::1".parse().unwrap()));
+        assert_eq!(c.groups().len(), 2);
+        c.check_families().unwrap();
+        // What cannot work is refused with its reason.
+        let refused = |sources: &[&str], addresses: &[&str]| {
+            engine(with(sources, addresses)).unwrap_err().to_string()
+        };
+        assert!(refused(&[], &["10.0.0.9"]).contains("need an IPv4 source"));
+        assert!(refused(&["fe80::2"], &["10.0.0.9"]).contains("fe80::2 is of a family"));
+        assert!(refused(&["10.0.0.1", "10.0.0.2"], &["10.0.0.9"]).contains("two IPv4"));
+        let no_link_local = with(&[], &["2001:db8::9"])
+            .build_with(1, || Err(SpecError::NoLinkLocal("eth0 has none".into())))
+            .unwrap_err();
+        assert_eq!(no_link_local.to_string(), "no IPv6 source: eth0 has none");
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use carp_engine::{Engine, Hook, State, Time, Transition, Transmit, LEAVE_ADVBASE, LEAVE_ADVSKEW};
 use carp_proto::arp::GratuitousArp;
-use carp_proto::datagram::AdvertDatagram;
+use carp_proto::datagram::{AdvertDatagram, AdvertDatagram6};
+use carp_proto::ndp::NeighborAdvert;
+use carp_proto::receive::Received;
 use carp_proto::{AdvertRepr, ReceiveFilter, Rejected};
 use log::{debug, info, warn};
 
@@ -46,10 +48,14 @@ pub struct VirtualHostConfig {
     pub interface: String,
     /// The election's configuration. Its authenticator holds the virtual
     /// addresses (the digest covers them all; gratuitous ARP announces the
-    /// IPv4 ones).
+    /// IPv4 ones, neighbour advertisements the IPv6 ones). Its sources say
+    /// which families the virtual host advertises on: `src_addr` (IPv4 or
+    /// IPv6) and, dual-stack, `src_addr_v6`.
     pub engine: carp_engine::Config,
-    /// The CARP group (UCARP `--mcast`).
+    /// The IPv4 CARP group (UCARP `--mcast`), used with an IPv4 source.
     pub group: Ipv4Addr,
+    /// The IPv6 CARP group (ff02::12 by default), used with an IPv6 source.
+    pub group6: Ipv6Addr,
     /// Ethernet broadcast instead of multicast (UCARP `-M`).
     pub broadcast: bool,
     /// How long the gratuitous ARP after a takeover waits for the up hook,
@@ -67,6 +73,7 @@ impl VirtualHostConfig {
             interface: interface.to_string(),
             engine,
             group: carp_proto::DEFAULT_GROUP,
+            group6: carp_proto::DEFAULT_GROUP6,
             broadcast: false,
             hook_wait: Duration::from_secs(62),
         }
@@ -80,16 +87,53 @@ impl VirtualHostConfig {
         }
     }
 
-    /// Our source address, which this runtime sends from (IPv4 until IPv6
-    /// support lands).
-    pub(crate) fn source_v4(&self) -> Result<Ipv4Addr, IoError> {
+    /// Our IPv4 source, if we advertise over IPv4.
+    pub fn source_v4(&self) -> Option<Ipv4Addr> {
         match self.engine.src_addr {
-            IpAddr::V4(v4) => Ok(v4),
-            IpAddr::V6(v6) => Err(IoError::Unsupported(format!(
-                "{}: IPv6 source address {v6} (IPv6 CARP is not implemented yet)",
-                self.id()
-            ))),
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
         }
+    }
+
+    /// Our IPv6 source, if we advertise over IPv6.
+    pub fn source_v6(&self) -> Option<Ipv6Addr> {
+        match self.engine.src_addr {
+            IpAddr::V6(v6) => Some(v6),
+            IpAddr::V4(_) => self.engine.src_addr_v6,
+        }
+    }
+
+    /// Every source we advertise from, IPv4 first.
+    pub fn sources(&self) -> Vec<IpAddr> {
+        let v4 = self.source_v4().map(IpAddr::V4);
+        v4.into_iter()
+            .chain(self.source_v6().map(IpAddr::V6))
+            .collect()
+    }
+
+    /// The groups we advertise to and listen on, one per source family.
+    pub fn groups(&self) -> Vec<IpAddr> {
+        let v4 = self.source_v4().map(|_| IpAddr::V4(self.group));
+        v4.into_iter()
+            .chain(self.source_v6().map(|_| IpAddr::V6(self.group6)))
+            .collect()
+    }
+
+    /// A virtual host advertises on the families of its virtual addresses:
+    /// each needs a source of that family, and a source of a family it has
+    /// no address of would advertise where no peer can check it.
+    pub(crate) fn check_families(&self) -> Result<(), IoError> {
+        let addresses = self.engine.auth.addresses();
+        let has_v4 = addresses.iter().any(IpAddr::is_ipv4);
+        let has_v6 = addresses.iter().any(IpAddr::is_ipv6);
+        let problem = match (has_v4, self.source_v4(), has_v6, self.source_v6()) {
+            (true, None, ..) => "has IPv4 virtual addresses but no IPv4 source address",
+            (false, Some(_), ..) => "has an IPv4 source address but no IPv4 virtual address",
+            (_, _, true, None) => "has IPv6 virtual addresses but no IPv6 source address",
+            (_, _, false, Some(_)) => "has an IPv6 source address but no IPv6 virtual address",
+            _ => return Ok(()),
+        };
+        Err(IoError::Families(format!("{}: {problem}", self.id())))
     }
 
     /// The IPv4 virtual addresses, announced by gratuitous ARP.
@@ -101,6 +145,19 @@ impl VirtualHostConfig {
             .filter_map(|a| match a {
                 IpAddr::V4(v4) => Some(*v4),
                 IpAddr::V6(_) => None,
+            })
+            .collect()
+    }
+
+    /// The IPv6 virtual addresses, announced by neighbour advertisements.
+    pub fn ipv6_addresses(&self) -> Vec<Ipv6Addr> {
+        self.engine
+            .auth
+            .addresses()
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(v6) => Some(*v6),
+                IpAddr::V4(_) => None,
             })
             .collect()
     }
@@ -137,7 +194,6 @@ pub(crate) struct VirtualHost {
     pub engine: Engine,
     pub hooks: Box<dyn Hooks>,
     filter: ReceiveFilter,
-    source: Ipv4Addr,
     in_flight: VecDeque<InFlight>,
     held: Held,
     rejections: RateLimitedLog,
@@ -157,7 +213,7 @@ impl VirtualHost {
         waker: Arc<UnixStream>,
         reject_log_period: Duration,
     ) -> Result<VirtualHost, IoError> {
-        let source = config.source_v4()?;
+        config.check_families()?;
         let engine = Engine::new(config.engine.clone(), now)?;
         let id = config.id();
         let status = VirtualHostStatus::new(
@@ -168,11 +224,10 @@ impl VirtualHost {
         );
         Ok(VirtualHost {
             filter: ReceiveFilter {
-                own_addr: source,
-                group: config.group,
+                own_addrs: config.sources(),
+                groups: config.groups(),
                 auth: config.engine.auth.clone(),
             },
-            source,
             rejections: RateLimitedLog::rejections(&id, reject_log_period),
             events: RateLimitedLog::events(&id, reject_log_period),
             id,
@@ -218,10 +273,10 @@ impl VirtualHost {
             .clone()
     }
 
-    /// A datagram for our vhid, already parsed by the interface: the checks
-    /// that need our configuration, then the engine.
-    pub fn receive(&mut self, iface: &mut Interface, now: Time, datagram: AdvertDatagram) {
-        match self.filter.check(datagram) {
+    /// An advert for our vhid (either family), already parsed by the
+    /// interface: the checks that need our configuration, then the engine.
+    pub fn receive(&mut self, iface: &mut Interface, now: Time, received: Received) {
+        match self.filter.check(received) {
             Ok(datagram) => {
                 debug!(
                     "{}: advert from {} advbase {} advskew {} demote {}",
@@ -231,7 +286,7 @@ impl VirtualHost {
                     datagram.advert.advskew,
                     datagram.advert.demote
                 );
-                let src = IpAddr::V4(datagram.src);
+                let src = datagram.src;
                 self.with_status(|s| s.counters.accepted += 1);
                 let accepted = self.engine.stats().adverts_accepted;
                 self.engine.handle_advert(now, src, &datagram.advert);
@@ -242,11 +297,11 @@ impl VirtualHost {
                 }
                 self.drain(iface, now);
             }
-            Err(rejected) => self.reject(datagram.src, rejected),
+            Err(rejected) => self.reject(received.src, rejected),
         }
     }
 
-    fn reject(&mut self, src: Ipv4Addr, rejected: Rejected) {
+    fn reject(&mut self, src: IpAddr, rejected: Rejected) {
         self.with_status(|s| s.counters.reject(rejected.label()));
         if matches!(rejected, Rejected::OwnPacket) {
             return;
@@ -317,7 +372,7 @@ impl VirtualHost {
     fn send(&mut self, iface: &mut Interface, now: Time, transmit: &Transmit) {
         let sent = match transmit {
             Transmit::Advert(advert) => self.send_advert(iface, advert),
-            Transmit::GratuitousArp => self.send_arps(iface),
+            Transmit::GratuitousArp => self.announce(iface),
         };
         self.engine.handle_send_result(now, transmit, sent);
         if matches!(transmit, Transmit::Advert(_))
@@ -328,49 +383,85 @@ impl VirtualHost {
         }
     }
 
+    /// Sends `advert` on every family we advertise on. It counts as sent
+    /// if one family got it out: either family's adverts keep a backup
+    /// quiet.
     fn send_advert(&mut self, iface: &mut Interface, advert: &AdvertRepr) -> bool {
-        let datagram = AdvertDatagram {
-            src: self.source,
-            dst: self.config.group,
-            ident: 0,
-            advert: *advert,
-        };
-        let result = iface.send_advert(datagram, self.config.broadcast);
-        self.with_status(|s| {
-            if result.is_ok() {
-                s.counters.sent += 1
-            } else {
-                s.counters.send_errors += 1
-            }
-        });
-        if let Err(e) = &result {
-            let name = &iface.info.name;
-            self.events.record(Instant::now(), "send_error", || {
-                format!("sending an advertisement on {name} failed: {e}")
-            });
+        let broadcast = self.config.broadcast;
+        let mut results = Vec::with_capacity(2);
+        if let Some(src) = self.config.source_v4() {
+            let datagram = AdvertDatagram {
+                src,
+                dst: self.config.group,
+                ident: 0,
+                advert: *advert,
+            };
+            results.push(("IPv4", iface.send_advert(datagram, broadcast)));
         }
-        result.is_ok()
+        if let Some(src) = self.config.source_v6() {
+            let datagram = AdvertDatagram6 {
+                src,
+                dst: self.config.group6,
+                advert: *advert,
+            };
+            results.push(("IPv6", iface.send_advert6(datagram, broadcast)));
+        }
+        for (family, result) in &results {
+            self.with_status(|s| {
+                if result.is_ok() {
+                    s.counters.sent += 1
+                } else {
+                    s.counters.send_errors += 1
+                }
+            });
+            if let Err(e) = result {
+                let name = &iface.info.name;
+                self.events.record(Instant::now(), "send_error", || {
+                    format!("sending an {family} advertisement on {name} failed: {e}")
+                });
+            }
+        }
+        results.iter().any(|(_, result)| result.is_ok())
     }
 
-    /// One gratuitous ARP per IPv4 virtual address.
-    fn send_arps(&mut self, iface: &mut Interface) -> bool {
+    /// Tells the link where the virtual addresses now are: one gratuitous
+    /// ARP per IPv4 address, one unsolicited neighbour advertisement per
+    /// IPv6 address (from our IPv6 source, override flag set).
+    fn announce(&mut self, iface: &mut Interface) -> bool {
+        let mac = iface.info.mac;
+        let frames = self.config.ipv4_addresses().into_iter().map(|ip| {
+            (
+                IpAddr::V4(ip),
+                GratuitousArp { mac, ip }.to_frame().to_vec(),
+            )
+        });
+        let source6 = self.config.source_v6();
+        let frames6 = self
+            .config
+            .ipv6_addresses()
+            .into_iter()
+            .filter_map(|target| {
+                let src = source6?;
+                let frame = NeighborAdvert { mac, src, target }.to_frame().to_vec();
+                Some((IpAddr::V6(target), frame))
+            });
         let mut all_sent = true;
-        for ip in self.config.ipv4_addresses() {
-            let frame = GratuitousArp {
-                mac: iface.info.mac,
-                ip,
-            }
-            .to_frame();
+        for (ip, frame) in frames.chain(frames6).collect::<Vec<_>>() {
+            let what = if ip.is_ipv4() {
+                "gratuitous ARP"
+            } else {
+                "neighbour advertisement"
+            };
             match iface.send_frame(&frame) {
                 Ok(()) => {
                     self.with_status(|s| s.counters.arps_sent += 1);
-                    debug!("{}: gratuitous ARP for {ip}", self.id);
+                    debug!("{}: {what} for {ip}", self.id);
                 }
                 Err(e) => {
                     all_sent = false;
                     let name = iface.info.name.clone();
                     self.events.record(Instant::now(), "arp_error", || {
-                        format!("gratuitous ARP for {ip} on {name} failed: {e}")
+                        format!("{what} for {ip} on {name} failed: {e}")
                     });
                 }
             }

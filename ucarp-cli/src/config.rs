@@ -226,7 +226,7 @@ struct RawDaemon {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawVhost {
     interface: Option<Spanned<String>>,
-    srcip: Option<Spanned<String>>,
+    srcip: Option<Spanned<OneOrMany>>,
     vhid: Option<Spanned<i64>>,
     addresses: Option<Spanned<Vec<Spanned<String>>>>,
     password: Option<Spanned<String>>,
@@ -237,12 +237,29 @@ struct RawVhost {
     preempt: Option<Spanned<bool>>,
     neutral: Option<Spanned<bool>>,
     ignoreifstate: Option<Spanned<bool>>,
-    mcast: Option<Spanned<String>>,
+    mcast: Option<Spanned<OneOrMany>>,
     nomcast: Option<Spanned<bool>>,
     upscript: Option<Spanned<String>>,
     downscript: Option<Spanned<String>>,
     xparam: Option<Spanned<String>>,
     script_timeout: Option<Spanned<i64>>,
+}
+
+/// A key that takes one value or a list (one per address family).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn values(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(one) => vec![one.as_str()],
+            OneOrMany::Many(many) => many.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 impl RawVhost {
@@ -315,22 +332,34 @@ impl Checker<'_> {
                 message: "interface: empty".into(),
             });
         }
-        let srcip = raw.srcip.as_ref().ok_or_else(|| missing("srcip"))?;
-        let source = located(srcip, |v| options::unicast(v, "srcip"))?;
         let vhid = number(
             raw.vhid.as_ref().ok_or_else(|| missing("vhid"))?,
             "vhid",
             1..=255,
         )? as u8;
         let addresses = self.addresses(raw, &missing)?;
+        let sources = match &raw.srcip {
+            Some(srcip) => located(srcip, |v| {
+                v.values()
+                    .into_iter()
+                    .map(|v| options::unicast_ip(v, "srcip"))
+                    .collect::<Result<Vec<IpAddr>, _>>()
+            })?,
+            None if addresses.iter().any(|a| a.addr.is_ipv4()) => {
+                return Err(missing("srcip"));
+            }
+            None => Vec::new(),
+        };
         let password = self.password(raw, &missing)?;
-        let mut spec = VirtualHostSpec::new(
-            interface.get_ref(),
-            vhid,
-            password,
-            IpAddr::V4(source),
-            addresses,
-        );
+        let mut spec =
+            VirtualHostSpec::new(interface.get_ref(), vhid, password, sources, addresses);
+        if let Err(e) = spec.check_sources() {
+            let span = raw.srcip.as_ref().map_or(table.clone(), Spanned::span);
+            return Err(Located {
+                span,
+                message: format!("srcip: {e}"),
+            });
+        }
         if let Some(v) = &raw.advbase {
             spec.advbase = number(v, "advbase", 0..=255)? as u8;
         }
@@ -352,10 +381,14 @@ impl Checker<'_> {
         spec.neutral = flag(&raw.neutral);
         spec.ignore_link_state = flag(&raw.ignoreifstate);
         spec.broadcast = flag(&raw.nomcast);
-        if let Some(group) = &raw.mcast {
-            spec.group = located(group, |v| {
-                options::group(v, "mcast", spec.broadcast.then_some("nomcast"))
-            })?;
+        if let Some(groups) = &raw.mcast {
+            let mut given = Vec::new();
+            let broadcast = spec.broadcast.then_some("nomcast");
+            for value in groups.get_ref().values() {
+                located(groups, |_| {
+                    options::set_group(&mut spec, &mut given, value, "mcast", broadcast)
+                })?;
+            }
         }
         spec.scripts = ScriptSpec {
             up: self.script(&raw.upscript, "upscript")?,
@@ -383,7 +416,7 @@ impl Checker<'_> {
         }
         let mut addresses: Vec<VirtualAddress> = Vec::new();
         for given in list.get_ref() {
-            let addr = IpAddr::V4(located(given, |v| options::unicast(v, "addresses"))?);
+            let addr = located(given, |v| options::unicast_ip(v, "addresses"))?;
             if addresses.iter().any(|a| a.addr == addr) {
                 return Err(Located {
                     span: given.span(),

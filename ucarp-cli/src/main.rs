@@ -209,13 +209,25 @@ pub(crate) fn check_interface(vhost: &VirtualHostSpec) -> Result<InterfaceInfo, 
     }
 }
 
-/// A source address that is not on its interface.
+/// Source addresses that are not on their interface.
 fn source_warning(vhost: &VirtualHostSpec, info: &InterfaceInfo) -> Option<String> {
-    let on_it = match vhost.source {
-        IpAddr::V4(v4) => info.ipv4.contains(&v4),
-        IpAddr::V6(_) => false,
-    };
-    (!on_it).then(|| format!("{} is not an address of {}", vhost.source, vhost.interface))
+    let absent: Vec<String> = vhost
+        .sources
+        .iter()
+        .filter(|source| match source {
+            IpAddr::V4(v4) => !info.ipv4.contains(v4),
+            IpAddr::V6(v6) => !info.ipv6.contains(v6),
+        })
+        .map(ToString::to_string)
+        .collect();
+    (!absent.is_empty()).then(|| {
+        format!(
+            "{} {} not an address of {}",
+            absent.join(" and "),
+            if absent.len() == 1 { "is" } else { "are" },
+            vhost.interface
+        )
+    })
 }
 
 /// Everything that can fail before the runtime runs, without starting a
@@ -227,7 +239,9 @@ fn open(plan: &Plan) -> Result<Opened, Box<dyn std::error::Error>> {
     let mut runtime = Runtime::new(RuntimeConfig::default())?;
     let mut scripts = Vec::new();
     for vhost in &plan.vhosts {
-        let (config, script_config) = vhost.build(carp_io::random_u64()?)?;
+        let (config, script_config) = vhost
+            .build(carp_io::random_u64()?)
+            .map_err(|e| format!("{}: {e}", vhost.id()))?;
         runtime
             .add(config, Box::new(NoHooks))
             .map_err(|e| match &plan.file {

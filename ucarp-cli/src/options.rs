@@ -3,7 +3,7 @@
 //! them into checked values with messages naming the option and the value.
 
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,10 +27,12 @@ use clap::{ArgAction, Parser};
 pub struct RawArgs {
     #[arg(short = 'i', long = "interface")]
     interface: Option<String>,
-    #[arg(short = 's', long = "srcip")]
-    srcip: Option<String>,
-    #[arg(short = 'm', long = "mcast", alias = "mcastip")]
-    mcast: Option<String>,
+    /// Repeatable: one source per address family.
+    #[arg(short = 's', long = "srcip", action = ArgAction::Append)]
+    srcip: Vec<String>,
+    /// Repeatable: one group per address family.
+    #[arg(short = 'm', long = "mcast", alias = "mcastip", action = ArgAction::Append)]
+    mcast: Vec<String>,
     #[arg(short = 'v', long = "vhid")]
     vhid: Option<String>,
     #[arg(short = 'p', long = "pass")]
@@ -152,6 +154,32 @@ fn ipv4(value: &str, option: &str) -> Result<Ipv4Addr, UsageError> {
     value
         .parse()
         .or_else(|_| fail(format!("{option}: {value:?} is not an IPv4 address")))
+}
+
+/// A host's own address or a virtual address, IPv4 or IPv6: one that can
+/// be a unicast source. An IPv6 one must not be unspecified, loopback or
+/// multicast either.
+pub(crate) fn unicast_ip(value: &str, option: &str) -> Result<IpAddr, UsageError> {
+    let Ok(v6) = value.parse::<Ipv6Addr>() else {
+        if value.parse::<Ipv4Addr>().is_err() {
+            return fail(format!(
+                "{option}: {value:?} is not an IPv4 or IPv6 address"
+            ));
+        }
+        return unicast(value, option).map(IpAddr::V4);
+    };
+    let problem = if v6.is_unspecified() {
+        "the unspecified address"
+    } else if v6.is_loopback() {
+        "the loopback address"
+    } else if v6.is_multicast() {
+        "a multicast address"
+    } else {
+        return Ok(IpAddr::V6(v6));
+    };
+    fail(format!(
+        "{option}: {v6} is {problem}; use a unicast address of this host"
+    ))
 }
 
 /// A host's own address or a virtual address: one that can be a unicast
@@ -303,6 +331,36 @@ pub(crate) fn check_interval(
 /// The CARP group: a multicast address. With broadcast frames (`-M`) the
 /// datagrams are still addressed to it, and receivers must have joined it.
 /// `broadcast` names the broadcast option when it is set.
+/// A CARP group of either family, at most one per family, onto `spec`.
+pub(crate) fn set_group(
+    spec: &mut VirtualHostSpec,
+    given: &mut Vec<IpAddr>,
+    value: &str,
+    option: &str,
+    broadcast: Option<&str>,
+) -> Result<(), UsageError> {
+    let group = match value.parse::<Ipv6Addr>() {
+        Ok(v6) if v6.is_multicast() => IpAddr::V6(v6),
+        Ok(v6) => {
+            return fail(format!(
+                "{option}: {v6} is not an IPv6 multicast address (ff00::/8)"
+            ))
+        }
+        Err(_) => IpAddr::V4(group(value, option, broadcast)?),
+    };
+    if let Some(first) = given.iter().find(|g| g.is_ipv4() == group.is_ipv4()) {
+        return fail(format!(
+            "{option}: two groups of one family ({first} and {group}); give one per family"
+        ));
+    }
+    given.push(group);
+    match group {
+        IpAddr::V4(v4) => spec.group = v4,
+        IpAddr::V6(v6) => spec.group6 = v6,
+    }
+    Ok(())
+}
+
 pub(crate) fn group(
     value: &str,
     option: &str,
@@ -377,8 +435,8 @@ impl RawArgs {
     fn file_settings_given(&self) -> Vec<&'static str> {
         let values = [
             (self.interface.is_some(), "--interface (-i)"),
-            (self.srcip.is_some(), "--srcip (-s)"),
-            (self.mcast.is_some(), "--mcast (-m)"),
+            (!self.srcip.is_empty(), "--srcip (-s)"),
+            (!self.mcast.is_empty(), "--mcast (-m)"),
             (self.vhid.is_some(), "--vhid (-v)"),
             (self.pass.is_some(), "--pass (-p)"),
             (self.passfile.is_some(), "--passfile (-o)"),
@@ -407,7 +465,11 @@ impl RawArgs {
     pub fn validate(&self) -> Result<Options, UsageError> {
         let mut warnings = Vec::new();
         let interface = required(&self.interface, "--interface (-i)")?.to_string();
-        let srcip = unicast(required(&self.srcip, "--srcip (-s)")?, "--srcip (-s)")?;
+        let sources = self
+            .srcip
+            .iter()
+            .map(|s| unicast_ip(s, "--srcip (-s)"))
+            .collect::<Result<Vec<IpAddr>, _>>()?;
         let vhid = number(
             Some(required(&self.vhid, "--vhid (-v)")?),
             "--vhid (-v)",
@@ -419,7 +481,7 @@ impl RawArgs {
         }
         let mut addresses: Vec<VirtualAddress> = Vec::new();
         for given in &self.addr {
-            let addr = IpAddr::V4(unicast(given, "--addr (-a)")?);
+            let addr = unicast_ip(given, "--addr (-a)")?;
             if addresses.iter().any(|a| a.addr == addr) {
                 return fail(format!("--addr (-a): {addr} is given twice"));
             }
@@ -449,14 +511,6 @@ impl RawArgs {
             3,
             1..=u64::from(u16::MAX),
         )? as u32;
-        let group = match &self.mcast {
-            Some(value) => group(
-                value,
-                "--mcast (-m)",
-                self.nomcast.then_some("--nomcast (-M)"),
-            )?,
-            None => carp_proto::DEFAULT_GROUP,
-        };
         check_script(&self.upscript, "--upscript (-u)")?;
         check_script(&self.downscript, "--downscript (-d)")?;
         let script_timeout = Duration::from_secs(number(
@@ -471,15 +525,24 @@ impl RawArgs {
             path.as_ref()
                 .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
         };
-        let mut vhost =
-            VirtualHostSpec::new(&interface, vhid, password, IpAddr::V4(srcip), addresses);
+        if sources.is_empty() && addresses.iter().any(|a| a.addr.is_ipv4()) {
+            return fail("--srcip (-s) is required".into());
+        }
+        let mut vhost = VirtualHostSpec::new(&interface, vhid, password, sources, addresses);
+        vhost
+            .check_sources()
+            .or_else(|e| fail(format!("--srcip (-s): {e}")))?;
+        let mut groups = Vec::new();
+        for value in &self.mcast {
+            let broadcast = self.nomcast.then_some("--nomcast (-M)");
+            set_group(&mut vhost, &mut groups, value, "--mcast (-m)", broadcast)?;
+        }
         vhost.advbase = advbase;
         vhost.advskew = advskew;
         vhost.deadratio = deadratio;
         vhost.preempt = self.preempt;
         vhost.neutral = self.neutral;
         vhost.ignore_link_state = self.ignoreifstate;
-        vhost.group = group;
         vhost.broadcast = self.nomcast;
         vhost.scripts = ScriptSpec {
             up: absolute(&self.upscript),
@@ -663,13 +726,13 @@ mod tests {
         args[3] = "10.0.0";
         assert_eq!(
             parse(&args).unwrap_err().0,
-            "--srcip (-s): \"10.0.0\" is not an IPv4 address"
+            "--srcip (-s): \"10.0.0\" is not an IPv4 or IPv6 address"
         );
         args = BASE.to_vec();
         args[9] = "vip";
         assert_eq!(
             parse(&args).unwrap_err().0,
-            "--addr (-a): \"vip\" is not an IPv4 address"
+            "--addr (-a): \"vip\" is not an IPv4 or IPv6 address"
         );
         assert!(error(&["-m", "10.0.0.1"]).contains("not a multicast address"));
         // -M sends broadcast frames, but still to the group: a unicast
@@ -738,6 +801,84 @@ mod tests {
         assert_eq!(
             error(&["--script-timeout=0"]),
             "--script-timeout: 0 is out of range 1..=3600"
+        );
+    }
+
+    #[test]
+    fn ipv6_sources_addresses_and_groups() {
+        let v6_only = [
+            "-i",
+            "eth0",
+            "-v",
+            "7",
+            "-p",
+            "pw",
+            "-a",
+            "2001:db8::25",
+            "-a",
+            "fe80::25",
+        ];
+        let o = parse(&v6_only).unwrap();
+        assert!(o.vhost.sources.is_empty(), "link-local source by default");
+        assert!(o.vhost.needs_link_local());
+        let mut given = v6_only.to_vec();
+        given.extend(["-s", "2001:db8::2", "-m", "ff02::1:2"]);
+        let o = parse(&given).unwrap();
+        assert_eq!(o.vhost.sources, ["2001:db8::2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(o.vhost.group6, "ff02::1:2".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(o.vhost.group, carp_proto::DEFAULT_GROUP);
+        // Dual stack: one source and one group per family.
+        let dual = [
+            "-i",
+            "eth0",
+            "-s",
+            "10.0.0.1",
+            "-v",
+            "7",
+            "-p",
+            "pw",
+            "-a",
+            "10.0.0.9",
+            "-a",
+            "2001:db8::9",
+            "-m",
+            "239.1.1.1",
+            "-m",
+            "ff05::12",
+        ];
+        let o = parse(&dual).unwrap();
+        assert_eq!(o.vhost.sources.len(), 1);
+        assert_eq!(o.vhost.group, Ipv4Addr::new(239, 1, 1, 1));
+        assert_eq!(o.vhost.group6, "ff05::12".parse::<Ipv6Addr>().unwrap());
+        let refused = |extra: &[&str], base: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend(extra);
+            parse(&args).unwrap_err().0
+        };
+        assert_eq!(
+            refused(&["-m", "ff02::13"], &dual),
+            "--mcast (-m): two groups of one family (ff05::12 and ff02::13); give one per family"
+        );
+        assert_eq!(
+            refused(&["-m", "2001:db8::1"], &v6_only),
+            "--mcast (-m): 2001:db8::1 is not an IPv6 multicast address (ff00::/8)"
+        );
+        assert_eq!(
+            refused(&["-s", "10.0.0.1"], &v6_only),
+            "--srcip (-s): source address 10.0.0.1 is of a family none of the virtual \
+             addresses has"
+        );
+        assert_eq!(
+            refused(&["-s", "fe80::1", "-s", "fe80::2"], &v6_only),
+            "--srcip (-s): two IPv6 source addresses (fe80::1 and fe80::2); give one per family"
+        );
+        assert_eq!(
+            refused(&["-a", "ff02::1"], &v6_only),
+            "--addr (-a): ff02::1 is a multicast address; use a unicast address of this host"
+        );
+        assert_eq!(
+            refused(&["-s", "::"], &v6_only),
+            "--srcip (-s): :: is the unspecified address; use a unicast address of this host"
         );
     }
 

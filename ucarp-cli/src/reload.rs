@@ -72,7 +72,7 @@ impl Changes {
 fn differences(old: &VirtualHostSpec, new: &VirtualHostSpec) -> Vec<&'static str> {
     let fields = [
         (old.password != new.password, "password"),
-        (old.source != new.source, "srcip"),
+        (old.sources != new.sources, "srcip"),
         (old.addresses != new.addresses, "addresses"),
         (old.advbase != new.advbase, "advbase"),
         (old.advskew != new.advskew, "advskew"),
@@ -83,7 +83,7 @@ fn differences(old: &VirtualHostSpec, new: &VirtualHostSpec) -> Vec<&'static str
             old.ignore_link_state != new.ignore_link_state,
             "ignoreifstate",
         ),
-        (old.group != new.group, "mcast"),
+        ((old.group, old.group6) != (new.group, new.group6), "mcast"),
         (old.broadcast != new.broadcast, "nomcast"),
         (old.scripts.up != new.scripts.up, "upscript"),
         (old.scripts.down != new.scripts.down, "downscript"),
@@ -225,7 +225,7 @@ mod tests {
             "eth0",
             vhid,
             Password::new(b"pw").unwrap(),
-            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))],
             vec![VirtualAddress::new(IpAddr::V4(Ipv4Addr::new(
                 10, 0, 1, vhid,
             )))],
