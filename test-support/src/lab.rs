@@ -226,6 +226,34 @@ impl Lab {
         );
     }
 
+    /// Drops every CARP packet of one family delivered to host, in the
+    /// bridge: `ipv6` false drops IPv4 protocol 112, true IPv6 next header
+    /// 112. Another call for the same host adds to the first.
+    pub fn drop_carp_family(&self, host: usize, ipv6: bool) {
+        let matcher = if ipv6 {
+            "ip6 nexthdr 112"
+        } else {
+            "ip protocol 112"
+        };
+        let rules = format!(
+            "add table bridge carpfamily\n\
+             add chain bridge carpfamily forward {{ type filter hook forward priority 0; }}\n\
+             add rule bridge carpfamily forward oifname \"p{host}\" {matcher} drop\n"
+        );
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.bridge_ns(), "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft (apt-get install nftables)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "nft rule: {matcher}");
+    }
+
     /// PIDs of the processes in host's namespace.
     pub fn pids(&self, host: usize) -> Vec<i32> {
         let output = Command::new("ip")
@@ -430,7 +458,13 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// CARP over IPv4 only.
     pub fn start(lab: &Lab) -> Capture {
+        Capture::start_filtered(lab, "ip proto 112")
+    }
+
+    /// Whatever the tcpdump `filter` matches.
+    pub fn start_filtered(lab: &Lab, filter: &str) -> Capture {
         let path = std::env::temp_dir().join(format!("{}.pcap", lab.prefix));
         let child = Command::new("ip")
             .args([
@@ -444,7 +478,7 @@ impl Capture {
                 "-w",
             ])
             .arg(&path)
-            .arg("ip proto 112")
+            .arg(filter)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

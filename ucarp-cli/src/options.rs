@@ -87,7 +87,7 @@ pub struct RawArgs {
 #[derive(Debug, Clone)]
 pub enum Mode {
     /// UCARP's form: one virtual host, all on the command line.
-    CommandLine(Options),
+    CommandLine(Box<Options>),
     /// `--config FILE`: everything from the file; `-B` and `-D` may be
     /// added on the command line.
     ConfigFile {
@@ -405,7 +405,7 @@ impl RawArgs {
     /// `[daemon]` table holds) are refused: one place for each setting.
     pub fn mode(&self) -> Result<Mode, UsageError> {
         let file = match (&self.config, &self.check_config) {
-            (None, None) => return self.validate().map(Mode::CommandLine),
+            (None, None) => return self.validate().map(|o| Mode::CommandLine(Box::new(o))),
             (Some(_), Some(_)) => {
                 return fail("--config and --check-config: give one of them".into())
             }
