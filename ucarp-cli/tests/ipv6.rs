@@ -350,3 +350,116 @@ fn ipv6_adverts_with_hop_limit_64_or_extension_headers_are_refused() {
     let takeover = b.wait_for_after(mark, "b master", 2 * SECOND, is_master);
     assert!(takeover.contains("leave advertisement"), "{takeover}");
 }
+
+/// The README's code block that starts with `first_line` (without it).
+fn readme_block(first_line: &str) -> String {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find(first_line)
+        .unwrap_or_else(|| panic!("README has no {first_line:?}"));
+    let rest = &readme[start..];
+    rest[..rest.find("```").expect("end of the code block")].to_string()
+}
+
+/// The README's mail-relay example over IPv6, as written there: its
+/// scripts, its command line. The master dies (kill -9, cable out); the
+/// other relay takes the address and a client reaches it there at once,
+/// which needs the neighbour advertisement to replace the client's cached
+/// link-layer address.
+#[test]
+fn readme_mail_relay_example_over_ipv6() {
+    if !privileged("readme_mail_relay_example_over_ipv6") {
+        return;
+    }
+    let lab = Lab::new(3);
+    let dir = Dir::new("ipv6-readme");
+    let up = readme_block("#!/bin/sh\n# /etc/vip-up.sh");
+    let down = readme_block("#!/bin/sh\n# /etc/vip-down.sh");
+    std::fs::write(dir.path("up"), up).unwrap();
+    std::fs::write(dir.path("down"), down).unwrap();
+    std::fs::write(dir.path("pass"), "love\n").unwrap();
+    for name in ["up", "down"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(dir.path(name), mode).unwrap();
+    }
+    let command = readme_block("ucarp --interface=eth0 --vhid=1 --passfile=/etc/ucarp.pass \\\n      --addr=2001:db8:1::252");
+    let args: Vec<String> = command
+        .replace("\\\n", " ")
+        .split_whitespace()
+        .skip(1)
+        .map(|arg| {
+            arg.replace("/etc/ucarp.pass", &dir.path("pass").display().to_string())
+                .replace("/etc/vip-up.sh", &dir.path("up").display().to_string())
+                .replace("/etc/vip-down.sh", &dir.path("down").display().to_string())
+        })
+        .collect();
+    let relay = |host: usize, extra: &[&str]| {
+        let mut command = lab.command(host, env!("CARGO_BIN_EXE_ucarp"));
+        command.args(&args).args(["-f", "none"]).args(extra);
+        Proc::spawn(&format!("relay{}", host + 1), command)
+    };
+    let client_reaches_vip = || {
+        lab.in_ns(2, || {
+            let target = std::net::SocketAddr::new("2001:db8:1::252".parse().unwrap(), 25);
+            std::net::TcpStream::connect_timeout(&target, 2 * SECOND)
+                .map(|_| ())
+                .map_err(|e| e.kind())
+        })
+    };
+    let has_vip = |host: usize| {
+        let out = lab
+            .command(host, "ip")
+            .args(["-6", "addr", "show", "dev", "eth0"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("2001:db8:1::252/64")
+    };
+    let status = lab
+        .command(2, "ip")
+        .args([
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::3/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let mut relay1 = relay(0, &["--preempt"]);
+    relay1.wait_for("relay 1 master", 6 * SECOND, is_master);
+    let relay2 = relay(1, &["--advskew=100"]);
+    relay2.wait_for("relay 2 backup", 3 * SECOND, |l| {
+        l.contains("state: BACKUP")
+    });
+    let period = Duration::from_millis(20);
+    test_support::lab::eventually(3 * SECOND, period, || {
+        has_vip(0)
+            .then_some(())
+            .ok_or("relay 1 never held the address".to_string())
+    });
+    assert_eq!(
+        client_reaches_vip(),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+
+    // Relay 1 dies: process and cable.
+    let mark = relay2.mark();
+    relay1.kill9();
+    lab.set_cable(0, false);
+    relay2.wait_for_after(mark, "relay 2 master", 6 * SECOND, is_master);
+    test_support::lab::eventually(3 * SECOND, period, || {
+        has_vip(1)
+            .then_some(())
+            .ok_or("relay 2 never held the address".to_string())
+    });
+    assert_eq!(
+        client_reaches_vip(),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "the client still sends to relay 1's MAC: no neighbour advertisement?"
+    );
+}
