@@ -554,7 +554,7 @@ mod tests {
         let text = include_str!("../../docs/ucarp.toml")
             .replace("/etc/ucarp/", &format!("{}/", dir.display()));
         let file = check(&text).unwrap();
-        assert_eq!(file.vhosts.len(), 3);
+        assert_eq!(file.vhosts.len(), 4);
         assert!(file.shutdown);
         let first = &file.vhosts[0];
         assert_eq!((first.interface.as_str(), first.vhid), ("eth0", 1));
@@ -564,6 +564,52 @@ mod tests {
         assert_eq!(first.scripts.up, Some(dir.join("vip-up.sh")));
         assert_eq!(file.vhosts[1].advskew, 100);
         assert_eq!(file.vhosts[2].interface, "eth1");
+        let dual = &file.vhosts[3];
+        assert_eq!(dual.addresses.len(), 2);
+        assert_eq!(dual.sources, ["192.168.1.1".parse::<IpAddr>().unwrap()]);
+        assert!(dual.needs_link_local());
+        assert_eq!(dual.group6, carp_proto::DEFAULT_GROUP6);
+    }
+
+    #[test]
+    fn ipv6_virtual_hosts() {
+        let v6 = "[[vhost]]\ninterface = \"eth0\"\nvhid = 3\npassword = \"pw\"\n\
+                  addresses = [\"2001:db8::3\"]\n";
+        let file = check(v6).unwrap();
+        assert!(file.vhosts[0].sources.is_empty());
+        let chosen = format!("{v6}srcip = \"2001:db8::1\"\nmcast = \"ff05::12\"\n");
+        let file = check(&chosen).unwrap();
+        assert_eq!(
+            file.vhosts[0].sources,
+            ["2001:db8::1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            file.vhosts[0].group6,
+            "ff05::12".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+        let dual = "[[vhost]]\ninterface = \"eth0\"\nvhid = 3\npassword = \"pw\"\n\
+                    addresses = [\"2001:db8::3\", \"10.0.0.3\"]\n\
+                    srcip = [\"10.0.0.1\", \"fe80::1\"]\n";
+        assert_eq!(check(dual).unwrap().vhosts[0].sources.len(), 2);
+        assert_eq!(
+            refusal(&format!("{v6}srcip = \"10.0.0.1\"\n")),
+            "/etc/ucarp/test.toml:6:9: srcip: source address 10.0.0.1 is of a family none of the \
+             virtual addresses has"
+        );
+        assert_eq!(
+            refusal(&format!("{v6}mcast = [\"ff02::12\", \"ff05::12\"]\n")),
+            "/etc/ucarp/test.toml:6:9: mcast: two groups of one family (ff02::12 and ff05::12); \
+             give one per family"
+        );
+        assert_eq!(
+            refusal(
+                &dual
+                    .replace("[\"2001:db8::3\", \"10.0.0.3\"]", "[\"10.0.0.3\"]")
+                    .replace(", \"fe80::1\"", "")
+                    .replace("srcip = [\"10.0.0.1\"]\n", "")
+            ),
+            "/etc/ucarp/test.toml:1:1: srcip: missing in this [[vhost]] (and in [defaults])"
+        );
     }
 
     #[test]

@@ -346,6 +346,11 @@ pub(crate) fn set_group(
                 "{option}: {v6} is not an IPv6 multicast address (ff00::/8)"
             ))
         }
+        Err(_) if value.parse::<Ipv4Addr>().is_err() => {
+            return fail(format!(
+                "{option}: {value:?} is not an IPv4 or IPv6 address"
+            ))
+        }
         Err(_) => IpAddr::V4(group(value, option, broadcast)?),
     };
     if let Some(first) = given.iter().find(|g| g.is_ipv4() == group.is_ipv4()) {

@@ -8,14 +8,15 @@ pub const USAGE: &str = concat!(
     " (ucarp-rs, compatible with UCARP 1.5.2)
 
 --interface=<if> (-i <if>): bind interface <if>
---srcip=<ip> (-s <ip>): source (real) IP address of that host
---mcast=<ip> (-m <ip>): multicast group IP address (default 224.0.0.18)
+--srcip=<ip> (-s <ip>): source (real) IP address of that host (one per family;
+  IPv6 defaults to the interface's link-local address)
+--mcast=<ip> (-m <ip>): multicast group IP address (default 224.0.0.18, ff02::12)
 --vhid=<id> (-v <id>): virtual IP identifier (1-255)
 --pass=<pass> (-p <pass>): password (visible in the process list: prefer --passfile)
 --passfile=<file> (-o <file>): read password from file (first line)
 --preempt (-P): becomes a master as soon as possible
 --neutral (-n): don't run downscript at start if backup
---addr=<ip> (-a <ip>): virtual shared IP address (repeat for several)
+--addr=<ip> (-a <ip>): virtual shared IP address, IPv4 or IPv6 (repeat for several)
 --help (-h): summary of command-line options
 --advbase=<seconds> (-b <seconds>): advertisement frequency (0-255, default 1)
 --advskew=<skew> (-k <skew>): advertisement skew (0-255, default 0)

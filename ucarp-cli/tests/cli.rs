@@ -78,11 +78,11 @@ fn bad_values_name_the_option() {
     );
     assert_refused(
         &with(&["-a", "1.2.3"]),
-        "--addr (-a): \"1.2.3\" is not an IPv4 address",
+        "--addr (-a): \"1.2.3\" is not an IPv4 or IPv6 address",
     );
     assert_refused(
         &with(&["-s", "host"]),
-        "--srcip (-s): \"host\" is not an IPv4 address",
+        "--srcip (-s): \"host\" is not an IPv4 or IPv6 address",
     );
     assert_refused(
         &with(&["-m", "10.1.1.1"]),
