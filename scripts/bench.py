@@ -25,14 +25,17 @@ OURS = os.path.join(REPO, "target", "release", "ucarp")
 FLOOD = os.path.join(REPO, "target", "release", "examples", "flood")
 UCARP = "/usr/sbin/ucarp"
 VIP = "10.98.0.100"
+VIP6 = "fd98::100"
 QUICK = "--quick" in sys.argv
-# --only=takeover,false,planned,stddev,flood,rss,many runs just those sections.
+# --only=takeover,takeover6,false,planned,stddev,flood,rss,many runs just those sections.
 ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
 
 
 def wanted(section):
     return ONLY is None or section in ONLY
-IMPLS = {"ours": OURS, "ucarp": UCARP}
+# "ours6": our binary with an IPv6 virtual address (link-local source,
+# ff02::12); UCARP has no IPv6, so it is measured beside ours over IPv4.
+IMPLS = {"ours": OURS, "ucarp": UCARP, "ours6": OURS}
 _lab_counter = [0]
 
 
@@ -114,8 +117,8 @@ class Node:
         self.up_file = os.path.join(work, f"{lab.prefix}-{host}-{impl}.up")
         self.log_file = os.path.join(work, f"{lab.prefix}-{host}-{impl}.log")
         up = os.path.join(work, "up.sh")
-        argv = [IMPLS[impl], "-i", "eth0", "-s", lab.addr(host), "-v", "9", "-p", "bench",
-                "-a", VIP, "-f", "none", "-u", up] + extra
+        identity = ["-a", VIP6] if impl == "ours6" else ["-s", lab.addr(host), "-a", VIP]
+        argv = [IMPLS[impl], "-i", "eth0", "-v", "9", "-p", "bench", "-f", "none", "-u", up] + identity + extra
         env = dict(os.environ, UP_FILE=self.up_file)
         self.log = open(self.log_file, "w")
         self.proc = lab.spawn(host, argv, env=env, stdout=self.log, stderr=self.log)
@@ -174,12 +177,14 @@ def wait_until(cond, timeout):
 
 
 class Capture:
-    """tcpdump on the bridge; returns (timestamp, source IP) of CARP adverts."""
+    """tcpdump on the bridge; returns (timestamp, source IP) of CARP adverts,
+    IPv4 or IPv6."""
 
     def __init__(self, lab, work):
         self.path = os.path.join(work, f"{lab.prefix}.pcap")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", lab.br, "tcpdump", "-i", "br0", "-U", "-w", self.path, "ip proto 112"],
+            ["ip", "netns", "exec", lab.br, "tcpdump", "-i", "br0", "-U", "-w", self.path,
+             "ip proto 112 or ip6 proto 112"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
 
@@ -194,9 +199,11 @@ class Capture:
         while at + 16 <= len(data):
             sec, usec, caplen, _ = struct.unpack("<IIII", data[at:at + 16])
             frame = data[at + 16:at + 16 + caplen]
-            if len(frame) >= 34:
+            if len(frame) >= 34 and frame[12:14] == b"\x08\x00":
                 src = ".".join(str(b) for b in frame[26:30])
                 adverts.append((sec + usec / 1e6, src))
+            elif len(frame) >= 54 and frame[12:14] == b"\x86\xdd":
+                adverts.append((sec + usec / 1e6, frame[22:38].hex()))
             at += 16 + caplen
         return adverts
 
@@ -222,14 +229,14 @@ def ratio(ours, theirs):
     return f"{ours / theirs:.2f}"
 
 
-def unplanned_takeover(work, advbase, advskew, reps):
+def unplanned_takeover(work, advbase, advskew, reps, impls=("ours", "ucarp")):
     """Master's last advert on the wire → backup's up script, minus the
     master-down time the backup's implementation computes."""
     out = {}
-    for impl in ("ours", "ucarp"):
+    for impl in impls:
         out[impl] = []
     for rep in range(reps):
-        for impl in ("ours", "ucarp"):
+        for impl in impls:
             with lab(2) as l:
                 cap = Capture(l, work)
                 m = Node(l, 0, impl, ["-b", str(advbase), "-k", str(advskew)], work)
@@ -242,12 +249,15 @@ def unplanned_takeover(work, advbase, advskew, reps):
                 wait_until(lambda: len(b.ups()) > ups_before, 10)
                 adverts = cap.stop()
                 b.stop()
-                last_master = [t for t, src in adverts if src == l.addr(0)]
+                # The master advertised alone first: its source is the first.
+                master_src = adverts[0][1] if adverts else None
+                last_master = [t for t, src in adverts if src == master_src]
                 ups = b.ups()[ups_before:]
                 if not last_master or not ups:
                     continue
                 interval = advbase + advskew / 256
-                late = ups[0] - last_master[-1] - master_down(impl, advbase, advskew, interval)
+                rule = "ucarp" if impl == "ucarp" else "ours"
+                late = ups[0] - last_master[-1] - master_down(rule, advbase, advskew, interval)
                 out[impl].append(late)
     return out
 
@@ -500,6 +510,16 @@ def main():
             u, um = summary(r["ucarp"])
             rows.append((f"unplanned takeover, late vs master-down, advbase {advbase}/advskew {advskew}", o, u, ratio(om, um)))
             print(f"# takeover {advbase}/{advskew}: ours {o}; ucarp {u}", file=sys.stderr)
+        if wanted("takeover6"):
+            # Same run, same labs: ours over IPv6 and IPv4, UCARP over IPv4.
+            r = unplanned_takeover(work, 1, 0, reps, impls=("ours6", "ours", "ucarp"))
+            o6, o6m = summary(r["ours6"])
+            o, om = summary(r["ours"])
+            u, um = summary(r["ucarp"])
+            rows.append(("unplanned takeover over IPv6 (ours; UCARP has no IPv6, column: UCARP over IPv4), advbase 1/advskew 0",
+                         o6, u, ratio(o6m, um)))
+            rows.append(("  same run, ours over IPv4 for comparison", o, u, ratio(om, um)))
+            print(f"# takeover6: ours6 {o6}; ours {o}; ucarp {u}", file=sys.stderr)
         for loss in (0, 20) if wanted("false") else ():
             r = false_takeovers(work, loss, long_run)
             rows.append((f"false takeovers in {long_run} s, healthy master, advbase 0/advskew 51, {loss} % loss",
