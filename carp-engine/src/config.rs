@@ -20,13 +20,8 @@ pub struct Config {
     /// virtual host, the IPv4 one.
     pub src_addr: IpAddr,
     /// A dual-stack virtual host (IPv4 and IPv6 addresses) advertises on
-    /// both families: this is the source of its IPv6 adverts. Ties are
-    /// then decided on IPv4 adverts only: the tie-break ranks every IPv6
-    /// address after every IPv4 one ([`crate::TieBreak::key`]), so a tie
-    /// heard over IPv6 never makes our (IPv4-identified) master yield, and
-    /// both nodes compare the same pair of IPv4 addresses. Deciding per
-    /// family instead, a pair whose IPv4 and IPv6 orders disagree could
-    /// both yield.
+    /// both families: this is the source of its IPv6 adverts. Which pair
+    /// of addresses decides a tie: [`crate::Engine::tie_address`].
     pub src_addr_v6: Option<Ipv6Addr>,
     /// Whole seconds of our advertisement interval (UCARP `-b`, default 1).
     pub advbase: u8,

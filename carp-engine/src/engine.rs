@@ -228,6 +228,9 @@ pub struct Engine {
     master_interval: Interval,
     /// When we last accepted an advert, or became a listening backup.
     last_heard: Time,
+    /// Dual stack: when we last accepted an IPv4 advert. While IPv4 adverts
+    /// flow, ties are decided on them alone (see [`Engine::tie_address`]).
+    last_ipv4_heard: Option<Time>,
     /// Adverts to send before the delayed gratuitous ARP.
     delayed_arp: Option<u8>,
     send_failures: u8,
@@ -253,6 +256,7 @@ impl Engine {
             state: State::Init,
             timers: Timers::default(),
             last_heard: now,
+            last_ipv4_heard: None,
             delayed_arp: None,
             send_failures: 0,
             send_successes: 0,
@@ -362,6 +366,9 @@ impl Engine {
             return;
         }
         self.stats.adverts_accepted += 1;
+        if src.is_ipv4() {
+            self.last_ipv4_heard = Some(now);
+        }
         // UCARP continues from the counter of the last advert it accepted.
         self.send_counter = advert.counter;
         self.heard_counter = Some((src, advert.counter));
@@ -378,10 +385,11 @@ impl Engine {
     }
 
     fn master_hears(&mut self, now: Time, theirs: Claim) {
-        if theirs
-            .rank(&self.our_claim(), self.config.tie_break)
-            .is_gt()
-        {
+        let ours = Claim {
+            addr: self.tie_address(now, theirs.addr),
+            ..self.our_claim()
+        };
+        if theirs.rank(&ours, self.config.tie_break).is_gt() {
             // Send one more advert so the peer hears us, then yield.
             self.send_advert();
             self.transition(
@@ -448,6 +456,32 @@ impl Engine {
         self.delayed_arp = Some(DELAYED_ARP_ADVERTS);
         self.timers
             .set(Timer::Advertise, now + self.config.interval().as_duration());
+    }
+
+    /// Our address in a tie with an advert from `peer`. A single-family
+    /// virtual host has one. A dual-stack one hears each peer on both
+    /// families and must pick the pair both sides compare: while IPv4
+    /// adverts arrive (one within the master-down time), ties are decided
+    /// by the IPv4 pair alone, and a tie heard over IPv6 is compared with
+    /// our IPv4 address, which every IPv6 address ranks after (so it never
+    /// makes us yield); when only IPv6 gets through, the IPv6 pair decides.
+    /// Deciding per family always would let a pair whose IPv4 and IPv6
+    /// orders disagree both yield; deciding by IPv4 always would leave two
+    /// masters where IPv4 CARP is blocked.
+    pub fn tie_address(&self, now: Time, peer: IpAddr) -> IpAddr {
+        match (peer, self.config.src_addr_v6) {
+            (IpAddr::V6(_), Some(v6)) => {
+                let ipv4_flows = self
+                    .last_ipv4_heard
+                    .is_some_and(|at| now - at <= self.master_down_time());
+                if ipv4_flows {
+                    self.config.src_addr
+                } else {
+                    IpAddr::V6(v6)
+                }
+            }
+            _ => self.config.src_addr,
+        }
     }
 
     fn our_claim(&self) -> Claim {

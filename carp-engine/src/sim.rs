@@ -564,7 +564,7 @@ impl Sim {
                             config.advskew
                         },
                     ),
-                    addr: config.src_addr,
+                    addr: engine.tie_address(self.now, theirs.addr),
                 };
                 theirs.rank(&ours, config.tie_break).is_gt()
             }),

@@ -524,8 +524,8 @@ fn ipv6_equal_intervals_tie_break_gives_one_master() {
 }
 
 /// Dual-stack nodes whose IPv4 and IPv6 orders disagree, with equal
-/// intervals: ties are decided on IPv4 adverts only (an IPv6 address ranks
-/// after our IPv4 identity), so exactly one yields, once, and nothing flaps.
+/// intervals: while IPv4 adverts flow, ties are decided on them alone, so
+/// exactly one yields, once, and nothing flaps.
 #[test]
 fn dual_stack_ties_are_decided_by_ipv4_alone() {
     use sim::{addr6, auth_dual_for};
@@ -604,4 +604,27 @@ fn dual_stack_either_family_keeps_the_backup_quiet() {
     assert_eq!(sim.assert_one_master(), 0);
     let b = sim.nodes[1].engine.as_ref().unwrap().stats();
     assert!(b.adverts_accepted >= 50, "{b:?}");
+}
+
+/// Dual stack, equal intervals, IPv4 CARP blocked: the IPv6 pair decides
+/// the tie, so the two masters of the start-up race end as one (comparing
+/// an IPv6 advert with our IPv4 identity, both would stay master).
+#[test]
+fn dual_stack_ties_with_ipv4_blocked_are_decided_by_ipv6() {
+    use sim::{addr6, auth_dual_for};
+    let mut sim = Sim::new(65);
+    sim.block_ipv4 = true;
+    // a wins on IPv4, b on IPv6; only IPv6 gets through.
+    for (name, v4, v6) in [("a", addr(1), addr6(9)), ("b", addr(2), addr6(1))] {
+        sim.add_node(name, v4, |mut c| {
+            c.auth = auth_dual_for(sim::VHID);
+            c.src_addr_v6 = Some(v6);
+            c
+        });
+    }
+    sim.run_until(at(10.0));
+    assert_eq!(sim.assert_one_master(), 1, "{}", sim.trace);
+    let settled = sim.now;
+    sim.run_until(at(60.0));
+    assert_eq!(sim.transitions_since(settled), 0, "no flapping");
 }
