@@ -22,6 +22,9 @@ pub struct InterfaceInfo {
     pub ipv4: Vec<Ipv4Addr>,
     /// IPv6 addresses configured on it.
     pub ipv6: Vec<Ipv6Addr>,
+    /// Whether it forwards IPv6 (`net.ipv6.conf.<name>.forwarding`): then
+    /// neighbour advertisements say we are a router.
+    pub ipv6_forwarding: bool,
     /// Administratively up and with carrier (IFF_UP and IFF_RUNNING).
     pub running: bool,
 }
@@ -37,6 +40,7 @@ impl InterfaceInfo {
             mac: MacAddr::default(),
             ipv4: Vec::new(),
             ipv6: Vec::new(),
+            ipv6_forwarding: false,
             running: false,
         };
         let mut has_mac = false;
@@ -64,6 +68,10 @@ impl InterfaceInfo {
         if !has_mac {
             return Err(IoError::NoMacAddress(name.to_string()));
         }
+        // procfs, read when the interface is opened (never per packet).
+        info.ipv6_forwarding =
+            std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/forwarding"))
+                .is_ok_and(|v| v.trim() != "0");
         Ok(info)
     }
 }

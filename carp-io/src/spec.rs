@@ -135,9 +135,13 @@ impl VirtualHostSpec {
         interface: &str,
         vhid: u8,
         password: Password,
-        sources: Vec<IpAddr>,
+        mut sources: Vec<IpAddr>,
         addresses: Vec<VirtualAddress>,
     ) -> VirtualHostSpec {
+        // IPv4 first, whatever the order given: the order means nothing,
+        // and two specs that differ only in it must compare equal (a
+        // reload leaves such a virtual host alone).
+        sources.sort_by_key(IpAddr::is_ipv6);
         VirtualHostSpec {
             interface: interface.to_string(),
             vhid,

@@ -436,13 +436,20 @@ impl VirtualHost {
             )
         });
         let source6 = self.config.source_v6();
+        let router = iface.info.ipv6_forwarding;
         let frames6 = self
             .config
             .ipv6_addresses()
             .into_iter()
             .filter_map(|target| {
                 let src = source6?;
-                let frame = NeighborAdvert { mac, src, target }.to_frame().to_vec();
+                let advert = NeighborAdvert {
+                    mac,
+                    src,
+                    target,
+                    router,
+                };
+                let frame = advert.to_frame().to_vec();
                 Some((IpAddr::V6(target), frame))
             });
         let mut all_sent = true;

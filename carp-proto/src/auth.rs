@@ -165,7 +165,12 @@ impl VirtualHostAuth {
             IpAddr::V4(v4) => (0u8, u128::from(u32::from(*v4))),
             IpAddr::V6(v6) => (1u8, u128::from(Ipv6Addr::from(digest_octets(v6)))),
         });
-        sorted.dedup();
+        // The same address twice (fe80:3::9 and fe80::9 are one address
+        // once the scope is cleared) is covered once, as OpenBSD does.
+        sorted.dedup_by_key(|addr| match addr {
+            IpAddr::V4(v4) => IpAddr::V4(*v4),
+            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(digest_octets(v6))),
+        });
         let has_link_local = sorted
             .iter()
             .any(|a| matches!(a, IpAddr::V6(v6) if crate::ipv6::is_link_local(v6)));
@@ -524,6 +529,11 @@ mod tests {
             scoped.verify(&advert(9, 43, with)),
             Err(AuthError::DigestMismatch { vhid: 9 })
         );
+        // The same link-local address with and without an embedded scope
+        // is one address.
+        let twice = auth("secret", 9, &["fe80:3::9", "2001:db8::1", "fe80::9"]);
+        assert_eq!(twice.sign(42).to_vec(), hex(without));
+        assert_eq!(twice.sign_with_link_local(42).unwrap().to_vec(), hex(with));
         // Without a link-local address there is one digest only.
         assert_eq!(
             dual.verify(&advert(5, 42, with)),

@@ -4,8 +4,10 @@
 //! To all nodes (ff02::1, Ethernet 33:33:00:00:00:01) from the interface's
 //! link-local address, hop limit 255 (receivers drop any other), ICMPv6
 //! type 136 with the override flag set (so neighbours replace the old
-//! master's link-layer address at once) and the solicited flag clear, and
-//! a target link-layer address option carrying the interface's MAC.
+//! master's link-layer address at once), the solicited flag clear, the
+//! router flag set when the host forwards IPv6 (a neighbour that sees it
+//! clear stops using the address as a router, RFC 4861 §7.2.5), and a
+//! target link-layer address option carrying the interface's MAC.
 
 use std::net::Ipv6Addr;
 
@@ -41,6 +43,8 @@ pub struct NeighborAdvert {
     pub src: Ipv6Addr,
     /// The virtual address being announced.
     pub target: Ipv6Addr,
+    /// Whether we are a router (the interface forwards IPv6).
+    pub router: bool,
 }
 
 impl NeighborAdvert {
@@ -63,7 +67,7 @@ impl NeighborAdvert {
         header.emit(&mut frame[ethernet::HEADER_LEN..]);
         let body = &mut frame[ethernet::HEADER_LEN + ipv6::HEADER_LEN..];
         body[0] = TYPE_NEIGHBOR_ADVERTISEMENT;
-        body[4] = FLAG_OVERRIDE;
+        body[4] = FLAG_OVERRIDE | if self.router { FLAG_ROUTER } else { 0 };
         body[8..24].copy_from_slice(&self.target.octets());
         body[24] = OPTION_TARGET_LINK_LAYER;
         body[25] = 1; // in units of 8 bytes
@@ -76,8 +80,8 @@ impl NeighborAdvert {
 
     /// Reads an unsolicited neighbour advertisement back from a frame, for
     /// tests and captures: `None` unless it is one this module would send
-    /// (hop limit 255, to all nodes, override set, solicited and router
-    /// clear, valid checksum, target link-layer option).
+    /// (hop limit 255, to all nodes, override set, solicited clear, valid
+    /// checksum, target link-layer option).
     pub fn from_frame(frame: &[u8]) -> Option<Self> {
         let (eth, payload) = EthernetRepr::parse(frame).ok()?;
         if eth.ethertype != ethernet::ETHERTYPE_IPV6 {
@@ -93,7 +97,7 @@ impl NeighborAdvert {
             && body.len() == BODY_LEN
             && body[0] == TYPE_NEIGHBOR_ADVERTISEMENT
             && body[1] == 0
-            && body[4] & (FLAG_OVERRIDE | FLAG_SOLICITED | FLAG_ROUTER) == FLAG_OVERRIDE
+            && body[4] & (FLAG_OVERRIDE | FLAG_SOLICITED) == FLAG_OVERRIDE
             && body[24..26] == [OPTION_TARGET_LINK_LAYER, 1]
             && body[26..32] == eth.src.0
             && fold(
@@ -109,6 +113,7 @@ impl NeighborAdvert {
             mac: eth.src,
             src: header.src,
             target: Ipv6Addr::from(target),
+            router: body[4] & FLAG_ROUTER != 0,
         })
     }
 }
@@ -130,13 +135,22 @@ mod tests {
             mac: MacAddr([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]),
             src: "fe80::11:22ff:fe33:4455".parse().unwrap(),
             target: "2001:db8::25".parse().unwrap(),
+            router: false,
         }
     }
 
     #[test]
     fn frame_round_trips() {
         let frame = sample().to_frame();
+        assert_eq!(frame[58], FLAG_OVERRIDE);
         assert_eq!(NeighborAdvert::from_frame(&frame), Some(sample()));
+        let router = NeighborAdvert {
+            router: true,
+            ..sample()
+        };
+        let frame = router.to_frame();
+        assert_eq!(frame[58], FLAG_OVERRIDE | FLAG_ROUTER);
+        assert_eq!(NeighborAdvert::from_frame(&frame), Some(router));
     }
 
     /// The checksum, computed here by hand from RFC 8200's pseudo-header

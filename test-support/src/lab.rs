@@ -226,6 +226,26 @@ impl Lab {
         );
     }
 
+    /// Waits until host's eth0 has its IPv6 link-local address (the kernel
+    /// adds it shortly after the link comes up; an IPv6 virtual host
+    /// without a source needs it at start). It may still be tentative:
+    /// adverts are sent from it regardless.
+    pub fn wait_link_local(&self, host: usize) {
+        let ns = self.ns(host);
+        eventually(Duration::from_secs(5), Duration::from_millis(10), || {
+            let output = Command::new("ip")
+                .args([
+                    "-n", &ns, "-6", "addr", "show", "dev", "eth0", "scope", "link",
+                ])
+                .output()
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&output.stdout);
+            text.contains("inet6 fe80")
+                .then_some(())
+                .ok_or(format!("{ns}: no link-local address on eth0: {text}"))
+        })
+    }
+
     /// Drops every CARP packet of one family delivered to host, in the
     /// bridge: `ipv6` false drops IPv4 protocol 112, true IPv6 next header
     /// 112. Another call for the same host adds to the first.

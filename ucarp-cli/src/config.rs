@@ -243,14 +243,46 @@ struct RawVhost {
     downscript: Option<Spanned<String>>,
     xparam: Option<Spanned<String>>,
     script_timeout: Option<Spanned<i64>>,
+    /// `srcip` came from `[defaults]`: only its addresses of the families
+    /// this virtual host has apply (an IPv4 default must not break an
+    /// IPv6-only virtual host).
+    #[serde(skip)]
+    srcip_inherited: bool,
 }
 
 /// A key that takes one value or a list (one per address family).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    /// By hand rather than `#[serde(untagged)]`, whose error ("did not
+    /// match any variant") does not say what is expected.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut values = Vec::new();
+                while let Some(value) = seq.next_element::<String>()? {
+                    values.push(value);
+                }
+                Ok(OneOrMany::Many(values))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl OneOrMany {
@@ -278,6 +310,7 @@ impl RawVhost {
         RawVhost {
             interface: or(&self.interface, &defaults.interface),
             srcip: or(&self.srcip, &defaults.srcip),
+            srcip_inherited: self.srcip.is_none() && defaults.srcip.is_some(),
             vhid: or(&self.vhid, &defaults.vhid),
             addresses: or(&self.addresses, &defaults.addresses),
             password,
@@ -339,12 +372,18 @@ impl Checker<'_> {
         )? as u8;
         let addresses = self.addresses(raw, &missing)?;
         let sources = match &raw.srcip {
-            Some(srcip) => located(srcip, |v| {
-                v.values()
-                    .into_iter()
-                    .map(|v| options::unicast_ip(v, "srcip"))
-                    .collect::<Result<Vec<IpAddr>, _>>()
-            })?,
+            Some(srcip) => {
+                let mut sources = located(srcip, |v| {
+                    v.values()
+                        .into_iter()
+                        .map(|v| options::unicast_ip(v, "srcip"))
+                        .collect::<Result<Vec<IpAddr>, _>>()
+                })?;
+                if raw.srcip_inherited {
+                    sources.retain(|s| addresses.iter().any(|a| a.addr.is_ipv4() == s.is_ipv4()));
+                }
+                sources
+            }
             None if addresses.iter().any(|a| a.addr.is_ipv4()) => {
                 return Err(missing("srcip"));
             }
@@ -569,6 +608,24 @@ mod tests {
         assert_eq!(dual.sources, ["192.168.1.1".parse::<IpAddr>().unwrap()]);
         assert!(dual.needs_link_local());
         assert_eq!(dual.group6, carp_proto::DEFAULT_GROUP6);
+    }
+
+    #[test]
+    fn an_ipv4_default_source_does_not_break_an_ipv6_only_virtual_host() {
+        let text = "[defaults]\nsrcip = \"10.0.0.1\"\ninterface = \"eth0\"\npassword = \"pw\"\n\
+                    [[vhost]]\nvhid = 1\naddresses = [\"10.0.0.9\"]\n\
+                    [[vhost]]\nvhid = 2\naddresses = [\"2001:db8::9\"]\n";
+        let file = check(text).unwrap();
+        assert_eq!(file.vhosts[0].sources.len(), 1);
+        assert!(file.vhosts[1].sources.is_empty());
+        // Given in the table itself, it is an error.
+        let own = format!("{text}srcip = \"10.0.0.1\"\n");
+        assert!(refusal(&own).contains("10.0.0.1 is of a family none"));
+        assert_eq!(
+            refusal(&format!("{text}mcast = 5\n")),
+            "/etc/ucarp/test.toml:11:9: invalid type: integer `5`, expected a string or an \
+             array of strings"
+        );
     }
 
     #[test]

@@ -174,6 +174,8 @@ pub(crate) fn unicast_ip(value: &str, option: &str) -> Result<IpAddr, UsageError
         "the loopback address"
     } else if v6.is_multicast() {
         "a multicast address"
+    } else if v6.to_ipv4_mapped().is_some() {
+        "an IPv4-mapped IPv6 address (give the IPv4 address itself)"
     } else {
         return Ok(IpAddr::V6(v6));
     };
@@ -340,6 +342,14 @@ pub(crate) fn set_group(
     broadcast: Option<&str>,
 ) -> Result<(), UsageError> {
     let group = match value.parse::<Ipv6Addr>() {
+        // Scope 0 is reserved and scope 1 (ff01::) never leaves the host:
+        // receivers drop both from the wire.
+        Ok(v6) if v6.is_multicast() && v6.segments()[0] & 0xf <= 1 => {
+            return fail(format!(
+                "{option}: {v6} has interface-local or reserved scope; \
+                 use a link-local (ff02::) or wider group"
+            ))
+        }
         Ok(v6) if v6.is_multicast() => IpAddr::V6(v6),
         Ok(v6) => {
             return fail(format!(
@@ -880,6 +890,16 @@ mod tests {
         assert_eq!(
             refused(&["-a", "ff02::1"], &v6_only),
             "--addr (-a): ff02::1 is a multicast address; use a unicast address of this host"
+        );
+        assert_eq!(
+            refused(&["-m", "ff01::12"], &v6_only),
+            "--mcast (-m): ff01::12 has interface-local or reserved scope; use a link-local \
+             (ff02::) or wider group"
+        );
+        assert_eq!(
+            refused(&["-a", "::ffff:10.0.0.1"], &v6_only),
+            "--addr (-a): ::ffff:10.0.0.1 is an IPv4-mapped IPv6 address (give the IPv4 \
+             address itself); use a unicast address of this host"
         );
         assert_eq!(
             refused(&["-s", "::"], &v6_only),
