@@ -390,6 +390,7 @@ impl Sim {
             let filter = ReceiveFilter {
                 own_addrs: own_addrs(&node.config),
                 groups: vec![DEFAULT_GROUP.into(), DEFAULT_GROUP6.into()],
+                peers: Vec::new(),
                 auth: node.config.auth.clone(),
             };
             let accepted = if delivery.bytes[0] >> 4 == 6 {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use carp_proto::datagram::{AdvertDatagram, AdvertDatagram6, AdvertFrame, AdvertFrame6};
 use carp_proto::ethernet::MacAddr;
-use carp_proto::{ParseError, Rejected};
+use carp_proto::{AdvertRepr, ParseError, Rejected};
 
 use crate::iface::InterfaceInfo;
 use crate::ratelimit::RateLimitedLog;
@@ -148,6 +148,47 @@ impl Interface {
         self.sender.send(&frame.to_bytes())
     }
 
+    /// Sends an advertisement to a unicast peer through the interface's
+    /// receive socket of the peer's family (the kernel routes it and
+    /// resolves the next hop).
+    pub fn send_unicast(&self, advert: &AdvertRepr, src: IpAddr, peer: IpAddr) -> io::Result<()> {
+        let carp = advert.to_bytes();
+        let receiver = self
+            .receivers
+            .iter()
+            .find_map(|(group, receiver)| (group.is_ipv4() == peer.is_ipv4()).then_some(receiver));
+        match (receiver, src, peer) {
+            (Some(Receiver::V4(r)), IpAddr::V4(src), IpAddr::V4(peer)) => {
+                r.send_unicast(&carp, src, peer)
+            }
+            (Some(Receiver::V6(r)), IpAddr::V6(src), IpAddr::V6(peer)) => {
+                r.send_unicast(&carp, src, peer)
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "no {} socket on this interface for peer {peer}",
+                    family(peer)
+                ),
+            )),
+        }
+    }
+
+    /// Whether receiver `index` handles a packet sent to `dst`: its own
+    /// group's, and unicast ones on the first receiver of their family
+    /// only (every raw socket on the interface gets a copy of those).
+    pub fn handles(&self, index: usize, dst: IpAddr) -> bool {
+        let group = self.receivers[index].0;
+        if dst == group {
+            return true;
+        }
+        let first_of_family = self
+            .receivers
+            .iter()
+            .position(|(g, _)| g.is_ipv4() == dst.is_ipv4());
+        first_of_family == Some(index) && !self.receivers.iter().any(|(g, _)| *g == dst)
+    }
+
     /// Sends a whole frame (a gratuitous ARP, a neighbour advertisement).
     pub fn send_frame(&self, frame: &[u8]) -> io::Result<()> {
         self.sender.send(frame)
@@ -194,5 +235,13 @@ impl Interface {
     /// Records a link event in the rate-limited log.
     pub fn event(&mut self, label: &'static str, detail: impl FnOnce() -> String) {
         self.events.record(Instant::now(), label, detail);
+    }
+}
+
+fn family(addr: IpAddr) -> &'static str {
+    if addr.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
     }
 }

@@ -312,12 +312,16 @@ impl Runtime {
             Arc::clone(&self.handle.waker),
             self.config.reject_log_period,
         )?;
+        let to = if vhost.config.peers.is_empty() {
+            format!("group {}", join(&vhost.config.groups()))
+        } else {
+            format!("unicast peers {}", join(&vhost.config.peers))
+        };
         info!(
-            "{id}: starting ({}) from {}, virtual addresses {}, group {}{}",
+            "{id}: starting ({}) from {}, virtual addresses {}, {to}{}",
             iface.info.mac,
             join(&vhost.config.sources()),
             join(vhost.config.engine.auth.addresses()),
-            join(&vhost.config.groups()),
             if vhost.config.broadcast {
                 " (broadcast)"
             } else {
@@ -610,6 +614,11 @@ impl Runtime {
                         }),
                     };
                     let received = match parsed {
+                        // A unicast advert reaches every raw socket of its
+                        // family on the interface: one of them reads it.
+                        Ok(Some(Ok(received))) if !iface.handles(group_index, received.dst) => {
+                            continue
+                        }
                         Ok(Some(Ok(received))) => received,
                         Ok(Some(Err((source, e)))) => {
                             iface.reject_malformed(source, e);

@@ -36,10 +36,12 @@ use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type}
 
 use crate::IoError;
 
-/// Receives CARP datagrams (IPv4 header included) from one interface.
+/// Receives CARP datagrams (IPv4 header included) from one interface, and
+/// sends adverts to unicast peers.
 #[derive(Debug)]
 pub struct AdvertReceiver {
     socket: Socket,
+    index: u32,
 }
 
 impl AdvertReceiver {
@@ -63,10 +65,42 @@ impl AdvertReceiver {
         socket
             .set_multicast_all_v4(false)
             .map_err(err("limiting the receive socket to its own group"))?;
+        // The same socket sends to unicast peers: TTL 255 (receivers drop
+        // anything else) and UCARP's TOS.
+        socket
+            .set_ttl_v4(u32::from(carp_proto::CARP_TTL))
+            .map_err(err("setting TTL 255 for unicast adverts"))?;
+        socket
+            .set_tos_v4(u32::from(carp_proto::ipv4::TOS_LOWDELAY))
+            .map_err(err("setting the TOS of unicast adverts"))?;
         socket
             .set_nonblocking(true)
             .map_err(err("making the receive socket non-blocking"))?;
-        Ok(AdvertReceiver { socket })
+        Ok(AdvertReceiver { socket, index })
+    }
+
+    /// Sends a CARP header to a unicast peer from `src` out of this
+    /// socket's interface; the kernel builds the IPv4 header (TTL 255,
+    /// protocol 112) and resolves the next hop. Non-blocking: a full
+    /// queue is an error like any failed send.
+    pub fn send_unicast(&self, carp: &[u8], src: Ipv4Addr, peer: Ipv4Addr) -> io::Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrIn};
+        let info = libc::in_pktinfo {
+            ipi_ifindex: self.index as i32,
+            ipi_spec_dst: libc::in_addr {
+                s_addr: u32::from(src).to_be(),
+            },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        };
+        let dst = SockaddrIn::from(std::net::SocketAddrV4::new(peer, 0));
+        let sent = sendmsg(
+            self.socket.as_raw_fd(),
+            &[io::IoSlice::new(carp)],
+            &[ControlMessage::Ipv4PacketInfo(&info)],
+            MsgFlags::empty(),
+            Some(&dst),
+        )?;
+        full_send(sent, carp.len())
     }
 
     /// Reads one datagram into `buf`; `Ok(None)` when nothing is waiting.
@@ -101,10 +135,12 @@ pub struct Received6<'a> {
     pub payload: &'a [u8],
 }
 
-/// Receives CARP packets over IPv6 from one interface.
+/// Receives CARP packets over IPv6 from one interface, and sends adverts
+/// to unicast peers.
 #[derive(Debug)]
 pub struct AdvertReceiver6 {
     socket: Socket,
+    index: u32,
 }
 
 impl AdvertReceiver6 {
@@ -144,9 +180,39 @@ impl AdvertReceiver6 {
             set_ipv6_flag(&socket, option).map_err(err(what))?;
         }
         socket
+            .set_unicast_hops_v6(u32::from(carp_proto::CARP_TTL))
+            .map_err(err("setting hop limit 255 for unicast adverts"))?;
+        socket
             .set_nonblocking(true)
             .map_err(err("making the IPv6 receive socket non-blocking"))?;
-        Ok(AdvertReceiver6 { socket })
+        Ok(AdvertReceiver6 { socket, index })
+    }
+
+    /// Sends a CARP header to a unicast peer from `src` out of this
+    /// socket's interface (hop limit 255, next header 112); a link-local
+    /// peer is reached on this interface.
+    pub fn send_unicast(&self, carp: &[u8], src: Ipv6Addr, peer: Ipv6Addr) -> io::Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrIn6};
+        let info = libc::in6_pktinfo {
+            ipi6_addr: libc::in6_addr {
+                s6_addr: src.octets(),
+            },
+            ipi6_ifindex: self.index,
+        };
+        let scope = if carp_proto::ipv6::is_link_local(&peer) {
+            self.index
+        } else {
+            0
+        };
+        let dst = SockaddrIn6::from(std::net::SocketAddrV6::new(peer, 0, 0, scope));
+        let sent = sendmsg(
+            self.socket.as_raw_fd(),
+            &[io::IoSlice::new(carp)],
+            &[ControlMessage::Ipv6PacketInfo(&info)],
+            MsgFlags::empty(),
+            Some(&dst),
+        )?;
+        full_send(sent, carp.len())
     }
 
     /// Reads one packet into `buf`; `Ok(None)` when nothing is waiting.
@@ -212,6 +278,14 @@ impl AdvertReceiver6 {
 impl AsFd for AdvertReceiver6 {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
+    }
+}
+
+fn full_send(sent: usize, len: usize) -> io::Result<()> {
+    if sent == len {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::WriteZero, "short send"))
     }
 }
 

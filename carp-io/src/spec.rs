@@ -38,6 +38,9 @@ pub enum SpecError {
     /// A source of a family the virtual host has no address of.
     #[error("source address {0} is of a family none of the virtual addresses has")]
     UselessSource(IpAddr),
+    /// A peer of a family the virtual host does not advertise on.
+    #[error("peer {0} is of a family none of the virtual addresses has")]
+    LonelyPeer(IpAddr),
     /// The IPv6 source was to be the interface's link-local address, which
     /// could not be read.
     #[error("no IPv6 source: {0}")]
@@ -124,6 +127,8 @@ pub struct VirtualHostSpec {
     pub group6: Ipv6Addr,
     /// Ethernet broadcast frames (`-M`).
     pub broadcast: bool,
+    /// Unicast peers (`--peer`): adverts go to each instead of the group.
+    pub peers: Vec<IpAddr>,
     /// Up and down scripts.
     pub scripts: ScriptSpec,
 }
@@ -157,6 +162,7 @@ impl VirtualHostSpec {
             group: carp_proto::DEFAULT_GROUP,
             group6: carp_proto::DEFAULT_GROUP6,
             broadcast: false,
+            peers: Vec::new(),
             scripts: ScriptSpec::default(),
         }
     }
@@ -198,6 +204,13 @@ impl VirtualHostSpec {
         }
         let has_v4 = self.addresses.iter().any(|a| a.addr.is_ipv4());
         let has_v6 = self.addresses.iter().any(|a| a.addr.is_ipv6());
+        if let Some(peer) = self
+            .peers
+            .iter()
+            .find(|p| if p.is_ipv4() { !has_v4 } else { !has_v6 })
+        {
+            return Err(SpecError::LonelyPeer(*peer));
+        }
         for (source, has) in [(v4, has_v4), (v6, has_v6)] {
             if let Some(source) = source.filter(|_| !has) {
                 return Err(SpecError::UselessSource(source));
@@ -275,6 +288,7 @@ impl VirtualHostSpec {
         config.group = self.group;
         config.group6 = self.group6;
         config.broadcast = self.broadcast;
+        config.peers = self.peers.clone();
         config.hook_wait = scripts.longest_wait();
         Ok((config, scripts))
     }

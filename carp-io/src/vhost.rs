@@ -58,6 +58,9 @@ pub struct VirtualHostConfig {
     pub group6: Ipv6Addr,
     /// Ethernet broadcast instead of multicast (UCARP `-M`).
     pub broadcast: bool,
+    /// Unicast peers: adverts go to each of them instead of the group, and
+    /// only adverts from them, sent to our own address, are accepted.
+    pub peers: Vec<IpAddr>,
     /// How long the gratuitous ARP after a takeover waits for the up hook,
     /// and a stopping master's leave advertisement for the down hook, once
     /// that hook is the oldest unfinished one. Set it to the hooks' own
@@ -75,6 +78,7 @@ impl VirtualHostConfig {
             group: carp_proto::DEFAULT_GROUP,
             group6: carp_proto::DEFAULT_GROUP6,
             broadcast: false,
+            peers: Vec::new(),
             hook_wait: Duration::from_secs(62),
         }
     }
@@ -131,7 +135,22 @@ impl VirtualHostConfig {
             (false, Some(_), ..) => "has an IPv4 source address but no IPv4 virtual address",
             (_, _, true, None) => "has IPv6 virtual addresses but no IPv6 source address",
             (_, _, false, Some(_)) => "has an IPv6 source address but no IPv6 virtual address",
-            _ => return Ok(()),
+            _ => {
+                let sources = self.sources();
+                let lonely = self
+                    .peers
+                    .iter()
+                    .find(|p| !sources.iter().any(|s| s.is_ipv4() == p.is_ipv4()));
+                match lonely {
+                    Some(peer) => {
+                        return Err(IoError::Families(format!(
+                            "{}: peer {peer} is of a family none of the virtual addresses has",
+                            self.id()
+                        )))
+                    }
+                    None => return Ok(()),
+                }
+            }
         };
         Err(IoError::Families(format!("{}: {problem}", self.id())))
     }
@@ -226,6 +245,7 @@ impl VirtualHost {
             filter: ReceiveFilter {
                 own_addrs: config.sources(),
                 groups: config.groups(),
+                peers: config.peers.clone(),
                 auth: config.engine.auth.clone(),
             },
             rejections: RateLimitedLog::rejections(&id, reject_log_period),
@@ -387,6 +407,9 @@ impl VirtualHost {
     /// if one family got it out: either family's adverts keep a backup
     /// quiet.
     fn send_advert(&mut self, iface: &mut Interface, advert: &AdvertRepr) -> bool {
+        if !self.config.peers.is_empty() {
+            return self.send_unicast(iface, advert);
+        }
         let broadcast = self.config.broadcast;
         let mut results = Vec::with_capacity(2);
         if let Some(src) = self.config.source_v4() {
@@ -422,6 +445,34 @@ impl VirtualHost {
             }
         }
         results.iter().any(|(_, result)| result.is_ok())
+    }
+
+    /// Sends `advert` to every peer, from our source of its family. It
+    /// counts as sent if one peer's copy got out.
+    fn send_unicast(&mut self, iface: &mut Interface, advert: &AdvertRepr) -> bool {
+        let sources = self.config.sources();
+        let mut any_sent = false;
+        for &peer in &self.config.peers {
+            let Some(&src) = sources.iter().find(|s| s.is_ipv4() == peer.is_ipv4()) else {
+                continue;
+            };
+            let result = iface.send_unicast(advert, src, peer);
+            any_sent |= result.is_ok();
+            self.with_status(|s| {
+                if result.is_ok() {
+                    s.counters.sent += 1
+                } else {
+                    s.counters.send_errors += 1
+                }
+            });
+            if let Err(e) = result {
+                let name = &iface.info.name;
+                self.events.record(Instant::now(), "send_error", || {
+                    format!("sending an advertisement to peer {peer} on {name} failed: {e}")
+                });
+            }
+        }
+        any_sent
     }
 
     /// Tells the link where the virtual addresses now are: one gratuitous

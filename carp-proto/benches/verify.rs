@@ -55,6 +55,7 @@ fn main() {
     let filter = ReceiveFilter {
         own_addrs: vec![IpAddr::V4(Ipv4Addr::new(10, 1, 1, 2))],
         groups: vec![IpAddr::V4(carp_proto::DEFAULT_GROUP)],
+        peers: Vec::new(),
         auth: VirtualHostAuth::new(
             &Password::new(b"love").unwrap(),
             42,

@@ -75,6 +75,7 @@ fn filters() -> &'static [ReceiveFilter] {
             .map(|&(vhid, password, vip)| ReceiveFilter {
                 own_addrs: Vec::new(),
                 groups: vec![crate::DEFAULT_GROUP.into(), crate::DEFAULT_GROUP6.into()],
+                peers: Vec::new(),
                 auth: VirtualHostAuth::new(
                     &Password::new(password.as_bytes()).expect("vector password"),
                     vhid,

@@ -41,6 +41,13 @@ pub enum Rejected {
         /// Our group of that family (unspecified if we have none).
         group: IpAddr,
     },
+    /// With unicast peers configured: sent from an address that is not one
+    /// of them.
+    #[error("from {src}, which is not a configured peer")]
+    NotAPeer {
+        /// The sender.
+        src: IpAddr,
+    },
     /// The digest does not verify: wrong password or address, or forged.
     #[error("bad digest for vhid {vhid} (wrong password or virtual address, or forged)")]
     BadDigest {
@@ -57,6 +64,7 @@ impl Rejected {
             Rejected::OwnPacket => "own_packet",
             Rejected::WrongVhid { .. } => "wrong_vhid",
             Rejected::WrongDestination { .. } => "wrong_destination",
+            Rejected::NotAPeer { .. } => "not_a_peer",
             Rejected::BadDigest { .. } => "bad_digest",
         }
     }
@@ -101,8 +109,11 @@ pub struct ReceiveFilter {
     /// from them are ours.
     pub own_addrs: Vec<IpAddr>,
     /// The groups advertisements must be sent to, one per family (also in
-    /// broadcast mode).
+    /// broadcast mode). Ignored with peers.
     pub groups: Vec<IpAddr>,
+    /// Unicast peers: when not empty, adverts must come from one of them
+    /// and be sent to one of our own addresses, not to a group.
+    pub peers: Vec<IpAddr>,
     /// The virtual host's authenticator.
     pub auth: VirtualHostAuth,
 }
@@ -140,7 +151,21 @@ impl ReceiveFilter {
                 got: received.advert.vhid,
             });
         }
-        if !self.groups.contains(&received.dst) {
+        if !self.peers.is_empty() {
+            if !self.peers.contains(&received.src) {
+                return Err(Rejected::NotAPeer { src: received.src });
+            }
+            if !self.own_addrs.contains(&received.dst) {
+                let ours = self
+                    .own_addrs
+                    .iter()
+                    .find(|a| a.is_ipv4() == received.dst.is_ipv4());
+                return Err(Rejected::WrongDestination {
+                    dst: received.dst,
+                    group: ours.copied().unwrap_or(received.dst),
+                });
+            }
+        } else if !self.groups.contains(&received.dst) {
             let same_family = |g: &&IpAddr| g.is_ipv4() == received.dst.is_ipv4();
             let group = match self.groups.iter().find(same_family) {
                 Some(group) => *group,

@@ -107,6 +107,7 @@ proptest! {
         let filter = ReceiveFilter {
             own_addrs: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))],
             groups: vec![IpAddr::V4(carp_proto::DEFAULT_GROUP)],
+            peers: Vec::new(),
             auth: VirtualHostAuth::new(&Password::new(b"pw").unwrap(), 1,
                                        &[IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))]).unwrap(),
         };

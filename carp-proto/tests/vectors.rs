@@ -76,6 +76,7 @@ fn filter_for(vhid: u8, password: &str, vip: Ipv4Addr) -> ReceiveFilter {
     ReceiveFilter {
         own_addrs: vec![IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))],
         groups: vec![IpAddr::V4(carp_proto::DEFAULT_GROUP)],
+        peers: Vec::new(),
         auth: VirtualHostAuth::new(
             &Password::new(password.as_bytes()).unwrap(),
             vhid,

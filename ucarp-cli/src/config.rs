@@ -243,11 +243,16 @@ struct RawVhost {
     downscript: Option<Spanned<String>>,
     xparam: Option<Spanned<String>>,
     script_timeout: Option<Spanned<i64>>,
+    peers: Option<Spanned<Vec<Spanned<String>>>>,
     /// `srcip` came from `[defaults]`: only its addresses of the families
     /// this virtual host has apply (an IPv4 default must not break an
     /// IPv6-only virtual host).
     #[serde(skip)]
     srcip_inherited: bool,
+    /// `mcast` / `nomcast` came from `[defaults]`: a virtual host with its
+    /// own `peers` does not use them, rather than being refused.
+    #[serde(skip)]
+    group_inherited: bool,
 }
 
 /// A key that takes one value or a list (one per address family).
@@ -311,6 +316,7 @@ impl RawVhost {
             interface: or(&self.interface, &defaults.interface),
             srcip: or(&self.srcip, &defaults.srcip),
             srcip_inherited: self.srcip.is_none() && defaults.srcip.is_some(),
+            group_inherited: self.mcast.is_none() && self.nomcast.is_none(),
             vhid: or(&self.vhid, &defaults.vhid),
             addresses: or(&self.addresses, &defaults.addresses),
             password,
@@ -327,6 +333,7 @@ impl RawVhost {
             downscript: or(&self.downscript, &defaults.downscript),
             xparam: or(&self.xparam, &defaults.xparam),
             script_timeout: or(&self.script_timeout, &defaults.script_timeout),
+            peers: or(&self.peers, &defaults.peers),
         }
     }
 }
@@ -428,6 +435,30 @@ impl Checker<'_> {
                     options::set_group(&mut spec, &mut given, value, "mcast", broadcast)
                 })?;
             }
+        }
+        if let Some(peers) = &raw.peers {
+            for given in peers.get_ref() {
+                let peer = located(given, |v| options::unicast_ip(v, "peers"))?;
+                if spec.peers.contains(&peer) {
+                    return Err(Located {
+                        span: given.span(),
+                        message: format!("peers: {peer} is given twice"),
+                    });
+                }
+                spec.peers.push(peer);
+            }
+            let mcast = raw.mcast.as_ref().map(|_| "mcast");
+            let mcast = if raw.group_inherited {
+                spec.broadcast = false;
+                spec.group = carp_proto::DEFAULT_GROUP;
+                spec.group6 = carp_proto::DEFAULT_GROUP6;
+                None
+            } else {
+                mcast
+            };
+            located(peers, |_| {
+                options::check_peers(&spec, "peers", mcast, "nomcast")
+            })?;
         }
         spec.scripts = ScriptSpec {
             up: self.script(&raw.upscript, "upscript")?,
@@ -593,7 +624,7 @@ mod tests {
         let text = include_str!("../../docs/ucarp.toml")
             .replace("/etc/ucarp/", &format!("{}/", dir.display()));
         let file = check(&text).unwrap();
-        assert_eq!(file.vhosts.len(), 4);
+        assert_eq!(file.vhosts.len(), 5);
         assert!(file.shutdown);
         let first = &file.vhosts[0];
         assert_eq!((first.interface.as_str(), first.vhid), ("eth0", 1));
@@ -608,6 +639,34 @@ mod tests {
         assert_eq!(dual.sources, ["192.168.1.1".parse::<IpAddr>().unwrap()]);
         assert!(dual.needs_link_local());
         assert_eq!(dual.group6, carp_proto::DEFAULT_GROUP6);
+        assert_eq!(
+            file.vhosts[4].peers,
+            ["192.168.1.2".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn unicast_peers() {
+        let text = format!("{ONE}peers = [\"10.0.0.2\", \"10.0.0.3\"]\n");
+        assert_eq!(check(&text).unwrap().vhosts[0].peers.len(), 2);
+        assert_eq!(
+            refusal(&format!("{ONE}peers = [\"10.0.0.2\"]\nnomcast = true\n")),
+            "/etc/ucarp/test.toml:7:9: peers: unicast peers and nomcast exclude each other \
+             (adverts go to the peers)"
+        );
+        assert_eq!(
+            refusal(&format!("{ONE}peers = [\"10.0.0.2\", \"10.0.0.2\"]\n")),
+            "/etc/ucarp/test.toml:7:22: peers: 10.0.0.2 is given twice"
+        );
+        assert_eq!(
+            refusal(&format!("{ONE}peers = [\"2001:db8::2\"]\n")),
+            "/etc/ucarp/test.toml:7:9: peers: peer 2001:db8::2 is of a family none of the \
+             virtual addresses has"
+        );
+        assert_eq!(
+            refusal(&format!("{ONE}peers = [\"10.0.0.1\"]\n")),
+            "/etc/ucarp/test.toml:7:9: peers: 10.0.0.1 is our own source address"
+        );
     }
 
     #[test]

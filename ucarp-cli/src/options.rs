@@ -75,6 +75,9 @@ pub struct RawArgs {
     /// Not in UCARP 1.5.2: how long a script may run before it is killed.
     #[arg(long = "script-timeout")]
     script_timeout: Option<String>,
+    /// Repeatable: unicast peers instead of the multicast group.
+    #[arg(long = "peer", action = ArgAction::Append)]
+    peer: Vec<String>,
     /// Not in UCARP 1.5.2: every setting from a file (ucarp.toml(5)).
     #[arg(long = "config")]
     config: Option<PathBuf>,
@@ -333,6 +336,35 @@ pub(crate) fn check_interval(
 /// The CARP group: a multicast address. With broadcast frames (`-M`) the
 /// datagrams are still addressed to it, and receivers must have joined it.
 /// `broadcast` names the broadcast option when it is set.
+/// Unicast peers replace the group: a group or broadcast frames given with
+/// them would be silently ignored, so they are refused; so is a peer that
+/// is one of our own sources, or of a family we have no address of.
+pub(crate) fn check_peers(
+    spec: &VirtualHostSpec,
+    option: &str,
+    mcast: Option<&str>,
+    nomcast: &str,
+) -> Result<(), UsageError> {
+    if spec.peers.is_empty() {
+        return Ok(());
+    }
+    if spec.broadcast {
+        return fail(format!(
+            "{option}: unicast peers and {nomcast} exclude each other (adverts go to the peers)"
+        ));
+    }
+    if let Some(mcast) = mcast {
+        return fail(format!(
+            "{option}: unicast peers and {mcast} exclude each other (adverts go to the peers)"
+        ));
+    }
+    if let Some(own) = spec.peers.iter().find(|p| spec.sources.contains(p)) {
+        return fail(format!("{option}: {own} is our own source address"));
+    }
+    spec.check_sources()
+        .or_else(|e| fail(format!("{option}: {e}")))
+}
+
 /// A CARP group of either family, at most one per family, onto `spec`.
 pub(crate) fn set_group(
     spec: &mut VirtualHostSpec,
@@ -469,6 +501,7 @@ impl RawArgs {
             (self.nomcast, "--nomcast (-M)"),
             (self.xparam.is_some(), "--xparam (-x)"),
             (self.script_timeout.is_some(), "--script-timeout"),
+            (!self.peer.is_empty(), "--peer"),
         ];
         values
             .into_iter()
@@ -547,6 +580,13 @@ impl RawArgs {
         vhost
             .check_sources()
             .or_else(|e| fail(format!("--srcip (-s): {e}")))?;
+        for given in &self.peer {
+            let peer = unicast_ip(given, "--peer")?;
+            if vhost.peers.contains(&peer) {
+                return fail(format!("--peer: {peer} is given twice"));
+            }
+            vhost.peers.push(peer);
+        }
         let mut groups = Vec::new();
         for value in &self.mcast {
             let broadcast = self.nomcast.then_some("--nomcast (-M)");
@@ -559,6 +599,8 @@ impl RawArgs {
         vhost.neutral = self.neutral;
         vhost.ignore_link_state = self.ignoreifstate;
         vhost.broadcast = self.nomcast;
+        let mcast = (!self.mcast.is_empty()).then_some("--mcast (-m)");
+        check_peers(&vhost, "--peer", mcast, "--nomcast (-M)")?;
         vhost.scripts = ScriptSpec {
             up: absolute(&self.upscript),
             down: absolute(&self.downscript),
@@ -904,6 +946,38 @@ mod tests {
         assert_eq!(
             refused(&["-s", "::"], &v6_only),
             "--srcip (-s): :: is the unspecified address; use a unicast address of this host"
+        );
+    }
+
+    #[test]
+    fn unicast_peers() {
+        let with = |extra: &[&str]| {
+            let mut args = BASE.to_vec();
+            args.extend(extra);
+            parse(&args)
+        };
+        let o = with(&["--peer", "10.0.0.3", "--peer=10.0.0.4"]).unwrap();
+        assert_eq!(o.vhost.peers.len(), 2);
+        let refused = |extra: &[&str]| with(extra).unwrap_err().0;
+        assert_eq!(
+            refused(&["--peer", "10.0.0.3", "-M"]),
+            "--peer: unicast peers and --nomcast (-M) exclude each other (adverts go to the peers)"
+        );
+        assert_eq!(
+            refused(&["--peer", "10.0.0.3", "-m", "239.0.0.1"]),
+            "--peer: unicast peers and --mcast (-m) exclude each other (adverts go to the peers)"
+        );
+        assert_eq!(
+            refused(&["--peer", "10.0.0.3", "--peer", "10.0.0.3"]),
+            "--peer: 10.0.0.3 is given twice"
+        );
+        assert_eq!(
+            refused(&["--peer", "2001:db8::3"]),
+            "--peer: peer 2001:db8::3 is of a family none of the virtual addresses has"
+        );
+        assert_eq!(
+            refused(&["--peer", "224.0.0.18"]),
+            "--peer: 224.0.0.18 is a multicast address; use a unicast address of this host"
         );
     }
 
