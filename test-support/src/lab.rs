@@ -246,6 +246,30 @@ impl Lab {
         })
     }
 
+    /// Drops all CARP multicast in the bridge (224.0.0.18 and ff02::12),
+    /// as clouds and snooping switches do; unicast still passes.
+    pub fn drop_carp_multicast(&self) {
+        let rules = "add table bridge nomcast\n\
+             add chain bridge nomcast forward { type filter hook forward priority 0; }\n\
+             add rule bridge nomcast forward ip daddr 224.0.0.18 drop\n\
+             add rule bridge nomcast forward ip6 daddr ff02::12 drop\n";
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.bridge_ns(), "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nft (apt-get install nftables)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "nft rules dropping multicast"
+        );
+    }
+
     /// Drops every CARP packet of one family delivered to host, in the
     /// bridge: `ipv6` false drops IPv4 protocol 112, true IPv6 next header
     /// 112. Another call for the same host adds to the first.
