@@ -27,7 +27,7 @@ UCARP = "/usr/sbin/ucarp"
 VIP = "10.98.0.100"
 VIP6 = "fd98::100"
 QUICK = "--quick" in sys.argv
-# --only=takeover,takeover6,false,planned,stddev,flood,rss,many runs just those sections.
+# --only=takeover,takeover6,unicast,false,planned,stddev,flood,rss,many runs just those sections.
 ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
 
 
@@ -35,7 +35,8 @@ def wanted(section):
     return ONLY is None or section in ONLY
 # "ours6": our binary with an IPv6 virtual address (link-local source,
 # ff02::12); UCARP has no IPv6, so it is measured beside ours over IPv4.
-IMPLS = {"ours": OURS, "ucarp": UCARP, "ours6": OURS}
+# "oursp": our binary with the other host as unicast peer (--peer).
+IMPLS = {"ours": OURS, "ucarp": UCARP, "ours6": OURS, "oursp": OURS}
 _lab_counter = [0]
 
 
@@ -118,6 +119,8 @@ class Node:
         self.log_file = os.path.join(work, f"{lab.prefix}-{host}-{impl}.log")
         up = os.path.join(work, "up.sh")
         identity = ["-a", VIP6] if impl == "ours6" else ["-s", lab.addr(host), "-a", VIP]
+        if impl == "oursp":
+            identity += ["--peer", lab.addr(1 - host)]
         argv = [IMPLS[impl], "-i", "eth0", "-v", "9", "-p", "bench", "-f", "none", "-u", up] + identity + extra
         env = dict(os.environ, UP_FILE=self.up_file)
         self.log = open(self.log_file, "w")
@@ -520,6 +523,16 @@ def main():
                          o6, u, ratio(o6m, um)))
             rows.append(("  same run, ours over IPv4 for comparison", o, u, ratio(om, um)))
             print(f"# takeover6: ours6 {o6}; ours {o}; ucarp {u}", file=sys.stderr)
+        if wanted("unicast"):
+            # Same run: ours with a unicast peer, ours multicast, UCARP.
+            r = unplanned_takeover(work, 1, 0, reps, impls=("oursp", "ours", "ucarp"))
+            op_, opm = summary(r["oursp"])
+            o, om = summary(r["ours"])
+            u, um = summary(r["ucarp"])
+            rows.append(("unplanned takeover with a unicast peer (ours; UCARP has no peers, column: UCARP multicast), advbase 1/advskew 0",
+                         op_, u, ratio(opm, um)))
+            rows.append(("  same run, ours multicast for comparison", o, u, ratio(om, um)))
+            print(f"# unicast: oursp {op_}; ours {o}; ucarp {u}", file=sys.stderr)
         for loss in (0, 20) if wanted("false") else ():
             r = false_takeovers(work, loss, long_run)
             rows.append((f"false takeovers in {long_run} s, healthy master, advbase 0/advskew 51, {loss} % loss",
