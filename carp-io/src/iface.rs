@@ -25,6 +25,10 @@ pub struct InterfaceInfo {
     /// Whether it forwards IPv6 (`net.ipv6.conf.<name>.forwarding`): then
     /// neighbour advertisements say we are a router.
     pub ipv6_forwarding: bool,
+    /// Whether IPv6 is off on it (`net.ipv6.conf.<name>.disable_ipv6`, or
+    /// no IPv6 in the kernel): the kernel then drops every IPv6 packet
+    /// arriving there, adverts included.
+    pub ipv6_disabled: bool,
     /// Administratively up and with carrier (IFF_UP and IFF_RUNNING).
     pub running: bool,
 }
@@ -41,6 +45,7 @@ impl InterfaceInfo {
             ipv4: Vec::new(),
             ipv6: Vec::new(),
             ipv6_forwarding: false,
+            ipv6_disabled: false,
             running: false,
         };
         let mut has_mac = false;
@@ -69,9 +74,12 @@ impl InterfaceInfo {
             return Err(IoError::NoMacAddress(name.to_string()));
         }
         // procfs, read when the interface is opened (never per packet).
-        info.ipv6_forwarding =
-            std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/forwarding"))
-                .is_ok_and(|v| v.trim() != "0");
+        let ipv6_setting = |setting: &str| {
+            std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/{setting}"))
+                .map(|v| v.trim() != "0")
+        };
+        info.ipv6_forwarding = ipv6_setting("forwarding").unwrap_or(false);
+        info.ipv6_disabled = ipv6_setting("disable_ipv6").unwrap_or(true);
         Ok(info)
     }
 }

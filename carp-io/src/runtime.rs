@@ -283,7 +283,19 @@ impl Runtime {
     fn prepare(&mut self, config: &VirtualHostConfig) -> Result<(), IoError> {
         config.check_families()?;
         config.engine.validate()?;
-        self.open_interface(&config.interface, &config.groups())
+        self.open_interface(&config.interface, &config.groups())?;
+        let iface = &self.interfaces[&config.interface];
+        if config.source_v6().is_some() && iface.info.ipv6_disabled {
+            let name = &config.interface;
+            self.close_unused();
+            // It would hear no peer and become a second master.
+            return Err(IoError::Families(format!(
+                "{}: IPv6 is disabled on {name} (net.ipv6.conf.{name}.disable_ipv6): \
+                 its IPv6 adverts could not be received",
+                config.id()
+            )));
+        }
+        Ok(())
     }
 
     /// Replaces a running (or waiting) virtual host; see

@@ -469,3 +469,31 @@ fn readme_mail_relay_example_over_ipv6() {
         "the client still sends to relay 1's MAC: no neighbour advertisement?"
     );
 }
+
+/// IPv6 switched off on the interface: the kernel would drop every IPv6
+/// advert arriving there, so an IPv6 virtual host would hear no peer and
+/// become a second master. It is refused at start instead.
+#[test]
+fn ipv6_disabled_on_the_interface_is_refused() {
+    if !privileged("ipv6_disabled_on_the_interface_is_refused") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let disabled = lab
+        .command(0, "sh")
+        .args(["-c", "echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6"])
+        .status()
+        .unwrap();
+    assert!(disabled.success());
+    let dir = scripts("ipv6-disabled");
+    let mut node = ucarp(&lab, 0, &dir, &["-s", "fd99::1", "-a", VIP6]);
+    let status = node.wait_exit(5 * SECOND);
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{:?}", node.lines());
+    assert!(
+        node.lines()
+            .iter()
+            .any(|l| l.contains("IPv6 is disabled on eth0")),
+        "{:?}",
+        node.lines()
+    );
+}
