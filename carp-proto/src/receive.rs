@@ -33,17 +33,19 @@ pub enum Rejected {
         /// The advertisement's vhid.
         got: u8,
     },
-    /// Sent to another destination than our group (of its family).
-    #[error("sent to {dst}, our group is {group}")]
+    /// Sent to another destination than our group (of its family), or
+    /// with unicast peers, than our own address.
+    #[error("sent to {dst}, we expect {group}")]
     WrongDestination {
         /// Where it was sent.
         dst: IpAddr,
-        /// Our group of that family (unspecified if we have none).
+        /// Our group of that family (unspecified if we have none), or
+        /// with peers our own address.
         group: IpAddr,
     },
     /// With unicast peers configured: sent from an address that is not one
     /// of them.
-    #[error("from {src}, which is not a configured peer")]
+    #[error("not from a configured peer")]
     NotAPeer {
         /// The sender.
         src: IpAddr,
@@ -184,5 +186,69 @@ impl ReceiveFilter {
                 AuthError::DigestMismatch { vhid } => Rejected::BadDigest { vhid },
             })?;
         Ok(received)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Password;
+
+    fn filter(peers: &[&str]) -> ReceiveFilter {
+        ReceiveFilter {
+            own_addrs: vec!["10.0.0.1".parse().unwrap()],
+            groups: vec![crate::DEFAULT_GROUP.into()],
+            peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+            auth: VirtualHostAuth::new(
+                &Password::new(b"pw").unwrap(),
+                7,
+                &["10.0.0.9".parse().unwrap()],
+            )
+            .unwrap(),
+        }
+    }
+
+    fn from(src: &str, dst: &str, filter: &ReceiveFilter) -> Received {
+        Received {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            advert: AdvertRepr {
+                vhid: 7,
+                advbase: 1,
+                advskew: 0,
+                demote: 0,
+                counter: 5,
+                digest: filter.auth.sign(5),
+            },
+        }
+    }
+
+    #[test]
+    fn with_peers_only_a_peer_sending_to_us_is_accepted() {
+        let f = filter(&["10.0.0.2"]);
+        let ok = from("10.0.0.2", "10.0.0.1", &f);
+        assert_eq!(f.check(ok), Ok(ok));
+        assert_eq!(
+            f.check(from("10.0.0.3", "10.0.0.1", &f)),
+            Err(Rejected::NotAPeer {
+                src: "10.0.0.3".parse().unwrap()
+            })
+        );
+        // From a peer, but to the group (or anyone else): not for us.
+        assert_eq!(
+            f.check(from("10.0.0.2", "224.0.0.18", &f))
+                .unwrap_err()
+                .label(),
+            "wrong_destination"
+        );
+        // Without peers the group is what counts.
+        let f = filter(&[]);
+        assert!(f.check(from("10.0.0.3", "224.0.0.18", &f)).is_ok());
+        assert_eq!(
+            f.check(from("10.0.0.3", "10.0.0.1", &f))
+                .unwrap_err()
+                .label(),
+            "wrong_destination"
+        );
     }
 }

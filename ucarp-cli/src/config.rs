@@ -253,6 +253,10 @@ struct RawVhost {
     /// own `peers` does not use them, rather than being refused.
     #[serde(skip)]
     group_inherited: bool,
+    /// `peers` came from `[defaults]`: only those of the families this
+    /// virtual host has apply.
+    #[serde(skip)]
+    peers_inherited: bool,
 }
 
 /// A key that takes one value or a list (one per address family).
@@ -334,6 +338,7 @@ impl RawVhost {
             xparam: or(&self.xparam, &defaults.xparam),
             script_timeout: or(&self.script_timeout, &defaults.script_timeout),
             peers: or(&self.peers, &defaults.peers),
+            peers_inherited: self.peers.is_none() && defaults.peers.is_some(),
         }
     }
 }
@@ -439,6 +444,13 @@ impl Checker<'_> {
         if let Some(peers) = &raw.peers {
             for given in peers.get_ref() {
                 let peer = located(given, |v| options::unicast_ip(v, "peers"))?;
+                let has_family = spec
+                    .addresses
+                    .iter()
+                    .any(|a| a.addr.is_ipv4() == peer.is_ipv4());
+                if raw.peers_inherited && !has_family {
+                    continue;
+                }
                 if spec.peers.contains(&peer) {
                     return Err(Located {
                         span: given.span(),
@@ -448,7 +460,8 @@ impl Checker<'_> {
                 spec.peers.push(peer);
             }
             let mcast = raw.mcast.as_ref().map(|_| "mcast");
-            let mcast = if raw.group_inherited {
+            spec.peers.sort();
+            let mcast = if raw.group_inherited && !spec.peers.is_empty() {
                 spec.broadcast = false;
                 spec.group = carp_proto::DEFAULT_GROUP;
                 spec.group6 = carp_proto::DEFAULT_GROUP6;

@@ -333,12 +333,13 @@ pub(crate) fn check_interval(
     Ok(())
 }
 
-/// The CARP group: a multicast address. With broadcast frames (`-M`) the
-/// datagrams are still addressed to it, and receivers must have joined it.
-/// `broadcast` names the broadcast option when it is set.
 /// Unicast peers replace the group: a group or broadcast frames given with
-/// them would be silently ignored, so they are refused; so is a peer that
-/// is one of our own sources, or of a family we have no address of.
+/// them would be silently ignored, so they are refused. So is every peer
+/// setting that would leave two masters without a word: a peer that is
+/// one of our own addresses or loopback, a peer of a family we have no
+/// address of, a global IPv6 peer without an IPv6 source (our adverts
+/// would come from the link-local address, which the peer does not list),
+/// and a dual-stack virtual host with peers of one family only.
 pub(crate) fn check_peers(
     spec: &VirtualHostSpec,
     option: &str,
@@ -361,8 +362,39 @@ pub(crate) fn check_peers(
     if let Some(own) = spec.peers.iter().find(|p| spec.sources.contains(p)) {
         return fail(format!("{option}: {own} is our own source address"));
     }
+    if let Some(own) = spec
+        .peers
+        .iter()
+        .find(|p| spec.addresses.iter().any(|a| a.addr == **p))
+    {
+        return fail(format!("{option}: {own} is one of the virtual addresses"));
+    }
+    if let Some(lo) = spec.peers.iter().find(|p| p.is_loopback()) {
+        return fail(format!("{option}: {lo} is a loopback address"));
+    }
     spec.check_sources()
-        .or_else(|e| fail(format!("{option}: {e}")))
+        .or_else(|e| fail(format!("{option}: {e}")))?;
+    let global_v6 = spec.peers.iter().find(|p| match p {
+        IpAddr::V6(v6) => !carp_proto::ipv6::is_link_local(v6),
+        IpAddr::V4(_) => false,
+    });
+    if let Some(peer) = global_v6.filter(|_| !spec.sources.iter().any(IpAddr::is_ipv6)) {
+        return fail(format!(
+            "{option}: {peer} would see our adverts come from our link-local address; \
+             give an IPv6 source address it lists as its peer (or use link-local peers)"
+        ));
+    }
+    let has = |v4: bool| spec.addresses.iter().any(|a| a.addr.is_ipv4() == v4);
+    for v4 in [true, false] {
+        if has(true) && has(false) && !spec.peers.iter().any(|p| p.is_ipv4() == v4) {
+            let family = if v4 { "IPv4" } else { "IPv6" };
+            return fail(format!(
+                "{option}: no {family} peer for a virtual host with {family} addresses; \
+                 its {family} adverts would go nowhere"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A CARP group of either family, at most one per family, onto `spec`.
@@ -408,6 +440,9 @@ pub(crate) fn set_group(
     Ok(())
 }
 
+/// The CARP group: a multicast address. With broadcast frames (`-M`) the
+/// datagrams are still addressed to it, and receivers must have joined it.
+/// `broadcast` names the broadcast option when it is set.
 pub(crate) fn group(
     value: &str,
     option: &str,
@@ -587,6 +622,8 @@ impl RawArgs {
             }
             vhost.peers.push(peer);
         }
+        // The order means nothing: a reload must not see a change in it.
+        vhost.peers.sort();
         let mut groups = Vec::new();
         for value in &self.mcast {
             let broadcast = self.nomcast.then_some("--nomcast (-M)");
@@ -975,6 +1012,37 @@ mod tests {
             refused(&["--peer", "2001:db8::3"]),
             "--peer: peer 2001:db8::3 is of a family none of the virtual addresses has"
         );
+        assert_eq!(
+            refused(&["--peer", "10.0.0.9"]),
+            "--peer: 10.0.0.9 is one of the virtual addresses"
+        );
+        assert_eq!(
+            refused(&["--peer", "127.0.0.1"]),
+            "--peer: 127.0.0.1 is a loopback address"
+        );
+        let v6 = [
+            "-i", "eth0", "-v", "1", "-p", "pw", "-a", "fd00::9", "--peer", "fd00::2",
+        ];
+        assert_eq!(
+            parse(&v6).unwrap_err().0,
+            "--peer: fd00::2 would see our adverts come from our link-local address; give an \
+             IPv6 source address it lists as its peer (or use link-local peers)"
+        );
+        let mut given = v6.to_vec();
+        given.extend(["-s", "fd00::1"]);
+        assert_eq!(parse(&given).unwrap().vhost.peers.len(), 1);
+        let dual = [
+            "-i", "eth0", "-s", "10.0.0.1", "-v", "1", "-p", "pw", "-a", "10.0.0.9", "-a",
+            "fe80::9", "--peer", "10.0.0.2",
+        ];
+        assert_eq!(
+            parse(&dual).unwrap_err().0,
+            "--peer: no IPv6 peer for a virtual host with IPv6 addresses; its IPv6 adverts \
+             would go nowhere"
+        );
+        let o = with(&["--peer", "10.0.0.4", "--peer", "10.0.0.3"]).unwrap();
+        let o2 = with(&["--peer", "10.0.0.3", "--peer", "10.0.0.4"]).unwrap();
+        assert_eq!(o.vhost, o2.vhost, "peer order is not a difference");
         assert_eq!(
             refused(&["--peer", "224.0.0.18"]),
             "--peer: 224.0.0.18 is a multicast address; use a unicast address of this host"
