@@ -71,6 +71,66 @@ impl Claim {
     }
 }
 
+/// What a virtual host does on hearing an advert, by OpenBSD's
+/// `carp_proto_input_c` rules (notes §10) plus UCARP's, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Master: the advert ranks above us; go backup.
+    Yield,
+    /// Master: a weaker master; stay, and re-announce the address.
+    StayMaster,
+    /// Backup: the master advertises a higher demotion than ours; take
+    /// over at once, whatever `preempt` says.
+    TakeOverDemoted,
+    /// Backup with preempt: the master is slower and not less demoted.
+    TakeOverPreempt,
+    /// Backup: a leave advertisement (advbase 255, advskew 255).
+    TakeOverLeft,
+    /// Backup: the master's interval is longer than our master-down time.
+    TakeOverWillTimeOut,
+    /// Backup: a master we follow; re-arm the master-down timer.
+    Follow,
+}
+
+/// The rule, as a function of the two claims and our settings:
+/// - master: yield when theirs ranks above ours ([`Claim::rank`]: lower
+///   demote, then shorter interval, then the tie-break). That is
+///   OpenBSD's "their interval ≤ ours and their demote ≤ ours, or their
+///   demote < ours", with UCARP's address rule instead of yielding on an
+///   exact tie;
+/// - backup: take over at once from a master with a higher demote; with
+///   preempt from a slower master whose demote is not lower than ours;
+///   on a leave advert; or when the master's interval exceeds
+///   `will_time_out` (UCARP's rule); otherwise follow it.
+pub fn verdict(
+    master: bool,
+    ours: &Claim,
+    theirs: &Claim,
+    tie_break: TieBreak,
+    preempt: bool,
+    will_time_out: std::time::Duration,
+) -> Verdict {
+    if master {
+        return if theirs.rank(ours, tie_break).is_gt() {
+            Verdict::Yield
+        } else {
+            Verdict::StayMaster
+        };
+    }
+    let leave = Interval::new(255, 255);
+    if theirs.demote > ours.demote {
+        Verdict::TakeOverDemoted
+    } else if preempt && theirs.demote == ours.demote && ours.interval < theirs.interval {
+        Verdict::TakeOverPreempt
+    } else if theirs.interval == leave {
+        Verdict::TakeOverLeft
+    } else if theirs.interval.as_duration() > will_time_out {
+        Verdict::TakeOverWillTimeOut
+    } else {
+        Verdict::Follow
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +194,77 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every combination of demote (lower, equal, higher), interval
+    /// (shorter, equal, longer), state and preempt, against the rules as
+    /// notes §10 writes them (OpenBSD's `carp_proto_input_c`), with
+    /// UCARP's address tie-break where OpenBSD would yield on a tie.
+    #[test]
+    fn truth_table_against_openbsd() {
+        use std::cmp::Ordering::{self, *};
+        let ours = claim(5, 1, 100, [10, 0, 0, 1]);
+        let threshold = std::time::Duration::from_secs(4);
+        let with = |demote: Ordering, interval: Ordering, addr: u8| Claim {
+            demote: (5i16 + demote as i16) as u8,
+            interval: Interval::new(1, (100i16 + 10 * interval as i16) as u8),
+            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, addr)),
+        };
+        for demote in [Less, Equal, Greater] {
+            for interval in [Less, Equal, Greater] {
+                // addr 0 ranks above us on a tie, addr 2 below.
+                for addr in [0u8, 2] {
+                    let theirs = with(demote, interval, addr);
+                    let tb = TieBreak::Numeric;
+                    // Master, by OpenBSD: (interval ≤ and demote ≤) or
+                    // demote <; on an exact tie, the lower address wins.
+                    let openbsd_yield =
+                        (interval != Greater && demote != Greater) || demote == Less;
+                    let exact_tie = demote == Equal && interval == Equal;
+                    let expect_yield = if exact_tie { addr < 1 } else { openbsd_yield };
+                    let got = verdict(true, &ours, &theirs, tb, false, threshold);
+                    let expected = if expect_yield {
+                        Verdict::Yield
+                    } else {
+                        Verdict::StayMaster
+                    };
+                    assert_eq!(
+                        got, expected,
+                        "master, demote {demote:?} interval {interval:?} addr {addr}"
+                    );
+                    for preempt in [false, true] {
+                        let got = verdict(false, &ours, &theirs, tb, preempt, threshold);
+                        let expected = if demote == Greater {
+                            Verdict::TakeOverDemoted
+                        } else if preempt && interval == Greater && demote == Equal {
+                            Verdict::TakeOverPreempt
+                        } else {
+                            Verdict::Follow
+                        };
+                        assert_eq!(
+                            got, expected,
+                            "backup, preempt {preempt}, demote {demote:?} interval {interval:?}"
+                        );
+                    }
+                }
+            }
+        }
+        // The two backup rules that do not depend on the comparison.
+        let leave = Claim {
+            interval: Interval::new(255, 255),
+            ..ours
+        };
+        assert_eq!(
+            verdict(false, &ours, &leave, TieBreak::Numeric, false, threshold),
+            Verdict::TakeOverLeft
+        );
+        let slow = Claim {
+            interval: Interval::new(5, 0),
+            ..ours
+        };
+        assert_eq!(
+            verdict(false, &ours, &slow, TieBreak::Numeric, false, threshold),
+            Verdict::TakeOverWillTimeOut
+        );
     }
 }

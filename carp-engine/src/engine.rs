@@ -13,7 +13,7 @@ use std::time::Duration;
 use carp_proto::AdvertRepr;
 
 use crate::config::{Config, ConfigError};
-use crate::election::Claim;
+use crate::election::{self, Claim, Verdict};
 use crate::time::{Interval, Time};
 
 /// Consecutive send failures after which we advertise a poor skew, and
@@ -228,6 +228,9 @@ pub struct Engine {
     master_interval: Interval,
     /// When we last accepted an advert, or became a listening backup.
     last_heard: Time,
+    /// Our demotion counter now: the configured one, changed at run time by
+    /// [`Engine::handle_demote`] (lower is better; OpenBSD's demote byte).
+    demote: u8,
     /// Dual stack: when we last accepted an IPv4 advert. While IPv4 adverts
     /// flow, ties are decided on them alone (see [`Engine::tie_address`]).
     last_ipv4_heard: Option<Time>,
@@ -251,6 +254,7 @@ impl Engine {
         let mut engine = Engine {
             master_interval: config.interval(),
             send_counter: config.initial_counter,
+            demote: config.demote,
             heard_counter: None,
             config,
             state: State::Init,
@@ -292,6 +296,28 @@ impl Engine {
     /// The source and counter of the last advert accepted, if any.
     pub fn heard_counter(&self) -> Option<(IpAddr, u64)> {
         self.heard_counter
+    }
+
+    /// Our demotion counter now.
+    pub fn demote(&self) -> u8 {
+        self.demote
+    }
+
+    /// Sets our demotion counter (a tracked service failed or recovered,
+    /// an operator demoted us). A master advertises the new value at once,
+    /// as OpenBSD does, so that a less demoted backup takes over within
+    /// one advert's latency rather than at the next interval; a backup
+    /// simply advertises it when it next becomes master and ranks by it.
+    pub fn handle_demote(&mut self, now: Time, demote: u8) {
+        if demote == self.demote || self.stopped {
+            return;
+        }
+        self.demote = demote;
+        if self.state == State::Master {
+            self.send_advert();
+            self.timers
+                .set(Timer::Advertise, now + self.config.interval().as_duration());
+        }
     }
 
     /// Whether repeated send failures make us advertise a poor skew.
@@ -389,49 +415,57 @@ impl Engine {
             addr: self.tie_address(now, theirs.addr),
             ..self.our_claim()
         };
-        if theirs.rank(&ours, self.config.tie_break).is_gt() {
-            // Send one more advert so the peer hears us, then yield.
-            self.send_advert();
-            self.transition(
-                now,
-                State::Backup,
-                Reason::Yield { peer: theirs.addr },
-                Some(Hook::Down),
-            );
-            self.timers.stop(Timer::Advertise);
-            self.follow(now, theirs.interval);
-        } else {
-            // A weaker master: re-announce the address now and a little later
-            // (it yields when it hears our next advert).
-            self.transmits.push_back(Transmit::GratuitousArp);
-            self.delayed_arp = Some(DELAYED_ARP_ADVERTS);
+        match self.verdict(true, &ours, &theirs) {
+            Verdict::Yield => {
+                // Send one more advert so the peer hears us, then yield.
+                self.send_advert();
+                self.transition(
+                    now,
+                    State::Backup,
+                    Reason::Yield { peer: theirs.addr },
+                    Some(Hook::Down),
+                );
+                self.timers.stop(Timer::Advertise);
+                self.follow(now, theirs.interval);
+            }
+            _ => {
+                // A weaker master: re-announce the address now and a
+                // little later (it yields when it hears our next advert).
+                self.transmits.push_back(Transmit::GratuitousArp);
+                self.delayed_arp = Some(DELAYED_ARP_ADVERTS);
+            }
         }
     }
 
     fn backup_hears(&mut self, now: Time, theirs: Claim) {
-        let ours = self.our_claim();
         let peer = theirs.addr;
-        if theirs.demote > ours.demote {
-            self.take_over(
+        match self.verdict(false, &self.our_claim(), &theirs) {
+            Verdict::TakeOverDemoted => self.take_over(
                 now,
                 Reason::PeerDemoted {
                     peer,
                     demote: theirs.demote,
                 },
-            );
-        } else if self.config.preempt
-            && theirs.demote == ours.demote
-            && ours.interval < theirs.interval
-        {
-            self.take_over(now, Reason::Preempt { peer });
-        } else if theirs.interval == Interval::new(LEAVE_ADVBASE, LEAVE_ADVSKEW) {
-            self.take_over(now, Reason::PeerLeft { peer });
-        } else if theirs.interval.as_duration() > self.config.will_time_out_threshold() {
-            let interval = theirs.interval.as_duration();
-            self.take_over(now, Reason::PeerWillTimeOut { peer, interval });
-        } else {
-            self.follow(now, theirs.interval);
+            ),
+            Verdict::TakeOverPreempt => self.take_over(now, Reason::Preempt { peer }),
+            Verdict::TakeOverLeft => self.take_over(now, Reason::PeerLeft { peer }),
+            Verdict::TakeOverWillTimeOut => {
+                let interval = theirs.interval.as_duration();
+                self.take_over(now, Reason::PeerWillTimeOut { peer, interval });
+            }
+            _ => self.follow(now, theirs.interval),
         }
+    }
+
+    fn verdict(&self, master: bool, ours: &Claim, theirs: &Claim) -> Verdict {
+        election::verdict(
+            master,
+            ours,
+            theirs,
+            self.config.tie_break,
+            self.config.preempt,
+            self.config.will_time_out_threshold(),
+        )
     }
 
     /// Re-arms the master-down timer for a master announcing `interval`,
@@ -486,7 +520,7 @@ impl Engine {
 
     fn our_claim(&self) -> Claim {
         Claim {
-            demote: self.config.demote,
+            demote: self.demote,
             interval: Interval::new(self.config.advbase, self.advertised_skew()),
             addr: self.config.src_addr,
         }
@@ -521,7 +555,7 @@ impl Engine {
             vhid: self.config.vhid(),
             advbase,
             advskew,
-            demote: self.config.demote,
+            demote: self.demote,
             counter: self.send_counter,
             digest: self.config.auth.sign(self.send_counter),
         }));

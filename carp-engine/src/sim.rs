@@ -267,6 +267,17 @@ impl Sim {
         self.nodes[id].holds_vip = false;
     }
 
+    /// Sets a node's demotion counter (a tracked service failing or
+    /// recovering).
+    pub fn demote(&mut self, id: usize, demote: u8) {
+        self.note(id, &format!("demote {demote}"));
+        let now = self.now;
+        if let Some(engine) = self.nodes[id].engine.as_mut() {
+            engine.handle_demote(now, demote);
+            self.drain(id, None);
+        }
+    }
+
     /// Starts a killed node again (a fresh engine).
     pub fn restart(&mut self, id: usize) {
         if self.nodes[id].engine.is_none() {
@@ -551,12 +562,14 @@ impl Sim {
             Reason::PeerLeft { peer } => {
                 from_advert(peer).is_some_and(|theirs| theirs.interval == Interval::new(255, 255))
             }
-            Reason::PeerDemoted { peer, demote } => from_advert(peer)
-                .is_some_and(|theirs| theirs.demote == demote && demote > config.demote),
+            Reason::PeerDemoted { peer, demote } => from_advert(peer).is_some_and(|theirs| {
+                let ours = node.engine.as_ref().map_or(config.demote, Engine::demote);
+                theirs.demote == demote && demote > ours
+            }),
             Reason::Yield { peer } => from_advert(peer).is_some_and(|theirs| {
                 let engine = node.engine.as_ref().unwrap();
                 let ours = Claim {
-                    demote: config.demote,
+                    demote: engine.demote(),
                     interval: Interval::new(
                         config.advbase,
                         if engine.is_degraded() {

@@ -628,3 +628,98 @@ fn dual_stack_ties_with_ipv4_blocked_are_decided_by_ipv6() {
     sim.run_until(at(60.0));
     assert_eq!(sim.transitions_since(settled), 0, "no flapping");
 }
+
+// ---- demotion (OpenBSD's demote byte) ---------------------------------
+
+/// A master whose service fails is demoted: it advertises the new count at
+/// once, the healthy backup takes over on that advert (one latency, well
+/// within one advert interval), and the demoted node yields. Recovered, it
+/// takes the address back only with preemption.
+#[test]
+fn a_demoted_master_hands_over_and_recovers_only_with_preempt() {
+    for preempt in [false, true] {
+        let mut sim = Sim::new(71);
+        sim.add_node("a", addr(1), |c| {
+            c.with_interval(1, 0).with_preempt(preempt)
+        });
+        sim.add_node("b", addr(2), |c| {
+            c.with_interval(1, 50).with_preempt(preempt)
+        });
+        sim.run_until(at(10.3));
+        assert_eq!(sim.assert_one_master(), 0);
+        let demoted_at = sim.now;
+        sim.demote(0, 1);
+        sim.run_until(at(11.0));
+        assert_eq!(sim.assert_one_master(), 1, "{}", sim.trace);
+        let takeover = *sim.nodes[1].transitions.last().unwrap();
+        assert!(
+            matches!(takeover.reason, Reason::PeerDemoted { demote: 1, .. }),
+            "{:?}",
+            takeover.reason
+        );
+        assert_eq!(takeover.at, demoted_at + sim.latency);
+        let a = sim.nodes[0].transitions.last().unwrap();
+        assert!(matches!(a.reason, Reason::Yield { .. }));
+
+        sim.run_until(at(20.0));
+        sim.demote(0, 0);
+        sim.run_until(at(30.0));
+        let expected = if preempt { 0 } else { 1 };
+        assert_eq!(sim.assert_one_master(), expected, "preempt {preempt}");
+    }
+}
+
+/// Ten vhids on one host demoted together (a failed service they all
+/// depend on) all move to the other host.
+#[test]
+fn ten_vhids_demoted_together_all_move() {
+    let mut sim = Sim::new(72);
+    for vhid in 1..=10u8 {
+        sim.add_vhost(&format!("a{vhid}"), addr(1), vhid, |c| {
+            c.with_interval(1, 0)
+        });
+        sim.add_vhost(&format!("b{vhid}"), addr(2), vhid, |c| {
+            c.with_interval(1, 50)
+        });
+    }
+    sim.run_until(at(10.0));
+    let masters = sim.assert_one_master_per_vhid();
+    assert!(masters
+        .values()
+        .all(|&id| sim.nodes[id].addr() == IpAddr::V4(addr(1))));
+    for id in 0..sim.nodes.len() {
+        if sim.nodes[id].addr() == IpAddr::V4(addr(1)) {
+            sim.demote(id, 2);
+        }
+    }
+    sim.run_until(at(10.5));
+    let masters = sim.assert_one_master_per_vhid();
+    assert!(masters
+        .values()
+        .all(|&id| sim.nodes[id].addr() == IpAddr::V4(addr(2))));
+}
+
+/// Demotion flapping at random on three nodes for a minute: every
+/// transition has its cause (checked as the simulation runs), and once
+/// the flapping stops there is exactly one master.
+#[test]
+fn random_demote_flapping_never_ends_in_split_brain() {
+    for seed in 0..200u64 {
+        let mut sim = Sim::new(seed);
+        for (i, skew) in [0u8, 50, 100].into_iter().enumerate() {
+            sim.add_node(["a", "b", "c"][i], addr(i as u8 + 1), |c| {
+                c.with_interval(1, skew).with_preempt(seed % 2 == 0)
+            });
+        }
+        let mut t = 5.0;
+        while t < 65.0 {
+            t += 0.05 + sim.rng.below(2000) as f64 / 1000.0;
+            sim.run_until(at(t));
+            let node = sim.rng.below(3) as usize;
+            let demote = [0u8, 0, 1, 2, 128][sim.rng.below(5) as usize];
+            sim.demote(node, demote);
+        }
+        sim.run_until(at(t + 15.0));
+        sim.assert_one_master();
+    }
+}
