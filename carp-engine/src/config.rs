@@ -37,7 +37,14 @@ pub struct Config {
     /// Ignore link state changes (UCARP `-S`).
     pub ignore_link_state: bool,
     /// OpenBSD demotion counter we advertise; lower wins. UCARP sends 0.
+    /// The starting value; [`crate::Engine::handle_demote`] changes it.
     pub demote: u8,
+    /// Also add the demotion to the advertised skew, capped at 240 (as
+    /// FreeBSD, which has no demote byte, does), so that UCARP peers, which
+    /// ignore the demote byte, see a slower master and take over with
+    /// their `-P`. On by default; among our own nodes the demote byte
+    /// decides before the interval, so the penalty changes nothing there.
+    pub demote_skew: bool,
     /// How equal intervals are decided.
     pub tie_break: TieBreak,
     /// Counter of our first advertisement: the only randomness the engine
@@ -86,6 +93,7 @@ impl Config {
             neutral: false,
             ignore_link_state: false,
             demote: 0,
+            demote_skew: true,
             tie_break: TieBreak::default(),
             initial_counter,
             step_down_hold: Duration::from_secs(3),

@@ -21,6 +21,9 @@ use crate::time::{Interval, Time};
 const SEND_ERROR_LIMIT: u8 = 3;
 /// The skew advertised while sends are failing, so that peers preempt us.
 pub const DEGRADED_ADVSKEW: u8 = 240;
+/// The highest skew the demotion penalty reaches (FreeBSD's
+/// `DEMOTE_ADVSKEW`), below the leave advertisement's 255.
+const DEMOTE_ADVSKEW_CAP: u16 = 240;
 /// advbase and advskew of the advertisement a leaving master sends: every
 /// CARP backup sees an interval it will time out on and takes over at once.
 pub const LEAVE_ADVBASE: u8 = 255;
@@ -527,11 +530,15 @@ impl Engine {
     }
 
     fn advertised_skew(&self) -> u8 {
-        if self.degraded {
-            self.config.advskew.max(DEGRADED_ADVSKEW)
-        } else {
-            self.config.advskew
+        let mut skew = self.config.advskew;
+        if self.config.demote_skew && self.demote > 0 {
+            let penalised = (u16::from(skew) + u16::from(self.demote)).min(DEMOTE_ADVSKEW_CAP);
+            skew = skew.max(penalised as u8);
         }
+        if self.degraded {
+            skew = skew.max(DEGRADED_ADVSKEW);
+        }
+        skew
     }
 
     fn send_advert(&mut self) {

@@ -376,3 +376,31 @@ fn shutdown_sends_leave_advert_only_as_master() {
     );
     assert!(transmits.is_empty());
 }
+
+/// Demotion is advertised in the demote byte and, by default, added to
+/// the skew (capped at 240) for UCARP peers, which read only the skew.
+#[test]
+fn demotion_is_advertised_at_once_in_the_byte_and_the_skew() {
+    for (demote_skew, advskew, demote, expected) in [
+        (true, 10, 5, 15),
+        (true, 10, 250, 240),
+        (true, 250, 5, 250),
+        (false, 10, 5, 10),
+    ] {
+        let mut e = master(|mut c| {
+            c.demote_skew = demote_skew;
+            c.with_interval(1, advskew)
+        });
+        let now = at(3.5);
+        e.handle_demote(now, demote);
+        let (_, transmits) = drain(&mut e);
+        let sent = sent_adverts(&transmits);
+        assert_eq!(sent.len(), 1, "advertised at once");
+        assert_eq!((sent[0].demote, sent[0].advskew), (demote, expected));
+        // The next advert is an interval after this one.
+        assert_eq!(
+            e.poll_timeout(),
+            Some(now + carp_engine::Interval::new(1, advskew).as_duration())
+        );
+    }
+}
