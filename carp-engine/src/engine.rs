@@ -529,7 +529,9 @@ impl Engine {
         }
     }
 
-    fn advertised_skew(&self) -> u8 {
+    /// The skew we advertise now: ours, raised by the demotion penalty
+    /// ([`Config::demote_skew`]) and to 240 while sends fail.
+    pub fn advertised_skew(&self) -> u8 {
         let mut skew = self.config.advskew;
         if self.config.demote_skew && self.demote > 0 {
             let penalised = (u16::from(skew) + u16::from(self.demote)).min(DEMOTE_ADVSKEW_CAP);

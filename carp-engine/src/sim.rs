@@ -570,14 +570,7 @@ impl Sim {
                 let engine = node.engine.as_ref().unwrap();
                 let ours = Claim {
                     demote: engine.demote(),
-                    interval: Interval::new(
-                        config.advbase,
-                        if engine.is_degraded() {
-                            config.advskew.max(240)
-                        } else {
-                            config.advskew
-                        },
-                    ),
+                    interval: Interval::new(config.advbase, engine.advertised_skew()),
                     addr: engine.tie_address(self.now, theirs.addr),
                 };
                 theirs.rank(&ours, config.tie_break).is_gt()
