@@ -47,7 +47,7 @@ pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use script::{ScriptConfig, ScriptHooks, IDLE as SCRIPT_IDLE, KILL_GRACE};
 pub use spec::{ScriptSpec, SpecError, VirtualAddress, VirtualHostSpec};
 pub use status::{CounterSnapshot, InterfaceStatus, RuntimeStatus, VirtualHostStatus};
-pub use vhost::{VirtualHostConfig, VirtualHostId};
+pub use vhost::{TrackedInterface, VirtualHostConfig, VirtualHostId};
 
 /// 64 random bits from the kernel's `getrandom(2)`, for the engine's first
 /// counter. No file to open (a chroot or a sandbox without `/dev/urandom`

@@ -353,6 +353,7 @@ impl Runtime {
             .virtual_hosts
             .insert(id.clone(), vhost.status_cell());
         self.virtual_hosts.insert(id, vhost);
+        self.check_tracking();
         self.publish_interfaces();
         Ok(())
     }
@@ -815,7 +816,39 @@ impl Runtime {
                 Ok(Some(status)) => self.interface_seen(&name, status),
             }
         }
+        self.check_tracking();
         self.publish_interfaces();
+    }
+
+    /// Reads the carrier of every tracked interface once and lets each
+    /// virtual host set its demotion from it.
+    fn check_tracking(&mut self) {
+        let mut names: Vec<&str> = self
+            .virtual_hosts
+            .values()
+            .flat_map(|v| v.config.track_interfaces.iter().map(|t| t.name.as_str()))
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        names.sort_unstable();
+        names.dedup();
+        // A failed read counts as up: demoting on a transient failure to
+        // ask the kernel would move the address for nothing.
+        let up: BTreeMap<String, bool> = names
+            .into_iter()
+            .map(|name| {
+                let running =
+                    iface::link_status(name).map_or(true, |s| s.is_some_and(|s| s.running));
+                (name.to_string(), running)
+            })
+            .collect();
+        let now = self.clock.now();
+        for vhost in self.virtual_hosts.values_mut() {
+            if let Some(iface) = self.interfaces.get_mut(&vhost.config.interface) {
+                vhost.apply_tracking(iface, now, |name| up.get(name).copied().unwrap_or(true));
+            }
+        }
     }
 
     fn interface_seen(&mut self, name: &str, LinkStatus { index, running }: LinkStatus) {

@@ -14,7 +14,7 @@ use carp_proto::{Password, VirtualHostAuth};
 use thiserror::Error;
 
 use crate::iface::InterfaceInfo;
-use crate::{IoError, ScriptConfig, VirtualHostConfig, VirtualHostId};
+use crate::{IoError, ScriptConfig, TrackedInterface, VirtualHostConfig, VirtualHostId};
 
 /// Why a specification cannot be turned into a configuration.
 #[derive(Debug, Error)]
@@ -129,6 +129,8 @@ pub struct VirtualHostSpec {
     pub broadcast: bool,
     /// Unicast peers (`--peer`): adverts go to each instead of the group.
     pub peers: Vec<IpAddr>,
+    /// Interfaces whose loss of carrier demotes us (`--track-interface`).
+    pub track_interfaces: Vec<TrackedInterface>,
     /// Up and down scripts.
     pub scripts: ScriptSpec,
 }
@@ -163,6 +165,7 @@ impl VirtualHostSpec {
             group6: carp_proto::DEFAULT_GROUP6,
             broadcast: false,
             peers: Vec::new(),
+            track_interfaces: Vec::new(),
             scripts: ScriptSpec::default(),
         }
     }
@@ -289,6 +292,7 @@ impl VirtualHostSpec {
         config.group6 = self.group6;
         config.broadcast = self.broadcast;
         config.peers = self.peers.clone();
+        config.track_interfaces = self.track_interfaces.clone();
         config.hook_wait = scripts.longest_wait();
         Ok((config, scripts))
     }

@@ -40,6 +40,16 @@ impl fmt::Display for VirtualHostId {
     }
 }
 
+/// Another interface whose carrier the virtual host depends on: while it
+/// is down (or gone) the virtual host is demoted by `weight`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TrackedInterface {
+    /// Its name.
+    pub name: String,
+    /// Demotion while it is down, 1 to 255 (OpenBSD demotes by 1).
+    pub weight: u8,
+}
+
 /// How one virtual host runs: where, with which election configuration,
 /// how it advertises.
 #[derive(Debug, Clone)]
@@ -61,6 +71,8 @@ pub struct VirtualHostConfig {
     /// Unicast peers: adverts go to each of them instead of the group, and
     /// only adverts from them, sent to our own address, are accepted.
     pub peers: Vec<IpAddr>,
+    /// Interfaces whose loss of carrier demotes this virtual host.
+    pub track_interfaces: Vec<TrackedInterface>,
     /// How long the gratuitous ARP after a takeover waits for the up hook,
     /// and a stopping master's leave advertisement for the down hook, once
     /// that hook is the oldest unfinished one. Set it to the hooks' own
@@ -79,6 +91,7 @@ impl VirtualHostConfig {
             group6: carp_proto::DEFAULT_GROUP6,
             broadcast: false,
             peers: Vec::new(),
+            track_interfaces: Vec::new(),
             hook_wait: Duration::from_secs(62),
         }
     }
@@ -268,6 +281,39 @@ impl VirtualHost {
         if !up && self.engine.state() != State::Master {
             self.with_status(|s| s.master = None);
         }
+        self.drain(iface, now);
+    }
+
+    /// Applies what the tracked interfaces say: the sum of the weights of
+    /// those that are down (`up(name)` false) is our demotion.
+    pub fn apply_tracking(&mut self, iface: &mut Interface, now: Time, up: impl Fn(&str) -> bool) {
+        if self.config.track_interfaces.is_empty() {
+            return;
+        }
+        let down: Vec<&TrackedInterface> = self
+            .config
+            .track_interfaces
+            .iter()
+            .filter(|t| !up(&t.name))
+            .collect();
+        let demote = down.iter().fold(0u8, |sum, t| sum.saturating_add(t.weight));
+        if demote == self.engine.demote() {
+            return;
+        }
+        if down.is_empty() {
+            warn!(
+                "{}: no longer demoted: every tracked interface is up",
+                self.id
+            );
+        } else {
+            let names: Vec<&str> = down.iter().map(|t| t.name.as_str()).collect();
+            warn!(
+                "{}: demoted to {demote}: tracked interface {} down",
+                self.id,
+                names.join(", ")
+            );
+        }
+        self.engine.handle_demote(now, demote);
         self.drain(iface, now);
     }
 

@@ -244,6 +244,7 @@ struct RawVhost {
     xparam: Option<Spanned<String>>,
     script_timeout: Option<Spanned<i64>>,
     peers: Option<Spanned<Vec<Spanned<String>>>>,
+    track_interfaces: Option<Spanned<Vec<Spanned<String>>>>,
     /// `srcip` came from `[defaults]`: only its addresses of the families
     /// this virtual host has apply (an IPv4 default must not break an
     /// IPv6-only virtual host).
@@ -339,6 +340,7 @@ impl RawVhost {
             script_timeout: or(&self.script_timeout, &defaults.script_timeout),
             peers: or(&self.peers, &defaults.peers),
             peers_inherited: self.peers.is_none() && defaults.peers.is_some(),
+            track_interfaces: or(&self.track_interfaces, &defaults.track_interfaces),
         }
     }
 }
@@ -472,6 +474,16 @@ impl Checker<'_> {
             located(peers, |_| {
                 options::check_peers(&spec, "peers", mcast, "nomcast")
             })?;
+        }
+        for given in raw.track_interfaces.iter().flat_map(|t| t.get_ref()) {
+            let tracked = located(given, |v| options::tracked_interface(v, "track-interfaces"))?;
+            if spec.track_interfaces.iter().any(|t| t.name == tracked.name) {
+                return Err(Located {
+                    span: given.span(),
+                    message: format!("track-interfaces: {} is given twice", tracked.name),
+                });
+            }
+            spec.track_interfaces.push(tracked);
         }
         spec.scripts = ScriptSpec {
             up: self.script(&raw.upscript, "upscript")?,

@@ -78,6 +78,9 @@ pub struct RawArgs {
     /// Repeatable: unicast peers instead of the multicast group.
     #[arg(long = "peer", action = ArgAction::Append)]
     peer: Vec<String>,
+    /// Repeatable: `IF[:WEIGHT]`, an interface whose carrier loss demotes.
+    #[arg(long = "track-interface", action = ArgAction::Append)]
+    track_interface: Vec<String>,
     /// Not in UCARP 1.5.2: every setting from a file (ucarp.toml(5)).
     #[arg(long = "config")]
     config: Option<PathBuf>,
@@ -397,6 +400,31 @@ pub(crate) fn check_peers(
     Ok(())
 }
 
+/// `IF[:WEIGHT]`: an interface to track and the demotion while it is down
+/// (1 to 255, default 1).
+pub(crate) fn tracked_interface(
+    value: &str,
+    option: &str,
+) -> Result<carp_io::TrackedInterface, UsageError> {
+    let (name, weight) = match value.rsplit_once(':') {
+        Some((name, weight))
+            if !weight.is_empty() && weight.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            (name, number(Some(weight), option, 1, 1..=255)? as u8)
+        }
+        _ => (value, 1),
+    };
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+        return fail(format!(
+            "{option}: {value:?} is not an interface name[:weight]"
+        ));
+    }
+    Ok(carp_io::TrackedInterface {
+        name: name.to_string(),
+        weight,
+    })
+}
+
 /// A CARP group of either family, at most one per family, onto `spec`.
 pub(crate) fn set_group(
     spec: &mut VirtualHostSpec,
@@ -537,6 +565,7 @@ impl RawArgs {
             (self.xparam.is_some(), "--xparam (-x)"),
             (self.script_timeout.is_some(), "--script-timeout"),
             (!self.peer.is_empty(), "--peer"),
+            (!self.track_interface.is_empty(), "--track-interface"),
         ];
         values
             .into_iter()
@@ -624,6 +653,20 @@ impl RawArgs {
         }
         // The order means nothing: a reload must not see a change in it.
         vhost.peers.sort();
+        for given in &self.track_interface {
+            let tracked = tracked_interface(given, "--track-interface")?;
+            if vhost
+                .track_interfaces
+                .iter()
+                .any(|t| t.name == tracked.name)
+            {
+                return fail(format!(
+                    "--track-interface: {} is given twice",
+                    tracked.name
+                ));
+            }
+            vhost.track_interfaces.push(tracked);
+        }
         let mut groups = Vec::new();
         for value in &self.mcast {
             let broadcast = self.nomcast.then_some("--nomcast (-M)");
@@ -984,6 +1027,32 @@ mod tests {
             refused(&["-s", "::"], &v6_only),
             "--srcip (-s): :: is the unspecified address; use a unicast address of this host"
         );
+    }
+
+    #[test]
+    fn tracked_interfaces() {
+        let mut args = BASE.to_vec();
+        args.extend(["--track-interface", "eth1", "--track-interface=bond0:20"]);
+        let tracked = parse(&args).unwrap().vhost.track_interfaces;
+        assert_eq!(
+            tracked
+                .iter()
+                .map(|t| (t.name.as_str(), t.weight))
+                .collect::<Vec<_>>(),
+            [("eth1", 1), ("bond0", 20)]
+        );
+        for (bad, message) in [
+            ("eth1:0", "--track-interface: 0 is out of range 1..=255"),
+            ("eth1:256", "--track-interface: 256 is out of range 1..=255"),
+            (
+                ":3",
+                "--track-interface: \":3\" is not an interface name[:weight]",
+            ),
+        ] {
+            let mut args = BASE.to_vec();
+            args.extend(["--track-interface", bad]);
+            assert_eq!(parse(&args).unwrap_err().0, message);
+        }
     }
 
     #[test]

@@ -86,6 +86,10 @@ fn differences(old: &VirtualHostSpec, new: &VirtualHostSpec) -> Vec<&'static str
         ((old.group, old.group6) != (new.group, new.group6), "mcast"),
         (old.broadcast != new.broadcast, "nomcast"),
         (old.peers != new.peers, "peers"),
+        (
+            old.track_interfaces != new.track_interfaces,
+            "track-interfaces",
+        ),
         (old.scripts.up != new.scripts.up, "upscript"),
         (old.scripts.down != new.scripts.down, "downscript"),
         (old.scripts.xparam != new.scripts.xparam, "xparam"),

@@ -32,6 +32,7 @@ pub const USAGE: &str = concat!(
 --xparam=<value> (-x): extra parameter to send to up/down scripts
 --script-timeout=<seconds>: kill a script's process group after this long (1-3600, default 60)
 --peer=<ip>: send adverts by unicast to <ip> instead of the group (repeat for several)
+--track-interface=<if>[:<weight>]: demote by <weight> (default 1) while <if> has no carrier
 --config=<file>: every setting from <file> (ucarp.toml(5)); SIGHUP reloads it
 --check-config=<file>: check <file>, say what is wrong, and exit (0 good, 1 bad)
 
