@@ -38,6 +38,7 @@ mod script;
 pub mod socket;
 mod spec;
 mod status;
+mod track;
 mod vhost;
 
 pub use error::IoError;
@@ -47,6 +48,7 @@ pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use script::{ScriptConfig, ScriptHooks, IDLE as SCRIPT_IDLE, KILL_GRACE};
 pub use spec::{ScriptSpec, SpecError, VirtualAddress, VirtualHostSpec};
 pub use status::{CounterSnapshot, InterfaceStatus, RuntimeStatus, VirtualHostStatus};
+pub use track::TrackScript;
 pub use vhost::{TrackedInterface, VirtualHostConfig, VirtualHostId};
 
 /// 64 random bits from the kernel's `getrandom(2)`, for the engine's first

@@ -74,8 +74,17 @@ enum Command {
     Replace(Box<VirtualHostConfig>, Box<dyn Hooks>, Reply),
     Remove(VirtualHostId, Reply),
     StepDown(Option<VirtualHostId>),
-    Shutdown { run_down_hook: bool },
+    Shutdown {
+        run_down_hook: bool,
+    },
     LogStatus,
+    /// A track script's verdict changed (from its checker thread).
+    Health {
+        id: VirtualHostId,
+        generation: u64,
+        index: usize,
+        failed: bool,
+    },
 }
 
 /// Controls a running runtime from any thread.
@@ -204,6 +213,8 @@ pub struct Runtime {
     /// Virtual hosts forced to stop before their down hook finished.
     unclean: Vec<String>,
     next_link_check: Instant,
+    /// Numbers each started virtual host (see `VirtualHost::generation`).
+    next_generation: u64,
 }
 
 impl Runtime {
@@ -244,6 +255,7 @@ impl Runtime {
             lost: Vec::new(),
             unclean: Vec::new(),
             next_link_check: Instant::now(),
+            next_generation: 0,
         })
     }
 
@@ -352,6 +364,17 @@ impl Runtime {
             .unwrap_or_else(|e| e.into_inner())
             .virtual_hosts
             .insert(id.clone(), vhost.status_cell());
+        self.next_generation += 1;
+        vhost.generation = self.next_generation;
+        let (handle, who, generation) = (self.handle.clone(), id.clone(), vhost.generation);
+        vhost.start_checkers(move |index, failed| {
+            handle.send(Command::Health {
+                id: who.clone(),
+                generation,
+                index,
+                failed,
+            });
+        });
         self.virtual_hosts.insert(id, vhost);
         self.check_tracking();
         self.publish_interfaces();
@@ -683,6 +706,21 @@ impl Runtime {
                     let _ = reply.send(self.remove(&id, true));
                 }
                 Command::StepDown(id) => self.step_down(id.as_ref()),
+                Command::Health {
+                    id,
+                    generation,
+                    index,
+                    failed,
+                } => {
+                    let now = self.clock.now();
+                    let vhost = self.virtual_hosts.get_mut(&id);
+                    let iface = self.interfaces.get_mut(&id.interface);
+                    if let (Some(vhost), Some(iface)) = (vhost, iface) {
+                        if vhost.generation == generation {
+                            vhost.handle_script_health(iface, now, index, failed);
+                        }
+                    }
+                }
                 Command::Shutdown { run_down_hook } => self.shut_down(run_down_hook),
                 Command::LogStatus => {
                     // Leaving ones too (marked stopping): they still run.

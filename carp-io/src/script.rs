@@ -622,9 +622,16 @@ fn command(config: &ScriptConfig, script: &Path, address: &str, context: &Contex
         .env("UCARP_VHID", config.vhid.to_string())
         .env("UCARP_STATE", context.state.to_string())
         .env("UCARP_REASON", &context.reason)
-        .env("UCARP_ADDRESSES", config.addresses.join(" "))
-        .stdin(Stdio::null())
-        .process_group(0);
+        .env("UCARP_ADDRESSES", config.addresses.join(" "));
+    clean_child(&mut command);
+    command
+}
+
+/// No stdin, its own process group (so that a timeout can kill everything
+/// it started), and a clean signal state: an empty mask and default
+/// dispositions, whatever the daemon inherited.
+pub(crate) fn clean_child(command: &mut Command) {
+    command.stdin(Stdio::null()).process_group(0);
     #[allow(unsafe_code)] // pre_exec; see SAFETY below
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe calls are allowed. It only calls sigprocmask(2)
@@ -645,7 +652,6 @@ fn command(config: &ScriptConfig, script: &Path, address: &str, context: &Contex
             Ok(())
         });
     }
-    command
 }
 
 /// Starts the script for one address.

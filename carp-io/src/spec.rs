@@ -131,6 +131,8 @@ pub struct VirtualHostSpec {
     pub peers: Vec<IpAddr>,
     /// Interfaces whose loss of carrier demotes us (`--track-interface`).
     pub track_interfaces: Vec<TrackedInterface>,
+    /// Health checks whose failure demotes us (`--track-script`).
+    pub track_scripts: Vec<crate::TrackScript>,
     /// Up and down scripts.
     pub scripts: ScriptSpec,
 }
@@ -166,6 +168,7 @@ impl VirtualHostSpec {
             broadcast: false,
             peers: Vec::new(),
             track_interfaces: Vec::new(),
+            track_scripts: Vec::new(),
             scripts: ScriptSpec::default(),
         }
     }
@@ -293,6 +296,7 @@ impl VirtualHostSpec {
         config.broadcast = self.broadcast;
         config.peers = self.peers.clone();
         config.track_interfaces = self.track_interfaces.clone();
+        config.track_scripts = self.track_scripts.clone();
         config.hook_wait = scripts.longest_wait();
         Ok((config, scripts))
     }

@@ -73,6 +73,8 @@ pub struct VirtualHostConfig {
     pub peers: Vec<IpAddr>,
     /// Interfaces whose loss of carrier demotes this virtual host.
     pub track_interfaces: Vec<TrackedInterface>,
+    /// Health checks whose failure demotes this virtual host.
+    pub track_scripts: Vec<crate::TrackScript>,
     /// How long the gratuitous ARP after a takeover waits for the up hook,
     /// and a stopping master's leave advertisement for the down hook, once
     /// that hook is the oldest unfinished one. Set it to the hooks' own
@@ -92,6 +94,7 @@ impl VirtualHostConfig {
             broadcast: false,
             peers: Vec::new(),
             track_interfaces: Vec::new(),
+            track_scripts: Vec::new(),
             hook_wait: Duration::from_secs(62),
         }
     }
@@ -234,6 +237,16 @@ pub(crate) struct VirtualHost {
     status: Arc<Mutex<VirtualHostStatus>>,
     /// Wakes the protocol loop when a hook finishes.
     waker: Arc<UnixStream>,
+    /// Tells this virtual host's track-script reports from those of an
+    /// earlier one with the same identity (a replaced configuration).
+    pub generation: u64,
+    /// Demotion from tracked interfaces that are down.
+    interfaces_demote: u8,
+    /// Which track scripts are failed now.
+    scripts_failed: Vec<bool>,
+    /// The track scripts' checkers; dropped (stopped) with the vhost or
+    /// when it starts leaving.
+    checkers: Vec<crate::track::Checker>,
 }
 
 impl VirtualHost {
@@ -247,6 +260,7 @@ impl VirtualHost {
     ) -> Result<VirtualHost, IoError> {
         config.check_families()?;
         let engine = Engine::new(config.engine.clone(), now)?;
+        let scripts_failed = vec![false; config.track_scripts.len()];
         let id = config.id();
         let status = VirtualHostStatus::new(
             &id.interface,
@@ -271,6 +285,10 @@ impl VirtualHost {
             held: Held::default(),
             status: Arc::new(Mutex::new(status)),
             waker,
+            generation: 0,
+            interfaces_demote: 0,
+            scripts_failed,
+            checkers: Vec::new(),
         })
     }
 
@@ -285,7 +303,8 @@ impl VirtualHost {
     }
 
     /// Applies what the tracked interfaces say: the sum of the weights of
-    /// those that are down (`up(name)` false) is our demotion.
+    /// those that are down (`up(name)` false) is their share of our
+    /// demotion.
     pub fn apply_tracking(&mut self, iface: &mut Interface, now: Time, up: impl Fn(&str) -> bool) {
         if self.config.track_interfaces.is_empty() {
             return;
@@ -297,21 +316,76 @@ impl VirtualHost {
             .filter(|t| !up(&t.name))
             .collect();
         let demote = down.iter().fold(0u8, |sum, t| sum.saturating_add(t.weight));
-        if demote == self.engine.demote() {
+        if demote == self.interfaces_demote {
             return;
         }
         if down.is_empty() {
-            warn!(
-                "{}: no longer demoted: every tracked interface is up",
-                self.id
-            );
+            warn!("{}: every tracked interface is up again", self.id);
         } else {
             let names: Vec<&str> = down.iter().map(|t| t.name.as_str()).collect();
             warn!(
-                "{}: demoted to {demote}: tracked interface {} down",
+                "{}: tracked interface {} down (demotion {demote})",
                 self.id,
                 names.join(", ")
             );
+        }
+        self.interfaces_demote = demote;
+        self.update_demote(iface, now);
+    }
+
+    /// Starts the track scripts' checkers; each reports through `report`
+    /// with its index.
+    pub fn start_checkers(&mut self, report: impl Fn(usize, bool) + Clone + Send + 'static) {
+        for (index, script) in self.config.track_scripts.iter().enumerate() {
+            let report = report.clone();
+            match crate::track::Checker::start(script.clone(), self.id.to_string(), move |failed| {
+                report(index, failed)
+            }) {
+                Ok(checker) => self.checkers.push(checker),
+                Err(e) => warn!(
+                    "{}: cannot start a thread for track script `{}`: {e}",
+                    self.id, script.command
+                ),
+            }
+        }
+    }
+
+    /// Stops the checkers (the virtual host is leaving).
+    pub fn stop_checkers(&mut self) {
+        self.checkers.clear();
+    }
+
+    /// A track script's verdict changed.
+    pub fn handle_script_health(
+        &mut self,
+        iface: &mut Interface,
+        now: Time,
+        index: usize,
+        failed: bool,
+    ) {
+        if let Some(slot) = self.scripts_failed.get_mut(index) {
+            *slot = failed;
+            self.update_demote(iface, now);
+        }
+    }
+
+    /// Our demotion: tracked interfaces down plus failed track scripts.
+    fn update_demote(&mut self, iface: &mut Interface, now: Time) {
+        let scripts = self
+            .config
+            .track_scripts
+            .iter()
+            .zip(&self.scripts_failed)
+            .filter(|(_, failed)| **failed)
+            .fold(0u8, |sum, (s, _)| sum.saturating_add(s.weight));
+        let demote = self.interfaces_demote.saturating_add(scripts);
+        if demote == self.engine.demote() {
+            return;
+        }
+        if demote == 0 {
+            warn!("{}: no longer demoted", self.id);
+        } else {
+            warn!("{}: demoted to {demote}", self.id);
         }
         self.engine.handle_demote(now, demote);
         self.drain(iface, now);
@@ -319,8 +393,9 @@ impl VirtualHost {
 
     /// Marks its status as stopping (removed, or the runtime shuts down):
     /// it stays visible until its down hook and leave advert are done.
-    pub fn set_stopping(&self) {
+    pub fn set_stopping(&mut self) {
         self.with_status(|s| s.stopping = true);
+        self.stop_checkers();
     }
 
     /// The shared status this virtual host keeps up to date.

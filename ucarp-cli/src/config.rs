@@ -245,6 +245,7 @@ struct RawVhost {
     script_timeout: Option<Spanned<i64>>,
     peers: Option<Spanned<Vec<Spanned<String>>>>,
     track_interfaces: Option<Spanned<Vec<Spanned<String>>>>,
+    track_scripts: Option<Spanned<Vec<Spanned<RawTrackScript>>>>,
     /// `srcip` came from `[defaults]`: only its addresses of the families
     /// this virtual host has apply (an IPv4 default must not break an
     /// IPv6-only virtual host).
@@ -258,6 +259,18 @@ struct RawVhost {
     /// virtual host has apply.
     #[serde(skip)]
     peers_inherited: bool,
+}
+
+/// One `track-scripts` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrackScript {
+    command: String,
+    interval: Option<i64>,
+    timeout: Option<i64>,
+    rise: Option<i64>,
+    fall: Option<i64>,
+    weight: Option<i64>,
 }
 
 /// A key that takes one value or a list (one per address family).
@@ -341,6 +354,7 @@ impl RawVhost {
             peers: or(&self.peers, &defaults.peers),
             peers_inherited: self.peers.is_none() && defaults.peers.is_some(),
             track_interfaces: or(&self.track_interfaces, &defaults.track_interfaces),
+            track_scripts: or(&self.track_scripts, &defaults.track_scripts),
         }
     }
 }
@@ -474,6 +488,29 @@ impl Checker<'_> {
             located(peers, |_| {
                 options::check_peers(&spec, "peers", mcast, "nomcast")
             })?;
+        }
+        for given in raw.track_scripts.iter().flat_map(|t| t.get_ref()) {
+            let script = located(given, |raw: &RawTrackScript| {
+                let text = |v: Option<i64>| v.map(|n| n.to_string());
+                let values = [
+                    text(raw.interval),
+                    text(raw.timeout),
+                    text(raw.rise),
+                    text(raw.fall),
+                    text(raw.weight),
+                ];
+                let names = [
+                    "track-scripts: interval",
+                    "track-scripts: timeout",
+                    "track-scripts: rise",
+                    "track-scripts: fall",
+                    "track-scripts: weight",
+                ];
+                let pairs: [(Option<&str>, &str); 5] =
+                    std::array::from_fn(|i| (values[i].as_deref(), names[i]));
+                options::track_script(&raw.command, pairs)
+            })?;
+            spec.track_scripts.push(script);
         }
         for given in raw.track_interfaces.iter().flat_map(|t| t.get_ref()) {
             let tracked = located(given, |v| options::tracked_interface(v, "track-interfaces"))?;

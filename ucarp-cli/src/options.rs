@@ -81,6 +81,20 @@ pub struct RawArgs {
     /// Repeatable: `IF[:WEIGHT]`, an interface whose carrier loss demotes.
     #[arg(long = "track-interface", action = ArgAction::Append)]
     track_interface: Vec<String>,
+    /// Repeatable: a health check command (`/bin/sh -c`); the settings
+    /// below apply to every one given on the command line.
+    #[arg(long = "track-script", action = ArgAction::Append)]
+    track_script: Vec<String>,
+    #[arg(long = "track-interval")]
+    track_interval: Option<String>,
+    #[arg(long = "track-timeout")]
+    track_timeout: Option<String>,
+    #[arg(long = "track-rise")]
+    track_rise: Option<String>,
+    #[arg(long = "track-fall")]
+    track_fall: Option<String>,
+    #[arg(long = "track-weight")]
+    track_weight: Option<String>,
     /// Not in UCARP 1.5.2: every setting from a file (ucarp.toml(5)).
     #[arg(long = "config")]
     config: Option<PathBuf>,
@@ -400,6 +414,30 @@ pub(crate) fn check_peers(
     Ok(())
 }
 
+/// A track script and its settings, each `(value, option name)`: interval
+/// and timeout in seconds (1 to 3600), rise and fall (1 to 100), weight (1
+/// to 255). Absent values take [`carp_io::TrackScript::new`]'s defaults.
+pub(crate) fn track_script(
+    command: &str,
+    [interval, timeout, rise, fall, weight]: [(Option<&str>, &str); 5],
+) -> Result<carp_io::TrackScript, UsageError> {
+    if command.trim().is_empty() {
+        return fail("--track-script: empty command".into());
+    }
+    let defaults = carp_io::TrackScript::new(command);
+    let secs = |(value, option): (Option<&str>, &str), default: Duration| {
+        number(value, option, default.as_secs(), 1..=3600).map(Duration::from_secs)
+    };
+    Ok(carp_io::TrackScript {
+        interval: secs(interval, defaults.interval)?,
+        timeout: secs(timeout, defaults.timeout)?,
+        rise: number(rise.0, rise.1, u64::from(defaults.rise), 1..=100)? as u32,
+        fall: number(fall.0, fall.1, u64::from(defaults.fall), 1..=100)? as u32,
+        weight: number(weight.0, weight.1, u64::from(defaults.weight), 1..=255)? as u8,
+        ..defaults
+    })
+}
+
 /// `IF[:WEIGHT]`: an interface to track and the demotion while it is down
 /// (1 to 255, default 1).
 pub(crate) fn tracked_interface(
@@ -566,6 +604,7 @@ impl RawArgs {
             (self.script_timeout.is_some(), "--script-timeout"),
             (!self.peer.is_empty(), "--peer"),
             (!self.track_interface.is_empty(), "--track-interface"),
+            (!self.track_script.is_empty(), "--track-script"),
         ];
         values
             .into_iter()
@@ -653,6 +692,33 @@ impl RawArgs {
         }
         // The order means nothing: a reload must not see a change in it.
         vhost.peers.sort();
+        if self.track_script.is_empty()
+            && [
+                &self.track_interval,
+                &self.track_timeout,
+                &self.track_rise,
+                &self.track_fall,
+                &self.track_weight,
+            ]
+            .iter()
+            .any(|o| o.is_some())
+        {
+            return fail(
+                "--track-interval/-timeout/-rise/-fall/-weight need --track-script".into(),
+            );
+        }
+        for command in &self.track_script {
+            vhost.track_scripts.push(track_script(
+                command,
+                [
+                    (self.track_interval.as_deref(), "--track-interval"),
+                    (self.track_timeout.as_deref(), "--track-timeout"),
+                    (self.track_rise.as_deref(), "--track-rise"),
+                    (self.track_fall.as_deref(), "--track-fall"),
+                    (self.track_weight.as_deref(), "--track-weight"),
+                ],
+            )?);
+        }
         for given in &self.track_interface {
             let tracked = tracked_interface(given, "--track-interface")?;
             if vhost
@@ -1026,6 +1092,37 @@ mod tests {
         assert_eq!(
             refused(&["-s", "::"], &v6_only),
             "--srcip (-s): :: is the unspecified address; use a unicast address of this host"
+        );
+    }
+
+    #[test]
+    fn track_scripts() {
+        let mut args = BASE.to_vec();
+        args.extend([
+            "--track-script",
+            "pg_isready",
+            "--track-fall=3",
+            "--track-weight",
+            "10",
+        ]);
+        let scripts = parse(&args).unwrap().vhost.track_scripts;
+        assert_eq!(scripts.len(), 1);
+        assert_eq!(
+            (scripts[0].fall, scripts[0].weight, scripts[0].rise),
+            (3, 10, 1)
+        );
+        assert_eq!(scripts[0].interval, Duration::from_secs(2));
+        let mut args = BASE.to_vec();
+        args.extend(["--track-fall=3"]);
+        assert_eq!(
+            parse(&args).unwrap_err().0,
+            "--track-interval/-timeout/-rise/-fall/-weight need --track-script"
+        );
+        let mut args = BASE.to_vec();
+        args.extend(["--track-script", "true", "--track-weight=0"]);
+        assert_eq!(
+            parse(&args).unwrap_err().0,
+            "--track-weight: 0 is out of range 1..=255"
         );
     }
 

@@ -33,6 +33,9 @@ pub const USAGE: &str = concat!(
 --script-timeout=<seconds>: kill a script's process group after this long (1-3600, default 60)
 --peer=<ip>: send adverts by unicast to <ip> instead of the group (repeat for several)
 --track-interface=<if>[:<weight>]: demote by <weight> (default 1) while <if> has no carrier
+--track-script=<command>: health check run with /bin/sh -c; failing, it demotes (repeatable;
+  --track-interval/--track-timeout <seconds> (default 2/2), --track-rise/--track-fall <n>
+  (default 1/1), --track-weight <n> (default 1) apply to all)
 --config=<file>: every setting from <file> (ucarp.toml(5)); SIGHUP reloads it
 --check-config=<file>: check <file>, say what is wrong, and exit (0 good, 1 bad)
 

@@ -16,7 +16,9 @@ const SECOND: Duration = Duration::from_secs(1);
 fn tracked(lab: &Lab, hosts: usize) {
     for host in 0..hosts {
         for args in [
-            &["link", "add", "trk0", "type", "veth", "peer", "name", "trk1"][..],
+            &[
+                "link", "add", "trk0", "type", "veth", "peer", "name", "trk1",
+            ][..],
             &["link", "set", "trk1", "up"][..],
             &["link", "set", "trk0", "up"][..],
         ] {
@@ -70,7 +72,7 @@ fn a_tracked_interface_going_down_hands_over() {
     let (mark_a, mark_b) = (a.mark(), b.mark());
     set_tracked(&lab, 0, false);
     a.wait_for_after(mark_a, "a demoted", 2 * SECOND, |l| {
-        l.contains("demoted to 1: tracked interface trk0 down")
+        l.contains("tracked interface trk0 down (demotion 1)")
     });
     let takeover = b.wait_for_after(mark_b, "b master", 2 * SECOND, is_master);
     assert!(takeover.contains("is demoted (1)"), "{takeover}");
@@ -121,4 +123,60 @@ fn a_ucarp_backup_with_preempt_takes_over_from_a_demoted_master() {
         l.contains("Switching to state: BACKUP")
     });
     assert!(yielded.contains("better master"), "{yielded}");
+}
+
+/// A track script starts failing on the master: after `fall` failures in
+/// a row it is demoted and the backup takes over, within fall × interval
+/// plus one advert interval; healthy again, the master takes the address
+/// back because it preempts (and only then).
+#[test]
+fn a_failing_track_script_hands_over_and_recovery_returns_with_preempt() {
+    if !privileged("a_failing_track_script_hands_over_and_recovery_returns_with_preempt") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let dir = test_support::scripts::Dir::new("track-script");
+    let healthy = |host: usize| dir.path(&format!("h{host}-healthy"));
+    let start = |host: usize, skew: &str| {
+        std::fs::write(healthy(host), "").unwrap();
+        let check = format!("test -e {}", healthy(host).display());
+        peers::start(
+            &lab,
+            host,
+            Impl::Ours,
+            &[
+                "-k",
+                skew,
+                "-P",
+                "--track-script",
+                &check,
+                "--track-interval=1",
+                "--track-fall=2",
+                "--track-weight=3",
+            ],
+        )
+    };
+    let a = start(0, "0");
+    peers::wait_master(&a, 6 * SECOND);
+    let b = start(1, "50");
+    b.wait_for("b backup", 3 * SECOND, |l| l.contains("state: BACKUP"));
+    std::thread::sleep(2 * SECOND);
+    assert!(peers::is_master(&a));
+
+    let (mark_a, mark_b) = (a.mark(), b.mark());
+    let broken = std::time::Instant::now();
+    std::fs::remove_file(healthy(0)).unwrap();
+    let takeover = b.wait_for_after(mark_b, "b master", 5 * SECOND, is_master);
+    // fall 2 × interval 1 s, plus the check already under way and the
+    // advert: well under 4 s.
+    assert!(broken.elapsed() < 4 * SECOND, "{:?}", broken.elapsed());
+    assert!(takeover.contains("is demoted (3)"), "{takeover}");
+    a.wait_for_after(mark_a, "a's script failed", SECOND, |l| {
+        l.contains("failed 2 time(s) in a row: demoted by 3")
+    });
+
+    let mark_a = a.mark();
+    std::fs::write(healthy(0), "").unwrap();
+    let back = a.wait_for_after(mark_a, "a master again", 5 * SECOND, is_master);
+    assert!(back.contains("preempting"), "{back}");
 }
