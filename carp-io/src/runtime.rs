@@ -78,6 +78,8 @@ enum Command {
         run_down_hook: bool,
     },
     LogStatus,
+    /// The operator's demotion of a virtual host.
+    SetDemote(VirtualHostId, u8, Reply),
     /// A track script's verdict changed (from its checker thread).
     Health {
         id: VirtualHostId,
@@ -141,6 +143,13 @@ impl RuntimeHandle {
     /// the same addresses at once.
     pub fn replace(&self, config: VirtualHostConfig, hooks: Box<dyn Hooks>) -> Result<(), IoError> {
         self.ask(|reply| Command::Replace(Box::new(config), hooks, reply))
+    }
+
+    /// Sets the operator's demotion of a virtual host (added to what its
+    /// tracked interfaces and scripts and its start-up add), live: no
+    /// restart, no script.
+    pub fn set_demote(&self, id: &VirtualHostId, demote: u8) -> Result<(), IoError> {
+        self.ask(|reply| Command::SetDemote(id.clone(), demote, reply))
     }
 
     /// UCARP's SIGUSR2 for one virtual host (`Some`) or all (`None`): a
@@ -377,6 +386,7 @@ impl Runtime {
         });
         self.virtual_hosts.insert(id, vhost);
         self.check_tracking();
+        self.apply_demotion();
         self.publish_interfaces();
         Ok(())
     }
@@ -489,6 +499,14 @@ impl Runtime {
             // Timers before the link re-check: reading the interface list
             // can take a millisecond, which must not delay an advert.
             self.fire_timers();
+            let now = Instant::now();
+            if self
+                .virtual_hosts
+                .values()
+                .any(|v| v.startup_demotion_end().is_some_and(|end| end <= now))
+            {
+                self.apply_demotion();
+            }
             let link_changed = woke.link && self.link.as_ref().is_some_and(LinkMonitor::changed);
             let recheck_due = Instant::now() >= self.next_link_check;
             let timer_soon = self
@@ -599,7 +617,13 @@ impl Runtime {
             .virtual_hosts
             .values()
             .chain(&self.leaving)
-            .flat_map(|v| [v.next_log_flush(), v.hook_deadline()])
+            .flat_map(|v| {
+                [
+                    v.next_log_flush(),
+                    v.hook_deadline(),
+                    v.startup_demotion_end(),
+                ]
+            })
             .chain(self.interfaces.values().map(Interface::next_log_flush))
             .flatten();
         for at in instants {
@@ -712,14 +736,22 @@ impl Runtime {
                     index,
                     failed,
                 } => {
-                    let now = self.clock.now();
                     let vhost = self.virtual_hosts.get_mut(&id);
-                    let iface = self.interfaces.get_mut(&id.interface);
-                    if let (Some(vhost), Some(iface)) = (vhost, iface) {
-                        if vhost.generation == generation {
-                            vhost.handle_script_health(iface, now, index, failed);
-                        }
+                    if let Some(vhost) = vhost.filter(|v| v.generation == generation) {
+                        vhost.handle_script_health(index, failed);
+                        self.apply_demotion();
                     }
+                }
+                Command::SetDemote(id, demote, reply) => {
+                    let result = match self.virtual_hosts.get_mut(&id) {
+                        Some(vhost) => {
+                            vhost.manual_demote = demote;
+                            self.apply_demotion();
+                            Ok(())
+                        }
+                        None => Err(IoError::NoSuchVirtualHost(id.to_string())),
+                    };
+                    let _ = reply.send(result);
                 }
                 Command::Shutdown { run_down_hook } => self.shut_down(run_down_hook),
                 Command::LogStatus => {
@@ -881,10 +913,39 @@ impl Runtime {
                 (name.to_string(), running)
             })
             .collect();
-        let now = self.clock.now();
+        let mut changed = false;
         for vhost in self.virtual_hosts.values_mut() {
+            changed |= vhost.apply_tracking(|name| up.get(name).copied().unwrap_or(true));
+        }
+        if changed {
+            self.apply_demotion();
+        }
+    }
+
+    /// Sets every virtual host's advertised demotion: its own, or the sum
+    /// of its group members' own (saturating), so a group moves together.
+    fn apply_demotion(&mut self) {
+        let at = Instant::now();
+        let own: BTreeMap<VirtualHostId, u8> = self
+            .virtual_hosts
+            .iter_mut()
+            .map(|(id, v)| (id.clone(), v.own_demote(at)))
+            .collect();
+        let mut groups: BTreeMap<String, u8> = BTreeMap::new();
+        for (id, vhost) in &self.virtual_hosts {
+            if let Some(group) = &vhost.config.demote_group {
+                let sum = groups.entry(group.clone()).or_default();
+                *sum = sum.saturating_add(own[id]);
+            }
+        }
+        let now = self.clock.now();
+        for (id, vhost) in self.virtual_hosts.iter_mut() {
+            let demote = match &vhost.config.demote_group {
+                Some(group) => groups[group],
+                None => own[id],
+            };
             if let Some(iface) = self.interfaces.get_mut(&vhost.config.interface) {
-                vhost.apply_tracking(iface, now, |name| up.get(name).copied().unwrap_or(true));
+                vhost.set_demote(iface, now, demote);
             }
         }
     }

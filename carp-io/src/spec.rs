@@ -133,6 +133,13 @@ pub struct VirtualHostSpec {
     pub track_interfaces: Vec<TrackedInterface>,
     /// Health checks whose failure demotes us (`--track-script`).
     pub track_scripts: Vec<crate::TrackScript>,
+    /// The operator's demotion (config `demote`), changed live on reload.
+    pub demote: u8,
+    /// Demotion group: members share one demotion (config `demote-group`).
+    pub demote_group: Option<String>,
+    /// Demotion for a while after start: how much and how long (config
+    /// `startup-demote`, `startup-demote-for`).
+    pub startup_demote: (u8, Duration),
     /// Up and down scripts.
     pub scripts: ScriptSpec,
 }
@@ -169,6 +176,9 @@ impl VirtualHostSpec {
             peers: Vec::new(),
             track_interfaces: Vec::new(),
             track_scripts: Vec::new(),
+            demote: 0,
+            demote_group: None,
+            startup_demote: (0, Duration::ZERO),
             scripts: ScriptSpec::default(),
         }
     }
@@ -297,6 +307,9 @@ impl VirtualHostSpec {
         config.peers = self.peers.clone();
         config.track_interfaces = self.track_interfaces.clone();
         config.track_scripts = self.track_scripts.clone();
+        config.demote_group = self.demote_group.clone();
+        config.startup_demote = self.startup_demote;
+        config.engine.demote = self.demote;
         config.hook_wait = scripts.longest_wait();
         Ok((config, scripts))
     }

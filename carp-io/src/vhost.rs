@@ -75,6 +75,14 @@ pub struct VirtualHostConfig {
     pub track_interfaces: Vec<TrackedInterface>,
     /// Health checks whose failure demotes this virtual host.
     pub track_scripts: Vec<crate::TrackScript>,
+    /// Virtual hosts with the same demotion group share one demotion (the
+    /// sum of each member's own), so they fail over together (keepalived's
+    /// sync group, OpenBSD's interface group).
+    pub demote_group: Option<String>,
+    /// Demotion for a while after start, so that a host still starting its
+    /// services does not take over (OpenBSD's rc demotes by 128 while
+    /// booting): how much, and for how long.
+    pub startup_demote: (u8, Duration),
     /// How long the gratuitous ARP after a takeover waits for the up hook,
     /// and a stopping master's leave advertisement for the down hook, once
     /// that hook is the oldest unfinished one. Set it to the hooks' own
@@ -95,6 +103,8 @@ impl VirtualHostConfig {
             peers: Vec::new(),
             track_interfaces: Vec::new(),
             track_scripts: Vec::new(),
+            demote_group: None,
+            startup_demote: (0, Duration::ZERO),
             hook_wait: Duration::from_secs(62),
         }
     }
@@ -244,6 +254,11 @@ pub(crate) struct VirtualHost {
     interfaces_demote: u8,
     /// Which track scripts are failed now.
     scripts_failed: Vec<bool>,
+    /// The operator's demotion: the configured one, changed at run time
+    /// by [`crate::RuntimeHandle::set_demote`].
+    pub manual_demote: u8,
+    /// Until when the start-up demotion lasts.
+    startup_until: Option<Instant>,
     /// The track scripts' checkers; dropped (stopped) with the vhost or
     /// when it starts leaving.
     checkers: Vec<crate::track::Checker>,
@@ -261,6 +276,9 @@ impl VirtualHost {
         config.check_families()?;
         let engine = Engine::new(config.engine.clone(), now)?;
         let scripts_failed = vec![false; config.track_scripts.len()];
+        let manual_demote = config.engine.demote;
+        let startup_until =
+            (config.startup_demote.0 > 0).then(|| Instant::now() + config.startup_demote.1);
         let id = config.id();
         let status = VirtualHostStatus::new(
             &id.interface,
@@ -288,6 +306,8 @@ impl VirtualHost {
             generation: 0,
             interfaces_demote: 0,
             scripts_failed,
+            manual_demote,
+            startup_until,
             checkers: Vec::new(),
         })
     }
@@ -305,9 +325,10 @@ impl VirtualHost {
     /// Applies what the tracked interfaces say: the sum of the weights of
     /// those that are down (`up(name)` false) is their share of our
     /// demotion.
-    pub fn apply_tracking(&mut self, iface: &mut Interface, now: Time, up: impl Fn(&str) -> bool) {
+    /// Returns whether that share changed.
+    pub fn apply_tracking(&mut self, up: impl Fn(&str) -> bool) -> bool {
         if self.config.track_interfaces.is_empty() {
-            return;
+            return false;
         }
         let down: Vec<&TrackedInterface> = self
             .config
@@ -317,7 +338,7 @@ impl VirtualHost {
             .collect();
         let demote = down.iter().fold(0u8, |sum, t| sum.saturating_add(t.weight));
         if demote == self.interfaces_demote {
-            return;
+            return false;
         }
         if down.is_empty() {
             warn!("{}: every tracked interface is up again", self.id);
@@ -330,7 +351,7 @@ impl VirtualHost {
             );
         }
         self.interfaces_demote = demote;
-        self.update_demote(iface, now);
+        true
     }
 
     /// Starts the track scripts' checkers; each reports through `report`
@@ -356,21 +377,30 @@ impl VirtualHost {
     }
 
     /// A track script's verdict changed.
-    pub fn handle_script_health(
-        &mut self,
-        iface: &mut Interface,
-        now: Time,
-        index: usize,
-        failed: bool,
-    ) {
+    pub fn handle_script_health(&mut self, index: usize, failed: bool) {
         if let Some(slot) = self.scripts_failed.get_mut(index) {
             *slot = failed;
-            self.update_demote(iface, now);
         }
     }
 
-    /// Our demotion: tracked interfaces down plus failed track scripts.
-    fn update_demote(&mut self, iface: &mut Interface, now: Time) {
+    /// When the start-up demotion ends, if it has not yet.
+    pub fn startup_demotion_end(&self) -> Option<Instant> {
+        self.startup_until
+    }
+
+    /// This virtual host's own demotion at `at`: the operator's, tracked
+    /// interfaces down, failed track scripts, and the start-up demotion
+    /// while it lasts (which it forgets once over).
+    pub fn own_demote(&mut self, at: Instant) -> u8 {
+        if self.startup_until.is_some_and(|until| at >= until) {
+            self.startup_until = None;
+            info!("{}: start-up demotion over", self.id);
+        }
+        let startup = if self.startup_until.is_some() {
+            self.config.startup_demote.0
+        } else {
+            0
+        };
         let scripts = self
             .config
             .track_scripts
@@ -378,7 +408,14 @@ impl VirtualHost {
             .zip(&self.scripts_failed)
             .filter(|(_, failed)| **failed)
             .fold(0u8, |sum, (s, _)| sum.saturating_add(s.weight));
-        let demote = self.interfaces_demote.saturating_add(scripts);
+        self.manual_demote
+            .saturating_add(self.interfaces_demote)
+            .saturating_add(scripts)
+            .saturating_add(startup)
+    }
+
+    /// Sets the demotion we advertise (our own, or our group's).
+    pub fn set_demote(&mut self, iface: &mut Interface, now: Time, demote: u8) {
         if demote == self.engine.demote() {
             return;
         }
@@ -396,6 +433,9 @@ impl VirtualHost {
     pub fn set_stopping(&mut self) {
         self.with_status(|s| s.stopping = true);
         self.stop_checkers();
+        // Its demotion no longer matters, and a deadline left behind would
+        // wake the loop for ever.
+        self.startup_until = None;
     }
 
     /// The shared status this virtual host keeps up to date.

@@ -246,6 +246,10 @@ struct RawVhost {
     peers: Option<Spanned<Vec<Spanned<String>>>>,
     track_interfaces: Option<Spanned<Vec<Spanned<String>>>>,
     track_scripts: Option<Spanned<Vec<Spanned<RawTrackScript>>>>,
+    demote: Option<Spanned<i64>>,
+    demote_group: Option<Spanned<String>>,
+    startup_demote: Option<Spanned<i64>>,
+    startup_demote_for: Option<Spanned<i64>>,
     /// `srcip` came from `[defaults]`: only its addresses of the families
     /// this virtual host has apply (an IPv4 default must not break an
     /// IPv6-only virtual host).
@@ -355,6 +359,10 @@ impl RawVhost {
             peers_inherited: self.peers.is_none() && defaults.peers.is_some(),
             track_interfaces: or(&self.track_interfaces, &defaults.track_interfaces),
             track_scripts: or(&self.track_scripts, &defaults.track_scripts),
+            demote: or(&self.demote, &defaults.demote),
+            demote_group: or(&self.demote_group, &defaults.demote_group),
+            startup_demote: or(&self.startup_demote, &defaults.startup_demote),
+            startup_demote_for: or(&self.startup_demote_for, &defaults.startup_demote_for),
         }
     }
 }
@@ -488,6 +496,33 @@ impl Checker<'_> {
             located(peers, |_| {
                 options::check_peers(&spec, "peers", mcast, "nomcast")
             })?;
+        }
+        if let Some(v) = &raw.demote {
+            spec.demote = number(v, "demote", 0..=255)? as u8;
+        }
+        if let Some(group) = &raw.demote_group {
+            if group.get_ref().is_empty() {
+                return Err(Located {
+                    span: group.span(),
+                    message: "demote-group: empty".into(),
+                });
+            }
+            spec.demote_group = Some(group.get_ref().clone());
+        }
+        match (&raw.startup_demote, &raw.startup_demote_for) {
+            (Some(demote), Some(seconds)) => {
+                spec.startup_demote = (
+                    number(demote, "startup-demote", 1..=255)? as u8,
+                    Duration::from_secs(number(seconds, "startup-demote-for", 1..=86400)? as u64),
+                );
+            }
+            (None, None) => {}
+            (Some(given), None) | (None, Some(given)) => {
+                return Err(Located {
+                    span: given.span(),
+                    message: "startup-demote and startup-demote-for go together".into(),
+                })
+            }
         }
         for given in raw.track_scripts.iter().flat_map(|t| t.get_ref()) {
             let script = located(given, |raw: &RawTrackScript| {

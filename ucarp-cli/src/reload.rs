@@ -90,6 +90,10 @@ fn differences(old: &VirtualHostSpec, new: &VirtualHostSpec) -> Vec<&'static str
             old.track_interfaces != new.track_interfaces,
             "track-interfaces",
         ),
+        (old.track_scripts != new.track_scripts, "track-scripts"),
+        (old.demote != new.demote, "demote"),
+        (old.demote_group != new.demote_group, "demote-group"),
+        (old.startup_demote != new.startup_demote, "startup-demote"),
         (old.scripts.up != new.scripts.up, "upscript"),
         (old.scripts.down != new.scripts.down, "downscript"),
         (old.scripts.xparam != new.scripts.xparam, "xparam"),
@@ -135,7 +139,13 @@ impl Reloader {
             .collect();
         self.running
             .retain(|id, _| live.contains(&(id.interface.clone(), id.vhid)));
-        let changes = Changes::between(&self.running, &file.vhosts);
+        let mut changes = Changes::between(&self.running, &file.vhosts);
+        // A change of the operator's demotion alone is applied live: no
+        // restart, no script.
+        let (demoted, changed): (Vec<_>, Vec<_>) = std::mem::take(&mut changes.changed)
+            .into_iter()
+            .partition(|(_, what)| what.as_slice() == ["demote"]);
+        changes.changed = changed;
         // Everything that can fail is done before anything changes. Then
         // additions and changes first, removals last: the runtime is never
         // left with no virtual host in between (with an interface lost
@@ -155,6 +165,17 @@ impl Reloader {
                     );
                     return;
                 }
+            }
+        }
+        // Nothing can fail any more: the live demotions first.
+        for (spec, _) in &demoted {
+            let id = spec.id();
+            match self.handle.set_demote(&id, spec.demote) {
+                Ok(()) => {
+                    info!("reload: {id} demote set to {} (live)", spec.demote);
+                    self.running.insert(id, spec.clone());
+                }
+                Err(e) => error!("reload: {id}: cannot set its demotion: {e}"),
             }
         }
         for p in prepared {

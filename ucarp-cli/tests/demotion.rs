@@ -180,3 +180,94 @@ fn a_failing_track_script_hands_over_and_recovery_returns_with_preempt() {
     let back = a.wait_for_after(mark_a, "a master again", 5 * SECOND, is_master);
     assert!(back.contains("preempting"), "{back}");
 }
+
+/// From configuration files: three vhids in one `demote-group`, only one
+/// of them tracking an interface; that interface going down moves all
+/// three. Then the operator's `demote` changed in the other host's file
+/// and reloaded is applied live (no restart) and hands that vhid back.
+#[test]
+fn a_demote_group_moves_together_and_demote_is_applied_live_on_reload() {
+    if !privileged("a_demote_group_moves_together_and_demote_is_applied_live_on_reload") {
+        return;
+    }
+    let lab = Lab::new(2);
+    tracked(&lab, 1);
+    let dir = test_support::scripts::Dir::new("demote-group");
+    let file = |host: usize, skew: u8, vhid1_demote: u8| {
+        let mut text = format!(
+            "[defaults]\ninterface = \"eth0\"\nsrcip = \"{}\"\npassword = \"pw\"\n\
+             advskew = {skew}\ndemote-group = \"db\"\n",
+            lab.addr(host)
+        );
+        for vhid in 1..=3 {
+            text += &format!("[[vhost]]\nvhid = {vhid}\naddresses = [\"10.99.1.{vhid}\"]\n");
+            if vhid == 1 {
+                text += &format!("demote = {vhid1_demote}\n");
+                if host == 0 {
+                    text += "track-interfaces = [\"trk0\"]\n";
+                }
+            }
+        }
+        let path = dir.path(&format!("h{host}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let start = |host: usize, path: &std::path::Path| {
+        let mut command = lab.command(host, env!("CARGO_BIN_EXE_ucarp"));
+        command.arg("--config").arg(path);
+        Proc::spawn(&format!("h{host}"), command)
+    };
+    let masters = |proc: &Proc| {
+        let mut seen = std::collections::BTreeMap::new();
+        for line in proc.lines() {
+            for vhid in 1..=3 {
+                if line.contains(&format!("(vhid {vhid} on eth0:")) {
+                    seen.insert(vhid, is_master(&line));
+                }
+            }
+        }
+        seen.values().filter(|m| **m).count()
+    };
+    let a = start(0, &file(0, 0, 0));
+    let b_file = file(1, 50, 0);
+    let b = start(1, &b_file);
+    test_support::lab::eventually(8 * SECOND, Duration::from_millis(50), || {
+        (masters(&a) == 3)
+            .then_some(())
+            .ok_or(format!("a is master of {} vhids", masters(&a)))
+    });
+
+    set_tracked(&lab, 0, false);
+    test_support::lab::eventually(3 * SECOND, Duration::from_millis(20), || {
+        (masters(&b) == 3 && masters(&a) == 0)
+            .then_some(())
+            .ok_or(format!(
+                "b masters {}, a masters {}",
+                masters(&b),
+                masters(&a)
+            ))
+    });
+    set_tracked(&lab, 0, true);
+    std::thread::sleep(SECOND);
+    assert_eq!(masters(&b), 3, "without preempt they stay on b");
+
+    // The operator demotes vhid 1 on b: it moves back to a, live.
+    let mark = b.mark();
+    file(1, 50, 20);
+    b.signal(nix::sys::signal::Signal::SIGHUP);
+    b.wait_for_after(mark, "live demote", 2 * SECOND, |l| {
+        l.contains("vhid 1 on eth0 demote set to 20 (live)")
+    });
+    test_support::lab::eventually(3 * SECOND, Duration::from_millis(20), || {
+        (masters(&a) >= 1)
+            .then_some(())
+            .ok_or("a never took anything back".to_string())
+    });
+    assert!(
+        !b.lines()
+            .iter()
+            .skip(mark)
+            .any(|l| l.contains("restarting")),
+        "a demote change restarted the vhost"
+    );
+}
