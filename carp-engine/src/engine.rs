@@ -306,6 +306,13 @@ impl Engine {
         self.demote
     }
 
+    /// The demotion we advertise: ours, plus one while sends keep failing
+    /// (OpenBSD demotes on send errors too; the skew 240 that UCARP uses
+    /// for the same is kept for UCARP peers).
+    pub fn advertised_demote(&self) -> u8 {
+        self.demote.saturating_add(u8::from(self.degraded))
+    }
+
     /// Sets our demotion counter (a tracked service failed or recovered,
     /// an operator demoted us). A master advertises the new value at once,
     /// as OpenBSD does, so that a less demoted backup takes over within
@@ -523,7 +530,7 @@ impl Engine {
 
     fn our_claim(&self) -> Claim {
         Claim {
-            demote: self.demote,
+            demote: self.advertised_demote(),
             interval: Interval::new(self.config.advbase, self.advertised_skew()),
             addr: self.config.src_addr,
         }
@@ -533,8 +540,9 @@ impl Engine {
     /// ([`Config::demote_skew`]) and to 240 while sends fail.
     pub fn advertised_skew(&self) -> u8 {
         let mut skew = self.config.advskew;
-        if self.config.demote_skew && self.demote > 0 {
-            let penalised = (u16::from(skew) + u16::from(self.demote)).min(DEMOTE_ADVSKEW_CAP);
+        let demote = self.advertised_demote();
+        if self.config.demote_skew && demote > 0 {
+            let penalised = (u16::from(skew) + u16::from(demote)).min(DEMOTE_ADVSKEW_CAP);
             skew = skew.max(penalised as u8);
         }
         if self.degraded {
@@ -564,7 +572,7 @@ impl Engine {
             vhid: self.config.vhid(),
             advbase,
             advskew,
-            demote: self.demote,
+            demote: self.advertised_demote(),
             counter: self.send_counter,
             digest: self.config.auth.sign(self.send_counter),
         }));

@@ -563,13 +563,16 @@ impl Sim {
                 from_advert(peer).is_some_and(|theirs| theirs.interval == Interval::new(255, 255))
             }
             Reason::PeerDemoted { peer, demote } => from_advert(peer).is_some_and(|theirs| {
-                let ours = node.engine.as_ref().map_or(config.demote, Engine::demote);
+                let ours = node
+                    .engine
+                    .as_ref()
+                    .map_or(config.demote, Engine::advertised_demote);
                 theirs.demote == demote && demote > ours
             }),
             Reason::Yield { peer } => from_advert(peer).is_some_and(|theirs| {
                 let engine = node.engine.as_ref().unwrap();
                 let ours = Claim {
-                    demote: engine.demote(),
+                    demote: engine.advertised_demote(),
                     interval: Interval::new(config.advbase, engine.advertised_skew()),
                     addr: engine.tie_address(self.now, theirs.addr),
                 };

@@ -248,11 +248,14 @@ fn repeated_send_failures_degrade_the_advertised_skew() {
     let mut e = master(|c| c.with_interval(1, 10));
     let mut now = e.poll_timeout().unwrap();
     let mut skews = Vec::new();
+    let mut demotes = Vec::new();
     let sent = Transmit::Advert(advert(1, 10, 1));
     for ok in [false, false, false, true, true, true, true] {
         e.handle_send_result(now, &sent, ok);
         e.handle_timeout(now);
-        skews.push(sent_adverts(&drain(&mut e).1)[0].advskew);
+        let advert = sent_adverts(&drain(&mut e).1)[0];
+        skews.push(advert.advskew);
+        demotes.push(advert.demote);
         now = now + secs(1.0 + 10.0 / 256.0);
         now = e.poll_timeout().unwrap().max(now);
     }
@@ -268,6 +271,8 @@ fn repeated_send_failures_degrade_the_advertised_skew() {
             10
         ]
     );
+    // Demoted by one meanwhile, as OpenBSD does on send errors.
+    assert_eq!(demotes, vec![0, 0, 1, 1, 1, 0, 0]);
 }
 
 /// A gratuitous ARP that could not be sent says nothing about whether
