@@ -271,3 +271,46 @@ fn a_demote_group_moves_together_and_demote_is_applied_live_on_reload() {
         "a demote change restarted the vhost"
     );
 }
+
+/// A host started with `startup-demote` does not preempt while it lasts,
+/// even with a better interval and preempt; it takes over once it ends.
+#[test]
+fn startup_demotion_holds_off_preemption_until_it_ends() {
+    if !privileged("startup_demotion_holds_off_preemption_until_it_ends") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let dir = test_support::scripts::Dir::new("startup-demote");
+    let b = peers::start(&lab, 1, Impl::Ours, &["-k", "50"]);
+    peers::wait_master(&b, 6 * SECOND);
+    let path = dir.path("h0.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[vhost]]\ninterface = \"eth0\"\nsrcip = \"{}\"\nvhid = 7\npassword = \"secret\"\n\
+             addresses = [\"{}\"]\nadvskew = 0\npreempt = true\n\
+             startup-demote = 100\nstartup-demote-for = 3\n",
+            lab.addr(0),
+            peers::VIP
+        ),
+    )
+    .unwrap();
+    let mut command = lab.command(0, env!("CARGO_BIN_EXE_ucarp"));
+    command.arg("--config").arg(&path);
+    let started = std::time::Instant::now();
+    let a = Proc::spawn("h0", command);
+    a.wait_for("a demoted at start", 2 * SECOND, |l| {
+        l.contains("demoted to 100")
+    });
+    let takeover = a.wait_for("a master once it ends", 8 * SECOND, is_master);
+    assert!(
+        started.elapsed() >= 3 * SECOND,
+        "preempted during the start-up demotion: {:?}",
+        started.elapsed()
+    );
+    assert!(takeover.contains("preempting"), "{takeover}");
+    assert!(a
+        .lines()
+        .iter()
+        .any(|l| l.contains("start-up demotion over")));
+}
