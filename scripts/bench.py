@@ -27,7 +27,7 @@ UCARP = "/usr/sbin/ucarp"
 VIP = "10.98.0.100"
 VIP6 = "fd98::100"
 QUICK = "--quick" in sys.argv
-# --only=takeover,takeover6,unicast,false,planned,stddev,flood,rss,many runs just those sections.
+# --only=takeover,takeover6,unicast,tracked,false,planned,stddev,flood,rss,many runs just those sections.
 ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
 
 
@@ -262,6 +262,42 @@ def unplanned_takeover(work, advbase, advskew, reps, impls=("ours", "ucarp")):
                 rule = "ucarp" if impl == "ucarp" else "ours"
                 late = ups[0] - last_master[-1] - master_down(rule, advbase, advskew, interval)
                 out[impl].append(late)
+    return out
+
+
+def tracked_failover(work, reps):
+    """A service failure → the backup's up script. Ours: the master tracks
+    an interface (a veth pair in its namespace) that goes down. UCARP has
+    no tracking: the nearest an operator gets is a watchdog that kills
+    UCARP on the failure, measured here from the kill."""
+    out = {"ours": [], "ucarp": []}
+    for rep in range(reps):
+        for impl in ("ours", "ucarp"):
+            with lab(2) as l:
+                extra = ["-b", "1", "-k", "0"]
+                if impl == "ours":
+                    ns = l.ns(0)
+                    sh("ip", "-n", ns, "link", "add", "trk0", "type", "veth", "peer", "name", "trk1")
+                    sh("ip", "-n", ns, "link", "set", "trk1", "up")
+                    sh("ip", "-n", ns, "link", "set", "trk0", "up")
+                    extra += ["--track-interface", "trk0"]
+                m = Node(l, 0, impl, extra, work)
+                if not wait_until(m.is_master, 10):
+                    continue
+                b = Node(l, 1, impl, ["-b", "1", "-k", "50"], work)
+                time.sleep(2.5 + rep * 0.137 % 1)
+                before = len(b.ups())
+                t0 = time.time()
+                if impl == "ours":
+                    sh("ip", "-n", l.ns(0), "link", "set", "trk0", "down")
+                else:
+                    m.stop()
+                wait_until(lambda: len(b.ups()) > before, 10)
+                ups = b.ups()[before:]
+                if ups:
+                    out[impl].append(ups[0] - t0)
+                m.stop()
+                b.stop()
     return out
 
 
@@ -523,6 +559,13 @@ def main():
                          o6, u, ratio(o6m, um)))
             rows.append(("  same run, ours over IPv4 for comparison", o, u, ratio(om, um)))
             print(f"# takeover6: ours6 {o6}; ours {o}; ucarp {u}", file=sys.stderr)
+        if wanted("tracked"):
+            r = tracked_failover(work, reps)
+            o, om = summary(r["ours"])
+            u, um = summary(r["ucarp"])
+            rows.append(("service failure → backup's up script (ours: tracked interface down; UCARP: a watchdog kills it), advbase 1",
+                         o, u, ratio(om, um)))
+            print(f"# tracked: ours {o}; ucarp {u}", file=sys.stderr)
         if wanted("unicast"):
             # Same run: ours with a unicast peer, ours multicast, UCARP.
             r = unplanned_takeover(work, 1, 0, reps, impls=("oursp", "ours", "ucarp"))
