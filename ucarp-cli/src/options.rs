@@ -95,6 +95,9 @@ pub struct RawArgs {
     track_fall: Option<String>,
     #[arg(long = "track-weight")]
     track_weight: Option<String>,
+    /// `N:SECONDS`: demoted by N for that long after start.
+    #[arg(long = "startup-demote")]
+    startup_demote: Option<String>,
     /// Not in UCARP 1.5.2: every setting from a file (ucarp.toml(5)).
     #[arg(long = "config")]
     config: Option<PathBuf>,
@@ -605,6 +608,7 @@ impl RawArgs {
             (!self.peer.is_empty(), "--peer"),
             (!self.track_interface.is_empty(), "--track-interface"),
             (!self.track_script.is_empty(), "--track-script"),
+            (self.startup_demote.is_some(), "--startup-demote"),
         ];
         values
             .into_iter()
@@ -718,6 +722,16 @@ impl RawArgs {
                     (self.track_weight.as_deref(), "--track-weight"),
                 ],
             )?);
+        }
+        if let Some(given) = &self.startup_demote {
+            let option = "--startup-demote";
+            let Some((demote, seconds)) = given.split_once(':') else {
+                return fail(format!("{option}: {given:?} is not <demotion>:<seconds>"));
+            };
+            vhost.startup_demote = (
+                number(Some(demote), option, 1, 1..=255)? as u8,
+                Duration::from_secs(number(Some(seconds), option, 1, 1..=86400)?),
+            );
         }
         for given in &self.track_interface {
             let tracked = tracked_interface(given, "--track-interface")?;
@@ -1123,6 +1137,20 @@ mod tests {
         assert_eq!(
             parse(&args).unwrap_err().0,
             "--track-weight: 0 is out of range 1..=255"
+        );
+    }
+
+    #[test]
+    fn startup_demotion() {
+        let mut args = BASE.to_vec();
+        args.push("--startup-demote=128:120");
+        let vhost = parse(&args).unwrap().vhost;
+        assert_eq!(vhost.startup_demote, (128, Duration::from_secs(120)));
+        let mut args = BASE.to_vec();
+        args.push("--startup-demote=128");
+        assert_eq!(
+            parse(&args).unwrap_err().0,
+            "--startup-demote: \"128\" is not <demotion>:<seconds>"
         );
     }
 

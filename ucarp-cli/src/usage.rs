@@ -36,6 +36,7 @@ pub const USAGE: &str = concat!(
 --track-script=<command>: health check run with /bin/sh -c; failing, it demotes (repeatable;
   --track-interval/--track-timeout <seconds> (default 2/2), --track-rise/--track-fall <n>
   (default 1/1), --track-weight <n> (default 1) apply to all)
+--startup-demote=<n>:<seconds>: demoted by <n> for <seconds> after start
 --config=<file>: every setting from <file> (ucarp.toml(5)); SIGHUP reloads it
 --check-config=<file>: check <file>, say what is wrong, and exit (0 good, 1 bad)
 
