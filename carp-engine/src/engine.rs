@@ -306,11 +306,15 @@ impl Engine {
         self.demote
     }
 
-    /// The demotion we advertise: ours, plus one while sends keep failing
-    /// (OpenBSD demotes on send errors too; the skew 240 that UCARP uses
-    /// for the same is kept for UCARP peers).
+    /// The demotion we advertise and rank by: ours, plus one while a
+    /// master's sends keep failing (OpenBSD demotes on send errors too; the
+    /// skew 240 UCARP uses for the same is kept for UCARP peers). Only as
+    /// master: a backup sends nothing, so nothing would ever clear it, and
+    /// it would keep a backup from taking over from a master demoted by
+    /// one.
     pub fn advertised_demote(&self) -> u8 {
-        self.demote.saturating_add(u8::from(self.degraded))
+        let failing = self.degraded && self.state == State::Master;
+        self.demote.saturating_add(u8::from(failing))
     }
 
     /// Sets our demotion counter (a tracked service failed or recovered,

@@ -224,6 +224,8 @@ pub struct Runtime {
     next_link_check: Instant,
     /// Numbers each started virtual host (see `VirtualHost::generation`).
     next_generation: u64,
+    /// `run` has begun: threads may be started.
+    running: bool,
 }
 
 impl Runtime {
@@ -265,6 +267,7 @@ impl Runtime {
             unclean: Vec::new(),
             next_link_check: Instant::now(),
             next_generation: 0,
+            running: false,
         })
     }
 
@@ -375,15 +378,11 @@ impl Runtime {
             .insert(id.clone(), vhost.status_cell());
         self.next_generation += 1;
         vhost.generation = self.next_generation;
-        let (handle, who, generation) = (self.handle.clone(), id.clone(), vhost.generation);
-        vhost.start_checkers(move |index, failed| {
-            handle.send(Command::Health {
-                id: who.clone(),
-                generation,
-                index,
-                failed,
-            });
-        });
+        if self.running {
+            // Added by a reload: not a process start.
+            vhost.skip_startup_demotion();
+            self.start_checkers(&mut vhost);
+        }
         self.virtual_hosts.insert(id, vhost);
         self.check_tracking();
         self.apply_demotion();
@@ -457,6 +456,13 @@ impl Runtime {
             debug!("cannot lower timer slack: {e}");
         }
         let mut buf = [0u8; 2048];
+        self.running = true;
+        let ids: Vec<VirtualHostId> = self.virtual_hosts.keys().cloned().collect();
+        for id in ids {
+            let mut vhost = self.virtual_hosts.remove(&id).expect("listed above");
+            self.start_checkers(&mut vhost);
+            self.virtual_hosts.insert(id, vhost);
+        }
         let result = loop {
             self.settle();
             if self.stopping == Stopping::Forced
@@ -789,6 +795,8 @@ impl Runtime {
             vhost.drain(iface, now);
         }
         self.leaving.push(vhost);
+        // Its share of a group's demotion goes with it.
+        self.apply_demotion();
         Ok(())
     }
 
@@ -903,23 +911,38 @@ impl Runtime {
         }
         names.sort_unstable();
         names.dedup();
-        // A failed read counts as up: demoting on a transient failure to
-        // ask the kernel would move the address for nothing.
-        let up: BTreeMap<String, bool> = names
+        // A failed read is unknown (None): it changes nothing.
+        let up: BTreeMap<String, Option<bool>> = names
             .into_iter()
             .map(|name| {
-                let running =
-                    iface::link_status(name).map_or(true, |s| s.is_some_and(|s| s.running));
+                let running = iface::link_status(name)
+                    .ok()
+                    .map(|s| s.is_some_and(|s| s.running));
                 (name.to_string(), running)
             })
             .collect();
         let mut changed = false;
         for vhost in self.virtual_hosts.values_mut() {
-            changed |= vhost.apply_tracking(|name| up.get(name).copied().unwrap_or(true));
+            changed |= vhost.apply_tracking(|name| up.get(name).copied().flatten());
         }
         if changed {
             self.apply_demotion();
         }
+    }
+
+    /// Starts a virtual host's track-script threads. Only from `run`: before
+    /// it, the process may still fork (`--daemonize`), and threads must not
+    /// exist then.
+    fn start_checkers(&self, vhost: &mut VirtualHost) {
+        let (handle, who, generation) = (self.handle.clone(), vhost.id.clone(), vhost.generation);
+        vhost.start_checkers(move |index, failed| {
+            handle.send(Command::Health {
+                id: who.clone(),
+                generation,
+                index,
+                failed,
+            });
+        });
     }
 
     /// Sets every virtual host's advertised demotion: its own, or the sum
@@ -944,9 +967,7 @@ impl Runtime {
                 Some(group) => groups[group],
                 None => own[id],
             };
-            if let Some(iface) = self.interfaces.get_mut(&vhost.config.interface) {
-                vhost.set_demote(iface, now, demote);
-            }
+            vhost.set_demote(now, demote);
         }
     }
 

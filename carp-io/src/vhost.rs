@@ -275,7 +275,9 @@ impl VirtualHost {
     ) -> Result<VirtualHost, IoError> {
         config.check_families()?;
         let engine = Engine::new(config.engine.clone(), now)?;
-        let scripts_failed = vec![false; config.track_scripts.len()];
+        // Failed until each script's first verdict: a node whose service
+        // is dead must not take over in the moment before it is checked.
+        let scripts_failed = vec![true; config.track_scripts.len()];
         let manual_demote = config.engine.demote;
         let startup_until =
             (config.startup_demote.0 > 0).then(|| Instant::now() + config.startup_demote.1);
@@ -326,15 +328,29 @@ impl VirtualHost {
     /// those that are down (`up(name)` false) is their share of our
     /// demotion.
     /// Returns whether that share changed.
-    pub fn apply_tracking(&mut self, up: impl Fn(&str) -> bool) -> bool {
+    /// `up(name)` is `None` when the state could not be read: then nothing
+    /// changes (a transient failure to ask the kernel must not move the
+    /// address either way).
+    pub fn apply_tracking(&mut self, up: impl Fn(&str) -> Option<bool>) -> bool {
         if self.config.track_interfaces.is_empty() {
             return false;
         }
+        let states: Option<Vec<bool>> = self
+            .config
+            .track_interfaces
+            .iter()
+            .map(|t| up(&t.name))
+            .collect();
+        let Some(states) = states else {
+            return false;
+        };
         let down: Vec<&TrackedInterface> = self
             .config
             .track_interfaces
             .iter()
-            .filter(|t| !up(&t.name))
+            .zip(states)
+            .filter(|(_, up)| !up)
+            .map(|(t, _)| t)
             .collect();
         let demote = down.iter().fold(0u8, |sum, t| sum.saturating_add(t.weight));
         if demote == self.interfaces_demote {
@@ -369,6 +385,12 @@ impl VirtualHost {
                 ),
             }
         }
+    }
+
+    /// Forgets the start-up demotion: for a virtual host added while the
+    /// runtime runs (a reload), not one started with the process.
+    pub fn skip_startup_demotion(&mut self) {
+        self.startup_until = None;
     }
 
     /// Stops the checkers (the virtual host is leaving).
@@ -415,7 +437,7 @@ impl VirtualHost {
     }
 
     /// Sets the demotion we advertise (our own, or our group's).
-    pub fn set_demote(&mut self, iface: &mut Interface, now: Time, demote: u8) {
+    pub fn set_demote(&mut self, now: Time, demote: u8) {
         if demote == self.engine.demote() {
             return;
         }
@@ -424,8 +446,10 @@ impl VirtualHost {
         } else {
             warn!("{}: demoted to {demote}", self.id);
         }
+        // Not drained here: the loop's next turn sends the advert, after
+        // whoever added this virtual host has set its hooks (draining now
+        // would act on the start-up transition with no hooks).
         self.engine.handle_demote(now, demote);
-        self.drain(iface, now);
     }
 
     /// Marks its status as stopping (removed, or the runtime shuts down):

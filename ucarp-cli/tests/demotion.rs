@@ -314,3 +314,49 @@ fn startup_demotion_holds_off_preemption_until_it_ends() {
         .iter()
         .any(|l| l.contains("start-up demotion over")));
 }
+
+/// Track-script threads start after `--daemonize` forks (a thread does not
+/// survive a fork) and block the signals the signal thread waits for: the
+/// daemonized node runs its checks, and SIGUSR1 and SIGHUP to a foreground
+/// node with a track script do what they should instead of killing it.
+#[test]
+fn track_scripts_survive_daemonizing_and_signals() {
+    if !privileged("track_scripts_survive_daemonizing_and_signals") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let dir = test_support::scripts::Dir::new("track-daemon");
+    let runs = dir.path("runs");
+    let check = format!("echo run >> {}", runs.display());
+    let mut daemon = peers::start(
+        &lab,
+        0,
+        Impl::Ours,
+        &["-B", "--track-script", &check, "--track-interval=1"],
+    );
+    assert_eq!(daemon.wait_exit(5 * SECOND).and_then(|s| s.code()), Some(0));
+    test_support::lab::eventually(5 * SECOND, Duration::from_millis(50), || {
+        let count = dir.read("runs").lines().count();
+        (count >= 2)
+            .then_some(())
+            .ok_or(format!("the daemon ran its track script {count} times"))
+    });
+
+    let mut node = peers::start(&lab, 1, Impl::Ours, &["--track-script", "true"]);
+    node.wait_for("started", 3 * SECOND, |l| l.contains("state: BACKUP"));
+    std::thread::sleep(Duration::from_millis(500));
+    for signal in [
+        nix::sys::signal::Signal::SIGUSR1,
+        nix::sys::signal::Signal::SIGUSR1,
+    ] {
+        let mark = node.mark();
+        node.signal(signal);
+        node.wait_for_after(mark, "status line", 2 * SECOND, |l| {
+            l.contains(" on eth0 id 7: ")
+        });
+    }
+    assert!(
+        node.wait_exit(Duration::from_millis(300)).is_none(),
+        "a signal killed it"
+    );
+}
