@@ -135,6 +135,9 @@ pub struct VirtualHostSpec {
     pub track_scripts: Vec<crate::TrackScript>,
     /// The operator's demotion (config `demote`), changed live on reload.
     pub demote: u8,
+    /// Also add the demotion to the advertised skew for UCARP peers
+    /// (config `demote-skew`, default true).
+    pub demote_skew: bool,
     /// Demotion group: members share one demotion (config `demote-group`).
     pub demote_group: Option<String>,
     /// Demotion for a while after start: how much and how long (config
@@ -177,6 +180,7 @@ impl VirtualHostSpec {
             track_interfaces: Vec::new(),
             track_scripts: Vec::new(),
             demote: 0,
+            demote_skew: true,
             demote_group: None,
             startup_demote: (0, Duration::ZERO),
             scripts: ScriptSpec::default(),
@@ -310,6 +314,7 @@ impl VirtualHostSpec {
         config.demote_group = self.demote_group.clone();
         config.startup_demote = self.startup_demote;
         config.engine.demote = self.demote;
+        config.engine.demote_skew = self.demote_skew;
         config.hook_wait = scripts.longest_wait();
         Ok((config, scripts))
     }

@@ -83,6 +83,9 @@ pub struct VirtualHostStatus {
     /// Removed or shutting down: still finishing its down hook and leave
     /// advertisement.
     pub stopping: bool,
+    /// The demotion it advertises (tracking, groups, the operator); 0
+    /// when healthy.
+    pub demote: u8,
 }
 
 impl VirtualHostStatus {
@@ -97,6 +100,7 @@ impl VirtualHostStatus {
             master: None,
             counters: CounterSnapshot::default(),
             stopping: false,
+            demote: 0,
         }
     }
 
@@ -138,6 +142,9 @@ impl VirtualHostStatus {
         }
         if let Some(master) = self.master {
             let _ = write!(line, " master {master}");
+        }
+        if self.demote > 0 {
+            let _ = write!(line, " demote {}", self.demote);
         }
         if self.stopping {
             line.push_str(" stopping");

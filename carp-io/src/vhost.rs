@@ -450,6 +450,7 @@ impl VirtualHost {
         // whoever added this virtual host has set its hooks (draining now
         // would act on the start-up transition with no hooks).
         self.engine.handle_demote(now, demote);
+        self.with_status(|s| s.demote = demote);
     }
 
     /// Marks its status as stopping (removed, or the runtime shuts down):

@@ -247,6 +247,7 @@ struct RawVhost {
     track_interfaces: Option<Spanned<Vec<Spanned<String>>>>,
     track_scripts: Option<Spanned<Vec<Spanned<RawTrackScript>>>>,
     demote: Option<Spanned<i64>>,
+    demote_skew: Option<Spanned<bool>>,
     demote_group: Option<Spanned<String>>,
     startup_demote: Option<Spanned<i64>>,
     startup_demote_for: Option<Spanned<i64>>,
@@ -360,6 +361,7 @@ impl RawVhost {
             track_interfaces: or(&self.track_interfaces, &defaults.track_interfaces),
             track_scripts: or(&self.track_scripts, &defaults.track_scripts),
             demote: or(&self.demote, &defaults.demote),
+            demote_skew: or(&self.demote_skew, &defaults.demote_skew),
             demote_group: or(&self.demote_group, &defaults.demote_group),
             startup_demote: or(&self.startup_demote, &defaults.startup_demote),
             startup_demote_for: or(&self.startup_demote_for, &defaults.startup_demote_for),
@@ -499,6 +501,9 @@ impl Checker<'_> {
         }
         if let Some(v) = &raw.demote {
             spec.demote = number(v, "demote", 0..=255)? as u8;
+        }
+        if let Some(v) = &raw.demote_skew {
+            spec.demote_skew = *v.get_ref();
         }
         if let Some(group) = &raw.demote_group {
             if group.get_ref().is_empty() {

@@ -93,6 +93,7 @@ fn differences(old: &VirtualHostSpec, new: &VirtualHostSpec) -> Vec<&'static str
         (old.track_scripts != new.track_scripts, "track-scripts"),
         (old.demote != new.demote, "demote"),
         (old.demote_group != new.demote_group, "demote-group"),
+        (old.demote_skew != new.demote_skew, "demote-skew"),
         (old.startup_demote != new.startup_demote, "startup-demote"),
         (old.scripts.up != new.scripts.up, "upscript"),
         (old.scripts.down != new.scripts.down, "downscript"),

@@ -79,6 +79,8 @@ fn a_tracked_interface_going_down_hands_over() {
     a.wait_for_after(mark_a, "a yields", 2 * SECOND, |l| {
         l.contains("Switching to state: BACKUP")
     });
+    let status = peers::status(&a);
+    assert_eq!(peers::status_count(&status, "demote"), 1, "{status}");
 
     let mark_a = a.mark();
     set_tracked(&lab, 0, true);
