@@ -67,6 +67,13 @@ impl Checker {
     ) -> io::Result<Checker> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
+        // Embedders' values are not range-checked elsewhere: an interval
+        // of zero would spawn without pause.
+        let script = TrackScript {
+            interval: script.interval.max(Duration::from_millis(10)),
+            timeout: script.timeout.max(Duration::from_millis(10)),
+            ..script
+        };
         let thread = std::thread::Builder::new()
             .name("ucarp-track".into())
             .spawn(move || check(&script, &who, &stopped, report))?;

@@ -609,6 +609,11 @@ impl RawArgs {
             (!self.track_interface.is_empty(), "--track-interface"),
             (!self.track_script.is_empty(), "--track-script"),
             (self.startup_demote.is_some(), "--startup-demote"),
+            (self.track_interval.is_some(), "--track-interval"),
+            (self.track_timeout.is_some(), "--track-timeout"),
+            (self.track_rise.is_some(), "--track-rise"),
+            (self.track_fall.is_some(), "--track-fall"),
+            (self.track_weight.is_some(), "--track-weight"),
         ];
         values
             .into_iter()
@@ -1138,6 +1143,16 @@ mod tests {
             parse(&args).unwrap_err().0,
             "--track-weight: 0 is out of range 1..=255"
         );
+    }
+
+    #[test]
+    fn tracking_flags_belong_in_the_file_with_config() {
+        let raw = RawArgs::try_parse_from(["ucarp", "--config", "/etc/u.toml", "--track-fall=3"])
+            .unwrap();
+        let Err(error) = raw.mode() else {
+            panic!("accepted");
+        };
+        assert!(error.0.contains("--track-fall"), "{}", error.0);
     }
 
     #[test]
