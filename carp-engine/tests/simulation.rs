@@ -499,6 +499,16 @@ fn ipv6_only_cluster_elects_fails_over_and_hands_over() {
     assert_eq!(takeover.at, shutdown_at + sim.latency);
 }
 
+/// A dual-stack node: IPv4 source `v4`, IPv6 source `v6`, one IPv4 and one
+/// IPv6 virtual address, advbase 1.
+fn add_dual(sim: &mut Sim, name: &str, v4: Ipv4Addr, v6: std::net::Ipv6Addr, advskew: u8) -> usize {
+    sim.add_node(name, v4, |mut c| {
+        c.auth = sim::auth_dual_for(sim::VHID);
+        c.src_addr_v6 = Some(v6);
+        c.with_interval(1, advskew)
+    })
+}
+
 /// IPv6 sources break ties numerically, lower wins, for every pair.
 #[test]
 fn ipv6_equal_intervals_tie_break_gives_one_master() {
@@ -528,15 +538,11 @@ fn ipv6_equal_intervals_tie_break_gives_one_master() {
 /// exactly one yields, once, and nothing flaps.
 #[test]
 fn dual_stack_ties_are_decided_by_ipv4_alone() {
-    use sim::{addr6, auth_dual_for};
+    use sim::addr6;
     let mut sim = Sim::new(62);
     // a wins on IPv4 (10.1.1.1), b would win on IPv6 (fe80::1).
     for (name, v4, v6) in [("a", addr(1), addr6(9)), ("b", addr(2), addr6(1))] {
-        sim.add_node(name, v4, |mut c| {
-            c.auth = auth_dual_for(sim::VHID);
-            c.src_addr_v6 = Some(v6);
-            c
-        });
+        add_dual(&mut sim, name, v4, v6, 0);
     }
     sim.run_until(at(10.0));
     assert_eq!(sim.assert_one_master(), 0);
@@ -571,17 +577,19 @@ fn dual_stack_ties_are_decided_by_ipv4_alone() {
 /// over when the master dies; the same with IPv6 blocked.
 #[test]
 fn dual_stack_either_family_keeps_the_backup_quiet() {
-    use sim::{addr6, auth_dual_for};
+    use sim::addr6;
     for block_ipv4 in [true, false] {
         let mut sim = Sim::new(63);
         sim.block_ipv4 = block_ipv4;
         sim.block_ipv6 = !block_ipv4;
         for (i, skew) in [0u8, 100].into_iter().enumerate() {
-            sim.add_node(["a", "b"][i], addr(i as u8 + 1), |mut c| {
-                c.auth = auth_dual_for(sim::VHID);
-                c.src_addr_v6 = Some(addr6(i as u16 + 1));
-                c.with_interval(1, skew)
-            });
+            add_dual(
+                &mut sim,
+                ["a", "b"][i],
+                addr(i as u8 + 1),
+                addr6(i as u16 + 1),
+                skew,
+            );
         }
         sim.run_until(at(30.0));
         assert_eq!(sim.assert_one_master(), 0, "block_ipv4 {block_ipv4}");
@@ -594,11 +602,13 @@ fn dual_stack_either_family_keeps_the_backup_quiet() {
     // just as quiet.
     let mut sim = Sim::new(64);
     for (i, skew) in [0u8, 100].into_iter().enumerate() {
-        sim.add_node(["a", "b"][i], addr(i as u8 + 1), |mut c| {
-            c.auth = auth_dual_for(sim::VHID);
-            c.src_addr_v6 = Some(addr6(i as u16 + 1));
-            c.with_interval(1, skew)
-        });
+        add_dual(
+            &mut sim,
+            ["a", "b"][i],
+            addr(i as u8 + 1),
+            addr6(i as u16 + 1),
+            skew,
+        );
     }
     sim.run_until(at(30.0));
     assert_eq!(sim.assert_one_master(), 0);
@@ -611,16 +621,12 @@ fn dual_stack_either_family_keeps_the_backup_quiet() {
 /// an IPv6 advert with our IPv4 identity, both would stay master).
 #[test]
 fn dual_stack_ties_with_ipv4_blocked_are_decided_by_ipv6() {
-    use sim::{addr6, auth_dual_for};
+    use sim::addr6;
     let mut sim = Sim::new(65);
     sim.block_ipv4 = true;
     // a wins on IPv4, b on IPv6; only IPv6 gets through.
     for (name, v4, v6) in [("a", addr(1), addr6(9)), ("b", addr(2), addr6(1))] {
-        sim.add_node(name, v4, |mut c| {
-            c.auth = auth_dual_for(sim::VHID);
-            c.src_addr_v6 = Some(v6);
-            c
-        });
+        add_dual(&mut sim, name, v4, v6, 0);
     }
     sim.run_until(at(10.0));
     assert_eq!(sim.assert_one_master(), 1, "{}", sim.trace);

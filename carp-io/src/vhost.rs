@@ -597,7 +597,7 @@ impl VirtualHost {
             return self.send_unicast(iface, advert);
         }
         let broadcast = self.config.broadcast;
-        let mut results = Vec::with_capacity(2);
+        let mut any_sent = false;
         if let Some(src) = self.config.source_v4() {
             let datagram = AdvertDatagram {
                 src,
@@ -605,7 +605,13 @@ impl VirtualHost {
                 ident: 0,
                 advert: *advert,
             };
-            results.push(("IPv4", iface.send_advert(datagram, broadcast)));
+            let result = iface.send_advert(datagram, broadcast);
+            any_sent |= result.is_ok();
+            self.count_send(
+                &iface.info.name,
+                format_args!("an IPv4 advertisement"),
+                &result,
+            );
         }
         if let Some(src) = self.config.source_v6() {
             let datagram = AdvertDatagram6 {
@@ -613,50 +619,51 @@ impl VirtualHost {
                 dst: self.config.group6,
                 advert: *advert,
             };
-            results.push(("IPv6", iface.send_advert6(datagram, broadcast)));
+            let result = iface.send_advert6(datagram, broadcast);
+            any_sent |= result.is_ok();
+            self.count_send(
+                &iface.info.name,
+                format_args!("an IPv6 advertisement"),
+                &result,
+            );
         }
-        for (family, result) in &results {
-            self.with_status(|s| {
-                if result.is_ok() {
-                    s.counters.sent += 1
-                } else {
-                    s.counters.send_errors += 1
-                }
-            });
-            if let Err(e) = result {
-                let name = &iface.info.name;
-                self.events.record(Instant::now(), "send_error", || {
-                    format!("sending an {family} advertisement on {name} failed: {e}")
-                });
+        any_sent
+    }
+
+    /// Counts one advert copy as sent or failed; a failure is logged
+    /// (rate-limited) as "sending `what` on IFACE failed".
+    fn count_send(&mut self, iface: &str, what: fmt::Arguments<'_>, result: &std::io::Result<()>) {
+        self.with_status(|s| {
+            if result.is_ok() {
+                s.counters.sent += 1
+            } else {
+                s.counters.send_errors += 1
             }
+        });
+        if let Err(e) = result {
+            self.events.record(Instant::now(), "send_error", || {
+                format!("sending {what} on {iface} failed: {e}")
+            });
         }
-        results.iter().any(|(_, result)| result.is_ok())
     }
 
     /// Sends `advert` to every peer, from our source of its family. It
     /// counts as sent if one peer's copy got out.
     fn send_unicast(&mut self, iface: &mut Interface, advert: &AdvertRepr) -> bool {
-        let sources = self.config.sources();
         let mut any_sent = false;
-        for &peer in &self.config.peers {
-            let Some(&src) = sources.iter().find(|s| s.is_ipv4() == peer.is_ipv4()) else {
+        for index in 0..self.config.peers.len() {
+            let peer = self.config.peers[index];
+            let src = match peer {
+                IpAddr::V4(_) => self.config.source_v4().map(IpAddr::V4),
+                IpAddr::V6(_) => self.config.source_v6().map(IpAddr::V6),
+            };
+            let Some(src) = src else {
                 continue;
             };
             let result = iface.send_unicast(advert, src, peer);
             any_sent |= result.is_ok();
-            self.with_status(|s| {
-                if result.is_ok() {
-                    s.counters.sent += 1
-                } else {
-                    s.counters.send_errors += 1
-                }
-            });
-            if let Err(e) = result {
-                let name = &iface.info.name;
-                self.events.record(Instant::now(), "send_error", || {
-                    format!("sending an advertisement to peer {peer} on {name} failed: {e}")
-                });
-            }
+            let what = format_args!("an advertisement to peer {peer}");
+            self.count_send(&iface.info.name, what, &result);
         }
         any_sent
     }

@@ -203,12 +203,22 @@ impl Lab {
     /// the host's interface treats every receive path alike: UCARP reads
     /// with libpcap, which an `ip` input hook in the host would not affect.
     pub fn drop_carp_percent(&self, host: usize, percent: u32) {
-        let rules = format!(
-            "add table bridge carploss\n\
-             add chain bridge carploss forward {{ type filter hook forward priority 0; }}\n\
-             add rule bridge carploss forward oifname \"p{host}\" ip protocol 112 \
-             numgen random mod 100 < {percent} drop\n"
+        let rule =
+            format!("oifname \"p{host}\" ip protocol 112 numgen random mod 100 < {percent} drop");
+        self.bridge_filter("carploss", &[rule]);
+    }
+
+    /// Adds `rules` (nft rule bodies) to a forward-hook chain of `table` in
+    /// the bridge namespace; the table is created on first use and later
+    /// calls add to it.
+    fn bridge_filter(&self, table: &str, rules: &[String]) {
+        let mut script = format!(
+            "add table bridge {table}\n\
+             add chain bridge {table} forward {{ type filter hook forward priority 0; }}\n"
         );
+        for rule in rules {
+            script += &format!("add rule bridge {table} forward {rule}\n");
+        }
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.bridge_ns(), "nft", "-f", "-"])
             .stdin(Stdio::piped())
@@ -218,12 +228,9 @@ impl Lab {
             .stdin
             .take()
             .unwrap()
-            .write_all(rules.as_bytes())
+            .write_all(script.as_bytes())
             .unwrap();
-        assert!(
-            child.wait().unwrap().success(),
-            "nft rules for {percent}% loss"
-        );
+        assert!(child.wait().unwrap().success(), "nft rules: {script}");
     }
 
     /// Waits until host's eth0 has its IPv6 link-local address (the kernel
@@ -249,25 +256,8 @@ impl Lab {
     /// Drops all CARP multicast in the bridge (224.0.0.18 and ff02::12),
     /// as clouds and snooping switches do; unicast still passes.
     pub fn drop_carp_multicast(&self) {
-        let rules = "add table bridge nomcast\n\
-             add chain bridge nomcast forward { type filter hook forward priority 0; }\n\
-             add rule bridge nomcast forward ip daddr 224.0.0.18 drop\n\
-             add rule bridge nomcast forward ip6 daddr ff02::12 drop\n";
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.bridge_ns(), "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nft (apt-get install nftables)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(rules.as_bytes())
-            .unwrap();
-        assert!(
-            child.wait().unwrap().success(),
-            "nft rules dropping multicast"
-        );
+        let rules = ["ip daddr 224.0.0.18 drop", "ip6 daddr ff02::12 drop"];
+        self.bridge_filter("nomcast", &rules.map(String::from));
     }
 
     /// Drops every CARP packet of one family delivered to host, in the
@@ -279,23 +269,10 @@ impl Lab {
         } else {
             "ip protocol 112"
         };
-        let rules = format!(
-            "add table bridge carpfamily\n\
-             add chain bridge carpfamily forward {{ type filter hook forward priority 0; }}\n\
-             add rule bridge carpfamily forward oifname \"p{host}\" {matcher} drop\n"
+        self.bridge_filter(
+            "carpfamily",
+            &[format!("oifname \"p{host}\" {matcher} drop")],
         );
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.bridge_ns(), "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("nft (apt-get install nftables)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(rules.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success(), "nft rule: {matcher}");
     }
 
     /// PIDs of the processes in host's namespace.

@@ -15,6 +15,7 @@ use carp_proto::ndp::NeighborAdvert;
 use carp_proto::{AdvertRepr, Password, VirtualHostAuth};
 use nix::sys::signal::Signal;
 use test_support::lab::{privileged, Capture, Lab, Proc};
+use test_support::peers;
 use test_support::scripts::Dir;
 
 const VIP6: &str = "fd99::100";
@@ -80,14 +81,6 @@ fn interface(lab: &Lab, host: usize) -> InterfaceInfo {
     lab.in_ns(host, || InterfaceInfo::lookup("eth0").unwrap())
 }
 
-fn status(proc: &Proc) -> String {
-    let mark = proc.mark();
-    proc.signal(Signal::SIGUSR1);
-    proc.wait_for_after(mark, "status line", 3 * SECOND, |l| {
-        l.contains(" on eth0 id 7: ")
-    })
-}
-
 fn accepted(status: &str) -> u64 {
     test_support::status::status_count(status, "accepted")
 }
@@ -137,7 +130,7 @@ fn ipv6_only_pair_elects_fails_over_and_hands_over() {
     );
 
     std::thread::sleep(2 * SECOND);
-    let line = status(&b);
+    let line = peers::status(&b);
     assert!(line.contains("BACKUP"), "{line}");
     assert!(accepted(&line) >= 2, "b hears a over IPv6: {line}");
     assert!(!b.lines().iter().any(|l| is_master(l)), "b took over");
@@ -189,14 +182,14 @@ fn dual_stack_pair_keeps_one_state_over_either_family() {
         dir.wait_for("log", &format!("h0 up eth0 {vip}"), 3 * SECOND);
     }
     std::thread::sleep(2 * SECOND);
-    let before = accepted(&status(&b));
+    let before = accepted(&peers::status(&b));
     // Each advert comes on both families: about two a second.
     assert!(before >= 6, "b accepted {before}");
 
     // IPv4 CARP no longer reaches b: IPv6 adverts keep it a backup.
     lab.drop_carp_family(1, false);
     std::thread::sleep(5 * SECOND);
-    let line = status(&b);
+    let line = peers::status(&b);
     assert!(line.contains("BACKUP"), "{line}");
     assert!(
         accepted(&line) >= before + 4,
@@ -336,7 +329,7 @@ fn ipv6_adverts_with_hop_limit_64_or_extension_headers_are_refused() {
     };
     send((1..=3).map(routed).chain((4..=6).map(hop_by_hop)).collect());
     std::thread::sleep(Duration::from_millis(300));
-    let line = status(&b);
+    let line = peers::status(&b);
     assert!(line.contains("BACKUP"), "{line}");
     assert_eq!(
         test_support::status::status_count(&line, "bad_hop_limit"),

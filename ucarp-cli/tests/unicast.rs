@@ -11,6 +11,7 @@ use carp_proto::{AdvertRepr, Password, VirtualHostAuth};
 use nix::sys::signal::Signal;
 use socket2::{Domain, Protocol, Socket, Type};
 use test_support::lab::{privileged, Lab, Proc};
+use test_support::peers::{self, status_count};
 
 const VIP: &str = "10.99.0.100";
 const SECOND: Duration = Duration::from_secs(1);
@@ -39,18 +40,6 @@ fn peer_node(lab: &Lab, host: usize, hosts: usize, extra: &[&str]) -> Proc {
 
 fn is_master(line: &str) -> bool {
     line.contains("Switching to state: MASTER")
-}
-
-fn status(proc: &Proc) -> String {
-    let mark = proc.mark();
-    proc.signal(Signal::SIGUSR1);
-    proc.wait_for_after(mark, "status line", 3 * SECOND, |l| {
-        l.contains(" on eth0 id 7: ")
-    })
-}
-
-fn count(line: &str, key: &str) -> u64 {
-    test_support::status::status_count(line, key)
 }
 
 /// Where multicast is dropped, a multicast pair ends with two masters; the
@@ -83,9 +72,9 @@ fn peers_elect_one_master_where_multicast_is_dropped() {
         l.contains("unicast peers 10.99.0.2")
     });
     std::thread::sleep(3 * SECOND);
-    let line = status(&b);
+    let line = peers::status(&b);
     assert!(line.contains("BACKUP"), "{line}");
-    assert!(count(&line, "accepted") >= 2, "{line}");
+    assert!(status_count(&line, "accepted") >= 2, "{line}");
     assert!(!b.lines().iter().any(|l| is_master(l)), "b took over");
 
     let mark = b.mark();
@@ -117,9 +106,9 @@ fn three_node_unicast_mesh() {
     nodes[0].wait_for("a master", 6 * SECOND, is_master);
     std::thread::sleep(3 * SECOND);
     for node in &nodes[1..] {
-        let line = status(node);
+        let line = peers::status(node);
         assert!(line.contains("BACKUP"), "{line}");
-        assert!(count(&line, "accepted") >= 2, "{line}");
+        assert!(status_count(&line, "accepted") >= 2, "{line}");
     }
     let mark = nodes[1].mark();
     nodes[0].kill9();
@@ -129,7 +118,7 @@ fn three_node_unicast_mesh() {
         !nodes[2].lines().iter().any(|l| is_master(l)),
         "c took over too"
     );
-    assert!(status(&nodes[2]).contains("BACKUP"));
+    assert!(peers::status(&nodes[2]).contains("BACKUP"));
 }
 
 /// A correctly signed leave advert sent by unicast from an address that is
@@ -174,9 +163,9 @@ fn adverts_from_anyone_but_a_peer_are_refused() {
     send_from(2, 1);
     send_from(2, 2);
     std::thread::sleep(Duration::from_millis(300));
-    let line = status(&b);
+    let line = peers::status(&b);
     assert!(line.contains("BACKUP"), "{line}");
-    assert_eq!(count(&line, "not_a_peer"), 2, "{line}");
+    assert_eq!(status_count(&line, "not_a_peer"), 2, "{line}");
     assert!(!b.lines().iter().any(|l| is_master(l)));
     // Host 0 is.
     let mark = b.mark();
@@ -216,9 +205,9 @@ fn ipv6_peers_elect_and_fail_over() {
     let b = node(1, "50");
     a.wait_for("a master", 6 * SECOND, is_master);
     std::thread::sleep(3 * SECOND);
-    let line = status(&b);
+    let line = peers::status(&b);
     assert!(line.contains("BACKUP"), "{line}");
-    assert!(count(&line, "accepted") >= 2, "{line}");
+    assert!(status_count(&line, "accepted") >= 2, "{line}");
     let mark = b.mark();
     a.kill9();
     b.wait_for_after(mark, "b master", 6 * SECOND, is_master);
