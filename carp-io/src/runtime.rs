@@ -384,8 +384,12 @@ impl Runtime {
             self.start_checkers(&mut vhost);
         }
         self.virtual_hosts.insert(id, vhost);
-        self.check_tracking();
-        self.apply_demotion();
+        // Before `run`, once for all there instead of once per virtual
+        // host (hundreds at start-up).
+        if self.running {
+            self.check_tracking();
+            self.apply_demotion();
+        }
         self.publish_interfaces();
         Ok(())
     }
@@ -463,6 +467,8 @@ impl Runtime {
             self.start_checkers(&mut vhost);
             self.virtual_hosts.insert(id, vhost);
         }
+        self.check_tracking();
+        self.apply_demotion();
         let result = loop {
             self.settle();
             if self.stopping == Stopping::Forced

@@ -147,6 +147,17 @@ pub struct VirtualHostSpec {
     pub scripts: ScriptSpec,
 }
 
+/// The interface's link-local address, the default IPv6 source.
+fn link_local_of(info: &InterfaceInfo) -> Result<Ipv6Addr, SpecError> {
+    info.link_local().ok_or_else(|| {
+        SpecError::NoLinkLocal(format!(
+            "{} has no IPv6 link-local address; bring it up with IPv6 enabled, \
+             or give an IPv6 source address",
+            info.name
+        ))
+    })
+}
+
 impl VirtualHostSpec {
     /// UCARP's defaults for everything but what identifies the virtual
     /// host: advbase 1, advskew 0, deadratio 3, group 224.0.0.18.
@@ -269,14 +280,18 @@ impl VirtualHostSpec {
         self.build_with(initial_counter, || {
             let info = InterfaceInfo::lookup(&self.interface)
                 .map_err(|e: IoError| SpecError::NoLinkLocal(e.to_string()))?;
-            info.link_local().ok_or_else(|| {
-                SpecError::NoLinkLocal(format!(
-                    "{} has no IPv6 link-local address; bring it up with IPv6 enabled, \
-                     or give an IPv6 source address",
-                    self.interface
-                ))
-            })
+            link_local_of(&info)
         })
+    }
+
+    /// [`VirtualHostSpec::build`] for a caller that has just read the
+    /// interface (`info`), so it is not read again.
+    pub fn build_on(
+        &self,
+        initial_counter: u64,
+        info: &InterfaceInfo,
+    ) -> Result<(VirtualHostConfig, ScriptConfig), SpecError> {
+        self.build_with(initial_counter, || link_local_of(info))
     }
 
     /// [`VirtualHostSpec::build`] with the link-local address supplied.

@@ -227,9 +227,9 @@ impl Reloader {
 /// Builds a virtual host and starts its script thread; its interface must
 /// exist.
 fn prepare(spec: &VirtualHostSpec) -> Result<Prepared, String> {
-    crate::check_interface(spec).map_err(|e| format!("interface: {e}"))?;
+    let info = crate::check_interface(spec).map_err(|e| format!("interface: {e}"))?;
     let random = carp_io::random_u64().map_err(|e| e.to_string())?;
-    let (config, scripts) = spec.build(random).map_err(|e| e.to_string())?;
+    let (config, scripts) = spec.build_on(random, &info).map_err(|e| e.to_string())?;
     let hooks = ScriptHooks::new(scripts).map_err(|e| e.to_string())?;
     Ok(Prepared {
         spec: spec.clone(),
