@@ -73,7 +73,11 @@ class Lab:
         return f"10.98.0.{i + 1}"
 
     def spawn(self, i, argv, **kw):
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns(i)] + argv, **kw)
+        # Each host's daemons get their own runtime directory (control
+        # sockets), as under systemd's RuntimeDirectory=.
+        env = dict(kw.pop("env", os.environ))
+        env["RUNTIME_DIRECTORY"] = f"/tmp/{self.ns(i)}-run"
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns(i)] + argv, env=env, **kw)
         self.procs.append(p)
         return p
 

@@ -43,6 +43,9 @@ pub enum IoError {
     /// No virtual host with this interface and vhid runs.
     #[error("no virtual host {0}")]
     NoSuchVirtualHost(String),
+    /// No running virtual host is in this demotion group.
+    #[error("no virtual host is in demotion group {0:?}")]
+    NoSuchGroup(String),
     /// Forced to stop (a second stop request) before down hooks finished.
     #[error("stopped before the down script finished for {0}: the virtual address may still be configured on this host")]
     Unclean(String),

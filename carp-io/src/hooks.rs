@@ -47,6 +47,12 @@ pub trait Hooks: Send {
     /// Called once when the node stops, after the last transition: may wait,
     /// bounded, for work still pending (a down script to finish).
     fn finish(&mut self) {}
+
+    /// Where these hooks publish what they run (the status shows it);
+    /// `None` when they say nothing. Asked once, when the hooks are set.
+    fn report(&self) -> Option<crate::status::HookReportCell> {
+        None
+    }
 }
 
 /// Any closure is a hook; it has finished when it returns.

@@ -27,6 +27,7 @@
 pub mod clock;
 pub mod daemon;
 mod error;
+pub mod events;
 mod hooks;
 pub mod iface;
 mod interface;
@@ -42,12 +43,16 @@ mod track;
 mod vhost;
 
 pub use error::IoError;
+pub use events::{Subscription, TransitionEvent};
 pub use hooks::{HookDone, Hooks, NoHooks};
 pub use node::{Node, NodeHandle};
 pub use runtime::{Runtime, RuntimeConfig, RuntimeHandle};
 pub use script::{ScriptConfig, ScriptHooks, IDLE as SCRIPT_IDLE, KILL_GRACE};
 pub use spec::{ScriptSpec, SpecError, VirtualAddress, VirtualHostSpec};
-pub use status::{CounterSnapshot, InterfaceStatus, RuntimeStatus, VirtualHostStatus};
+pub use status::{
+    CounterSnapshot, DemoteCause, HookReport, HookReportCell, HookRun, InterfaceStatus,
+    MasterAdvert, RuntimeStatus, VirtualHostStatus,
+};
 pub use track::TrackScript;
 pub use vhost::{TrackedInterface, VirtualHostConfig, VirtualHostId};
 

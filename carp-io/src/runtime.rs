@@ -14,6 +14,7 @@ use std::io::Read;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,12 +27,13 @@ use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
 
 use crate::clock::Clock;
+use crate::events::{EventBus, Subscription};
 use crate::iface::{self, LinkStatus};
 use crate::interface::{Interface, Receiver as GroupReceiver};
 use crate::link::LinkMonitor;
 use crate::ratelimit::RateLimitedLog;
 use crate::socket::Received6;
-use crate::status::{InterfaceStatus, RuntimeStatus, VirtualHostStatus};
+use crate::status::{HookReportCell, InterfaceStatus, RuntimeStatus, VirtualHostStatus};
 use crate::vhost::{wake, VirtualHost, VirtualHostConfig, VirtualHostId};
 use crate::{Hooks, IoError};
 
@@ -45,6 +47,10 @@ pub struct RuntimeConfig {
     /// At most one summary line per rejection cause (and per kind of link
     /// event) per period.
     pub reject_log_period: Duration,
+    /// When set, the loop goes round at least this often even with nothing
+    /// to do, so that [`RuntimeHandle::heartbeat_age`] tells a stuck loop
+    /// from an idle one (for systemd's watchdog).
+    pub heartbeat: Option<Duration>,
 }
 
 impl Default for RuntimeConfig {
@@ -52,6 +58,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             link_recheck: Duration::from_secs(5),
             reject_log_period: Duration::from_secs(60),
+            heartbeat: None,
         }
     }
 }
@@ -80,6 +87,8 @@ enum Command {
     LogStatus,
     /// The operator's demotion of a virtual host.
     SetDemote(VirtualHostId, u8, Reply),
+    /// The operator's demotion of a demotion group.
+    SetGroupDemote(String, u8, Reply),
     /// A track script's verdict changed (from its checker thread).
     Health {
         id: VirtualHostId,
@@ -95,13 +104,60 @@ pub struct RuntimeHandle {
     commands: Sender<Command>,
     waker: Arc<UnixStream>,
     status: Arc<Mutex<StatusCells>>,
+    events: Arc<EventBus>,
+    heartbeat: Arc<Heartbeat>,
+}
+
+/// When the protocol loop last went round, for a watchdog.
+struct Heartbeat {
+    base: Instant,
+    /// Milliseconds after `base`; `u64::MAX` until the first turn.
+    last: AtomicU64,
+}
+
+impl Heartbeat {
+    fn beat(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// `Duration::MAX` before the loop's first turn.
+    fn age(&self) -> Duration {
+        match self.last.load(Ordering::Relaxed) {
+            u64::MAX => Duration::MAX,
+            ms => self
+                .base
+                .elapsed()
+                .saturating_sub(Duration::from_millis(ms)),
+        }
+    }
 }
 
 /// Where each virtual host's and interface's status lives.
 #[derive(Default)]
 struct StatusCells {
-    virtual_hosts: BTreeMap<VirtualHostId, Arc<Mutex<VirtualHostStatus>>>,
+    virtual_hosts: BTreeMap<VirtualHostId, VirtualHostCells>,
     interfaces: BTreeMap<String, InterfaceStatus>,
+}
+
+/// One virtual host's status, and what its hooks report.
+struct VirtualHostCells {
+    status: Arc<Mutex<VirtualHostStatus>>,
+    hooks: Option<HookReportCell>,
+}
+
+impl VirtualHostCells {
+    fn snapshot(&self) -> VirtualHostStatus {
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(hooks) = &self.hooks {
+            status.hooks = hooks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        }
+        status
+    }
 }
 
 impl RuntimeHandle {
@@ -170,6 +226,27 @@ impl RuntimeHandle {
         self.send(Command::Shutdown { run_down_hook });
     }
 
+    /// Transitions as they happen, with room for `capacity` not yet
+    /// taken; see [`crate::events`].
+    pub fn subscribe(&self, capacity: usize) -> Subscription {
+        self.events.subscribe(capacity)
+    }
+
+    /// How long ago the protocol loop last went round. With
+    /// [`RuntimeConfig::heartbeat`] set, a running loop goes round at least
+    /// that often, so an age well past it means the loop is stuck.
+    pub fn heartbeat_age(&self) -> Duration {
+        self.heartbeat.age()
+    }
+
+    /// Sets the operator's demotion of a demotion group, added to the
+    /// group's sum: every member advertises it. Fails if no virtual host
+    /// is in that group.
+    pub fn set_group_demote(&self, group: &str, demote: u8) -> Result<(), IoError> {
+        let group = group.to_string();
+        self.ask(|reply| Command::SetGroupDemote(group, demote, reply))
+    }
+
     /// UCARP's SIGUSR1: logs one status line per virtual host.
     pub fn log_status(&self) {
         self.send(Command::LogStatus);
@@ -183,7 +260,7 @@ impl RuntimeHandle {
             virtual_hosts: cells
                 .virtual_hosts
                 .values()
-                .map(|cell| cell.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .map(VirtualHostCells::snapshot)
                 .collect(),
         }
     }
@@ -226,6 +303,8 @@ pub struct Runtime {
     next_generation: u64,
     /// `run` has begun: threads may be started.
     running: bool,
+    /// The operator's demotion of demotion groups, by name.
+    group_demote: BTreeMap<String, u8>,
 }
 
 impl Runtime {
@@ -250,6 +329,11 @@ impl Runtime {
             commands: commands_tx,
             waker: Arc::new(wake_end),
             status: Arc::new(Mutex::new(StatusCells::default())),
+            events: Arc::new(EventBus::default()),
+            heartbeat: Arc::new(Heartbeat {
+                base: Instant::now(),
+                last: AtomicU64::new(u64::MAX),
+            }),
         };
         Ok(Runtime {
             config,
@@ -268,6 +352,7 @@ impl Runtime {
             next_link_check: Instant::now(),
             next_generation: 0,
             running: false,
+            group_demote: BTreeMap::new(),
         })
     }
 
@@ -347,6 +432,7 @@ impl Runtime {
             self.clock.now(),
             Arc::clone(&self.handle.waker),
             self.config.reject_log_period,
+            Arc::clone(&self.handle.events),
         )?;
         let to = if vhost.config.peers.is_empty() {
             format!("group {}", join(&vhost.config.groups()))
@@ -375,7 +461,13 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .virtual_hosts
-            .insert(id.clone(), vhost.status_cell());
+            .insert(
+                id.clone(),
+                VirtualHostCells {
+                    status: vhost.status_cell(),
+                    hooks: vhost.hooks.report(),
+                },
+            );
         self.next_generation += 1;
         vhost.generation = self.next_generation;
         if self.running {
@@ -397,6 +489,10 @@ impl Runtime {
     /// Replaces a virtual host's hooks (before [`Runtime::run`]).
     pub fn set_hooks(&mut self, id: &VirtualHostId, hooks: Box<dyn Hooks>) {
         if let Some(vhost) = self.virtual_hosts.get_mut(id) {
+            let mut cells = self.handle.status.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(cell) = cells.virtual_hosts.get_mut(id) {
+                cell.hooks = hooks.report();
+            }
             vhost.hooks = hooks;
         }
     }
@@ -576,7 +672,7 @@ impl Runtime {
             let ours = cells
                 .virtual_hosts
                 .get(&vhost.id)
-                .is_some_and(|cell| Arc::ptr_eq(cell, &vhost.status_cell()));
+                .is_some_and(|cell| Arc::ptr_eq(&cell.status, &vhost.status_cell()));
             if ours {
                 cells.virtual_hosts.remove(&vhost.id);
             }
@@ -622,6 +718,8 @@ impl Runtime {
     fn wait(&self) -> Woke {
         let now = Instant::now();
         let mut deadlines = vec![self.next_link_check.saturating_duration_since(now)];
+        self.handle.heartbeat.beat();
+        deadlines.extend(self.config.heartbeat);
         if let Some(due) = self.next_timer() {
             deadlines.push(self.clock.until(due));
         }
@@ -762,6 +860,24 @@ impl Runtime {
                             Ok(())
                         }
                         None => Err(IoError::NoSuchVirtualHost(id.to_string())),
+                    };
+                    let _ = reply.send(result);
+                }
+                Command::SetGroupDemote(group, demote, reply) => {
+                    let known = self
+                        .virtual_hosts
+                        .values()
+                        .any(|v| v.config.demote_group.as_deref() == Some(group.as_str()));
+                    let result = if known {
+                        if demote == 0 {
+                            self.group_demote.remove(&group);
+                        } else {
+                            self.group_demote.insert(group, demote);
+                        }
+                        self.apply_demotion();
+                        Ok(())
+                    } else {
+                        Err(IoError::NoSuchGroup(group))
                     };
                     let _ = reply.send(result);
                 }
@@ -963,7 +1079,9 @@ impl Runtime {
         let mut groups: BTreeMap<String, u8> = BTreeMap::new();
         for (id, vhost) in &self.virtual_hosts {
             if let Some(group) = &vhost.config.demote_group {
-                let sum = groups.entry(group.clone()).or_default();
+                let sum = groups
+                    .entry(group.clone())
+                    .or_insert_with(|| self.group_demote.get(group).copied().unwrap_or(0));
                 *sum = sum.saturating_add(own[id]);
             }
         }

@@ -33,7 +33,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use carp_engine::{Hook, State, Transition};
 use log::{error, info, warn};
@@ -41,6 +41,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
+use crate::status::{HookReportCell, HookRun};
 use crate::{HookDone, Hooks};
 
 /// How long a signalled script group gets between SIGTERM and SIGKILL.
@@ -143,6 +144,8 @@ struct Shared {
     /// The hooks are gone: the supervisor forgets this virtual host once
     /// nothing is left to do.
     closed: AtomicBool,
+    /// What runs now and how the last run ended, for the status.
+    report: HookReportCell,
 }
 
 impl Shared {
@@ -207,6 +210,10 @@ impl ScriptHooks {
 }
 
 impl Hooks for ScriptHooks {
+    fn report(&self) -> Option<HookReportCell> {
+        Some(Arc::clone(&self.shared.report))
+    }
+
     fn transition(&mut self, transition: &Transition, done: HookDone) {
         let Some(hook) = transition.hook else { return };
         let script = match hook {
@@ -469,6 +476,7 @@ impl Worker {
                             run,
                             &ended,
                         );
+                        report_end(&self.slot.shared, run, &ended);
                         current.ended = ended;
                         current.run = None;
                     }
@@ -479,8 +487,14 @@ impl Worker {
                 let address = self.slot.config.addresses[current.next_address].clone();
                 current.next_address += 1;
                 match start_run(&self.slot.config, current, &address) {
-                    Ok(run) => current.run = Some(run),
-                    Err(ended) => current.ended = ended,
+                    Ok(run) => {
+                        report_start(&self.slot.shared, current, &address);
+                        current.run = Some(run);
+                    }
+                    Err(ended) => {
+                        report_not_started(&self.slot.shared, current, &address);
+                        current.ended = ended;
+                    }
                 }
                 continue;
             }
@@ -748,6 +762,54 @@ impl Run {
             _ => Ended::TimedOut(how),
         }
     }
+}
+
+/// The status: a script starts.
+fn report_start(shared: &Shared, current: &Current, address: &str) {
+    let mut report = Shared::lock(&shared.report);
+    report.running = Some(HookRun {
+        hook: hook_name(current.hook),
+        command: format!("{} {address}", current.script.display()),
+        started: SystemTime::now(),
+        outcome: None,
+        success: false,
+        took: None,
+    });
+}
+
+/// The status: a script could not be started.
+fn report_not_started(shared: &Shared, current: &Current, address: &str) {
+    let mut report = Shared::lock(&shared.report);
+    report.last = Some(HookRun {
+        hook: hook_name(current.hook),
+        command: format!("{} {address}", current.script.display()),
+        started: SystemTime::now(),
+        outcome: Some("not started".into()),
+        success: false,
+        took: Some(Duration::ZERO),
+    });
+}
+
+/// The status: the running script ended.
+fn report_end(shared: &Shared, run: &Run, ended: &Ended) {
+    let mut report = Shared::lock(&shared.report);
+    let Some(mut finished) = report.running.take() else {
+        return;
+    };
+    let (outcome, success) = match ended {
+        Ended::Exited(status) => match status.code() {
+            Some(code) => (format!("exit {code}"), code == 0),
+            None => (status.to_string(), false),
+        },
+        Ended::TimedOut(how) => (format!("killed at its timeout ({how})"), false),
+        Ended::Cut(how) => (format!("cut short by the stop ({how})"), false),
+        Ended::Skipped => ("skipped".into(), false),
+        Ended::NotStarted => ("not started".into(), false),
+    };
+    finished.outcome = Some(outcome);
+    finished.success = success;
+    finished.took = Some(run.started.elapsed());
+    report.last = Some(finished);
 }
 
 fn log_end(config: &ScriptConfig, hook: Hook, script: &Path, run: &Run, ended: &Ended) {

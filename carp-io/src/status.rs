@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use carp_engine::{Reason, State};
 
@@ -73,11 +73,23 @@ pub struct VirtualHostStatus {
     pub source: IpAddr,
     /// When it entered its current state.
     pub since: Instant,
+    /// The same moment on the wall clock, for operators.
+    pub since_wall: SystemTime,
     /// Why it entered it (`None` before the first transition).
     pub last_reason: Option<Reason>,
     /// Who is master as far as we know: us when master, the source of the
     /// last accepted advert when backup, `None` when nobody was heard.
     pub master: Option<IpAddr>,
+    /// What that master advertises: ours when master, the last accepted
+    /// advert's when backup.
+    pub master_advert: Option<MasterAdvert>,
+    /// Our own advertisement interval.
+    pub advbase: u8,
+    /// Our own skew, as configured (the skew sent can be higher: see
+    /// `carp_engine::Engine::advertised_skew`).
+    pub advskew: u8,
+    /// How long a backup waits for a silent master.
+    pub master_down: Duration,
     /// Counters, with the state.
     pub counters: CounterSnapshot,
     /// Removed or shutting down: still finishing its down hook and leave
@@ -86,7 +98,67 @@ pub struct VirtualHostStatus {
     /// The demotion it advertises (tracking, groups, the operator); 0
     /// when healthy.
     pub demote: u8,
+    /// Where its own demotion comes from, one entry per cause now in
+    /// effect (empty when healthy). With a demotion group, `demote` is the
+    /// group's sum and this lists only this virtual host's share.
+    pub demote_causes: Vec<DemoteCause>,
+    /// The demotion group it belongs to, if any.
+    pub demote_group: Option<String>,
+    /// What its hooks (scripts) are doing, when they say.
+    pub hooks: HookReport,
 }
+
+/// The advert of the master we follow (or our own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MasterAdvert {
+    /// Its interval's base, in seconds.
+    pub advbase: u8,
+    /// Its skew, in 1/256 s.
+    pub advskew: u8,
+    /// Its demotion.
+    pub demote: u8,
+}
+
+/// One reason a virtual host is demoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoteCause {
+    /// `operator`, `start-up`, `interface eth1`, `script <command>`.
+    pub cause: String,
+    /// What it adds.
+    pub demote: u8,
+}
+
+/// What a virtual host's hooks are doing, as they report it (scripts do;
+/// [`crate::NoHooks`] says nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HookReport {
+    /// The hook running now.
+    pub running: Option<HookRun>,
+    /// The last hook run that ended.
+    pub last: Option<HookRun>,
+}
+
+/// One hook run (one script for one address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookRun {
+    /// `up` or `down`.
+    pub hook: &'static str,
+    /// The script.
+    pub command: String,
+    /// When it started.
+    pub started: SystemTime,
+    /// How it ended (`None` while running): `exit 0`, `exit 3`,
+    /// `killed at its timeout (…)`, `cut short by the stop (…)`, `not
+    /// started`, `skipped`.
+    pub outcome: Option<String>,
+    /// Whether it ended well (exit status 0).
+    pub success: bool,
+    /// How long it ran (set when it ends).
+    pub took: Option<Duration>,
+}
+
+/// Where a hook implementation publishes its [`HookReport`].
+pub type HookReportCell = std::sync::Arc<std::sync::Mutex<HookReport>>;
 
 impl VirtualHostStatus {
     pub(crate) fn new(interface: &str, vhid: u8, addresses: Vec<IpAddr>, source: IpAddr) -> Self {
@@ -96,11 +168,19 @@ impl VirtualHostStatus {
             addresses,
             source,
             since: Instant::now(),
+            since_wall: SystemTime::now(),
             last_reason: None,
             master: None,
+            master_advert: None,
+            advbase: 0,
+            advskew: 0,
+            master_down: Duration::ZERO,
             counters: CounterSnapshot::default(),
             stopping: false,
             demote: 0,
+            demote_causes: Vec::new(),
+            demote_group: None,
+            hooks: HookReport::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use carp_engine::{Engine, Hook, State, Time, Transition, Transmit, LEAVE_ADVBASE, LEAVE_ADVSKEW};
 use carp_proto::arp::GratuitousArp;
@@ -19,9 +19,10 @@ use carp_proto::receive::Received;
 use carp_proto::{AdvertRepr, ReceiveFilter, Rejected};
 use log::{debug, info, warn};
 
+use crate::events::{EventBus, TransitionEvent};
 use crate::interface::Interface;
 use crate::ratelimit::RateLimitedLog;
-use crate::status::VirtualHostStatus;
+use crate::status::{DemoteCause, MasterAdvert, VirtualHostStatus};
 use crate::{HookDone, Hooks, IoError};
 
 /// Which virtual host: its interface and vhid. Two virtual hosts on one
@@ -252,6 +253,8 @@ pub(crate) struct VirtualHost {
     pub generation: u64,
     /// Demotion from tracked interfaces that are down.
     interfaces_demote: u8,
+    /// Which tracked interfaces are down (for the status).
+    tracked_down: Vec<String>,
     /// Which track scripts are failed now.
     scripts_failed: Vec<bool>,
     /// The operator's demotion: the configured one, changed at run time
@@ -262,6 +265,8 @@ pub(crate) struct VirtualHost {
     /// The track scripts' checkers; dropped (stopped) with the vhost or
     /// when it starts leaving.
     checkers: Vec<crate::track::Checker>,
+    /// Where its transitions are published.
+    bus: Arc<EventBus>,
 }
 
 impl VirtualHost {
@@ -272,6 +277,7 @@ impl VirtualHost {
         now: Time,
         waker: Arc<UnixStream>,
         reject_log_period: Duration,
+        events: Arc<EventBus>,
     ) -> Result<VirtualHost, IoError> {
         config.check_families()?;
         let engine = Engine::new(config.engine.clone(), now)?;
@@ -282,12 +288,16 @@ impl VirtualHost {
         let startup_until =
             (config.startup_demote.0 > 0).then(|| Instant::now() + config.startup_demote.1);
         let id = config.id();
-        let status = VirtualHostStatus::new(
+        let mut status = VirtualHostStatus::new(
             &id.interface,
             id.vhid,
             config.engine.auth.addresses().to_vec(),
             config.engine.src_addr,
         );
+        status.advbase = config.engine.advbase;
+        status.advskew = config.engine.advskew;
+        status.master_down = engine.master_down_time();
+        status.demote_group = config.demote_group.clone();
         Ok(VirtualHost {
             filter: ReceiveFilter {
                 own_addrs: config.sources(),
@@ -307,10 +317,12 @@ impl VirtualHost {
             waker,
             generation: 0,
             interfaces_demote: 0,
+            tracked_down: Vec::new(),
             scripts_failed,
             manual_demote,
             startup_until,
             checkers: Vec::new(),
+            bus: events,
         })
     }
 
@@ -353,6 +365,7 @@ impl VirtualHost {
             .map(|(t, _)| t)
             .collect();
         let demote = down.iter().fold(0u8, |sum, t| sum.saturating_add(t.weight));
+        self.tracked_down = down.iter().map(|t| t.name.clone()).collect();
         if demote == self.interfaces_demote {
             return false;
         }
@@ -418,22 +431,50 @@ impl VirtualHost {
             self.startup_until = None;
             info!("{}: start-up demotion over", self.id);
         }
-        let startup = if self.startup_until.is_some() {
-            self.config.startup_demote.0
-        } else {
-            0
+        let causes = self.demote_causes();
+        let demote = causes
+            .iter()
+            .fold(0u8, |sum, c| sum.saturating_add(c.demote));
+        self.with_status(|s| s.demote_causes = causes);
+        demote
+    }
+
+    /// Each cause of our own demotion now in effect, with its share.
+    fn demote_causes(&self) -> Vec<DemoteCause> {
+        let mut causes = Vec::new();
+        let mut add = |cause: String, demote: u8| {
+            if demote > 0 {
+                causes.push(DemoteCause { cause, demote });
+            }
         };
-        let scripts = self
+        add("operator".into(), self.manual_demote);
+        if self.startup_until.is_some() {
+            add("start-up".into(), self.config.startup_demote.0);
+        }
+        if self.interfaces_demote > 0 {
+            let states = &self.tracked_down;
+            for t in self
+                .config
+                .track_interfaces
+                .iter()
+                .filter(|t| states.contains(&t.name))
+            {
+                add(format!("interface {} down", t.name), t.weight);
+            }
+        }
+        for (script, _) in self
             .config
             .track_scripts
             .iter()
             .zip(&self.scripts_failed)
             .filter(|(_, failed)| **failed)
-            .fold(0u8, |sum, (s, _)| sum.saturating_add(s.weight));
-        self.manual_demote
-            .saturating_add(self.interfaces_demote)
-            .saturating_add(scripts)
-            .saturating_add(startup)
+        {
+            add(
+                format!("track script `{}` failing", script.command),
+                script.weight,
+            );
+        }
+        causes
     }
 
     /// Sets the demotion we advertise (our own, or our group's).
@@ -450,7 +491,14 @@ impl VirtualHost {
         // whoever added this virtual host has set its hooks (draining now
         // would act on the start-up transition with no hooks).
         self.engine.handle_demote(now, demote);
-        self.with_status(|s| s.demote = demote);
+        let advertised = self.engine.advertised_demote();
+        let master = self.engine.state() == State::Master;
+        self.with_status(|s| {
+            s.demote = demote;
+            if let Some(ours) = s.master_advert.as_mut().filter(|_| master) {
+                ours.demote = advertised;
+            }
+        });
     }
 
     /// Marks its status as stopping (removed, or the runtime shuts down):
@@ -499,7 +547,17 @@ impl VirtualHost {
                 if self.engine.stats().adverts_accepted > accepted
                     && self.engine.state() == State::Backup
                 {
-                    self.with_status(|s| s.master = Some(src));
+                    let advert = MasterAdvert {
+                        advbase: datagram.advert.advbase,
+                        advskew: datagram.advert.advskew,
+                        demote: datagram.advert.demote,
+                    };
+                    let master_down = self.engine.master_down_time();
+                    self.with_status(|s| {
+                        s.master = Some(src);
+                        s.master_advert = Some(advert);
+                        s.master_down = master_down;
+                    });
                 }
                 self.drain(iface, now);
             }
@@ -772,19 +830,52 @@ impl VirtualHost {
             transition.to, self.id.vhid, self.id.interface, transition.reason
         );
         let own = self.config.engine.src_addr;
+        let ours = MasterAdvert {
+            advbase: self.config.engine.advbase,
+            advskew: self.engine.advertised_skew(),
+            demote: self.engine.advertised_demote(),
+        };
+        let master_down = self.engine.master_down_time();
+        let mut master = None;
         self.with_status(|s| {
             s.counters.state = transition.to;
             s.counters.transitions += 1;
             s.since = Instant::now();
+            s.since_wall = SystemTime::now();
             s.last_reason = Some(transition.reason);
+            s.master_down = master_down;
             match (transition.to, transition.reason) {
-                (State::Master, _) => s.master = Some(own),
+                (State::Master, _) => {
+                    s.master = Some(own);
+                    s.master_advert = Some(ours);
+                }
                 // Yielded: the better master is known at once.
-                (State::Backup, carp_engine::Reason::Yield { peer }) => s.master = Some(peer),
-                (State::Backup, _) if s.master == Some(own) => s.master = None,
+                (State::Backup, carp_engine::Reason::Yield { peer }) => {
+                    s.master = Some(peer);
+                    s.master_advert = None;
+                }
+                (State::Backup, _) if s.master == Some(own) => {
+                    s.master = None;
+                    s.master_advert = None;
+                }
                 (State::Backup, _) => {}
-                (State::Init, _) => s.master = None,
+                (State::Init, _) => {
+                    s.master = None;
+                    s.master_advert = None;
+                }
             }
+            master = s.master;
+        });
+        self.bus.publish(TransitionEvent {
+            seq: 0,
+            at: SystemTime::now(),
+            interface: self.id.interface.clone(),
+            vhid: self.id.vhid,
+            from: transition.from,
+            to: transition.to,
+            reason: transition.reason.to_string(),
+            master,
+            addresses: self.config.engine.auth.addresses().to_vec(),
         });
         let (done, finished) = HookDone::new(Some(Arc::clone(&self.waker)));
         self.hooks.transition(transition, done);

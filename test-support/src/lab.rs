@@ -287,11 +287,27 @@ impl Lab {
             .collect()
     }
 
-    /// A command run inside host's namespace.
+    /// A command run inside host's namespace. Our daemons there put their
+    /// control sockets in the host's own runtime directory
+    /// ([`Lab::runtime_dir`]), as systemd's `RuntimeDirectory=` would, so
+    /// parallel tests never meet.
     pub fn command(&self, host: usize, program: &str) -> Command {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &self.ns(host), program]);
+        command.env("RUNTIME_DIRECTORY", self.runtime_dir(host));
         command
+    }
+
+    /// Host's runtime directory: where its daemons' control sockets are
+    /// (`<dir>/eth0.7.sock`, `<dir>/ucarp.sock`). Removed with the lab.
+    pub fn runtime_dir(&self, host: usize) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("{}-run{host}", self.prefix))
+    }
+
+    /// The control socket of the one-virtual-host daemon for `vhid` on
+    /// host's eth0.
+    pub fn control_socket(&self, host: usize, vhid: u8) -> std::path::PathBuf {
+        self.runtime_dir(host).join(format!("eth0.{vhid}.sock"))
     }
 
     /// Runs `f` on a thread that has entered host's namespace.
@@ -331,6 +347,7 @@ impl Drop for Lab {
         }
         for host in 0..self.hosts {
             let _ = run(&["ip", "netns", "del", &self.ns(host)]);
+            let _ = std::fs::remove_dir_all(self.runtime_dir(host));
         }
         let _ = run(&["ip", "netns", "del", &self.bridge_ns()]);
     }
@@ -339,6 +356,9 @@ impl Drop for Lab {
 /// A process whose stdout lines are collected with their arrival time.
 pub struct Proc {
     pub name: String,
+    /// Our daemon's runtime directory (its control socket is there), when
+    /// the test knows it: state is then read from the daemon, not its log.
+    pub control_dir: Option<std::path::PathBuf>,
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Arc<Mutex<Vec<(Instant, String)>>>,
@@ -359,6 +379,7 @@ impl Proc {
         collect(name, "LOG ", stderr, &lines);
         Proc {
             name: name.to_string(),
+            control_dir: None,
             stdin: child.stdin.take(),
             child,
             lines,

@@ -6,11 +6,13 @@
 //! - [`peers`]: our `ucarp` and the real UCARP 1.5.2 side by side;
 //! - [`scripts`]: scratch directories with executable scripts;
 //! - [`pcap`]: reading what tcpdump captured;
-//! - [`status`]: reading our SIGUSR1 status line.
+//! - [`status`]: reading our SIGUSR1 status line;
+//! - [`control`]: asking our running daemon through its control socket.
 //!
 //! Helpers for tests, not an API: their names say what they do.
 #![allow(missing_docs)]
 
+pub mod control;
 pub mod lab;
 pub mod layout;
 pub mod pcap;

@@ -73,12 +73,26 @@ pub fn start(lab: &Lab, host: usize, which: Impl, extra: &[&str]) -> Proc {
         command.args(["-p", "secret"]);
     }
     command.args(extra);
-    Proc::spawn(&format!("h{host}-{which:?}"), command)
+    let mut proc = Proc::spawn(&format!("h{host}-{which:?}"), command);
+    if which == Impl::Ours {
+        proc.control_dir = Some(lab.runtime_dir(host));
+    }
+    proc
 }
 
-/// The last state a node announced ("MASTER", "BACKUP"), from the
-/// `Switching to state:` lines both implementations log.
+/// A node's state ("MASTER", "BACKUP"): ours says it through its control
+/// socket (`ucarp status`); UCARP, and ours once it has exited, by the
+/// last `Switching to state:` line both implementations log.
 pub fn state(proc: &Proc) -> Option<String> {
+    if let Some(status) = proc
+        .control_dir
+        .as_deref()
+        .and_then(|dir| crate::control::status_in(dir).ok())
+    {
+        if let Some(state) = status["virtual_hosts"][0]["state"].as_str() {
+            return Some(state.to_string());
+        }
+    }
     proc.lines()
         .iter()
         .rev()

@@ -46,6 +46,8 @@ pub struct ConfigFile {
     pub debug: bool,
     /// `[daemon] shutdown`: down scripts run when the daemon stops.
     pub shutdown: bool,
+    /// `[daemon] control-socket`, `control-group`, `metrics`, `events`.
+    pub services: options::Services,
     /// Every `[[vhost]]`, in file order.
     pub vhosts: Vec<VirtualHostSpec>,
     /// Some virtual host's password is in the file itself.
@@ -159,6 +161,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
             .map_err(|e| at(Located::new(name.span(), e)))?,
         None => Facility::Syslog(3),
     };
+    let services = daemon_services(&raw.daemon).map_err(at)?;
     let mut vhosts: Vec<VirtualHostSpec> = Vec::new();
     let mut seen: BTreeMap<VirtualHostId, usize> = BTreeMap::new();
     if raw.vhost.is_empty() {
@@ -184,10 +187,38 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
         facility,
         debug: raw.daemon.debug.unwrap_or(false),
         shutdown: raw.daemon.shutdown.unwrap_or(false),
+        services,
         vhosts,
         inline_password: raw.defaults.password.is_some()
             || raw.vhost.iter().any(|v| v.get_ref().password.is_some()),
         warnings: Vec::new(),
+    })
+}
+
+/// `[daemon]`'s control-socket, control-group, metrics and events; an
+/// error points at the first key that is wrong.
+fn daemon_services(daemon: &RawDaemon) -> Result<options::Services, Located> {
+    let keys = [
+        ("control-socket", &daemon.control_socket),
+        ("control-group", &daemon.control_group),
+        ("metrics", &daemon.metrics),
+        ("events", &daemon.events),
+    ];
+    let value = |i: usize| keys[i].1.as_ref().map(|v| v.get_ref().as_str());
+    options::Services::parse(
+        value(0),
+        value(1),
+        value(2),
+        value(3),
+        ["control-socket", "control-group", "metrics", "events"],
+    )
+    .map_err(|e| {
+        let span = keys
+            .iter()
+            .find(|(name, _)| e.0.starts_with(&format!("{name}:")))
+            .and_then(|(_, v)| v.as_ref().map(Spanned::span))
+            .unwrap_or(0..0);
+        Located::new(span, e)
     })
 }
 
@@ -218,6 +249,12 @@ struct RawDaemon {
     facility: Option<Spanned<String>>,
     debug: Option<bool>,
     shutdown: Option<bool>,
+    #[serde(rename = "control-socket")]
+    control_socket: Option<Spanned<String>>,
+    #[serde(rename = "control-group")]
+    control_group: Option<Spanned<String>>,
+    metrics: Option<Spanned<String>>,
+    events: Option<Spanned<String>>,
 }
 
 /// `[[vhost]]` (and `[defaults]`): the command line's per-virtual-host

@@ -8,10 +8,16 @@
 //! `--daemonize` detaches, so a failure is seen by whoever started us.
 
 mod config;
+mod control;
+mod ctl;
+mod event_fifo;
 mod logging;
+mod metrics;
+mod notify;
 mod options;
 mod reload;
 mod signals;
+mod status_json;
 mod usage;
 
 use std::net::IpAddr;
@@ -23,10 +29,19 @@ use carp_io::{
     NoHooks, Runtime, RuntimeConfig, ScriptConfig, ScriptHooks, VirtualHostId, VirtualHostSpec,
 };
 use clap::Parser;
-use log::{error, warn};
+use std::sync::{Arc, Mutex};
+
+use log::{error, info, warn};
 use options::{Facility, Mode, RawArgs};
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args
+        .first()
+        .is_some_and(|first| ctl::COMMANDS.contains(&first.as_str()))
+    {
+        return ctl::main(&args);
+    }
     let raw = match RawArgs::try_parse() {
         Ok(raw) => raw,
         Err(e) => {
@@ -51,12 +66,14 @@ fn main() -> ExitCode {
     let plan = match mode {
         Mode::CheckConfig(path) => return check_config(&path),
         Mode::CommandLine(options) => Plan {
+            socket_name: format!("{}.{}.sock", options.vhost.interface, options.vhost.vhid),
             vhosts: vec![options.vhost],
             facility: options.facility,
             debug: options.debug,
             file_debug: false,
             daemonize: options.daemonize,
             shutdown: options.shutdown,
+            services: options.services,
             warnings: options.warnings,
             file: None,
         },
@@ -71,6 +88,8 @@ fn main() -> ExitCode {
                 daemonize,
                 facility: file.facility,
                 shutdown: file.shutdown,
+                services: file.services,
+                socket_name: "ucarp.sock".into(),
                 warnings: file.warnings,
                 vhosts: file.vhosts,
                 file: Some(path),
@@ -89,8 +108,17 @@ fn main() -> ExitCode {
     // fork. Start-up errors go to stderr before daemonizing, so that
     // `ucarp -B` with a bad setup does not exit 0.
     let writers = logging::Logger::install(plan.debug, plan.facility, !plan.daemonize);
-    let (runtime, scripts) = match open(&plan) {
+    let watchdog = notify::watchdog_period();
+    let (runtime, scripts) = match open(&plan, watchdog) {
         Ok(opened) => opened,
+        Err(e) => {
+            writers.print_pending();
+            eprintln!("ucarp: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let services = match OpenedServices::open(&plan) {
+        Ok(services) => services,
         Err(e) => {
             writers.print_pending();
             eprintln!("ucarp: {e}");
@@ -117,7 +145,7 @@ fn main() -> ExitCode {
     for warning in &plan.warnings {
         warn!("{warning}");
     }
-    let code = match run(runtime, scripts, plan) {
+    let code = match run(runtime, scripts, plan, services, watchdog) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -141,6 +169,10 @@ struct Plan {
     warnings: Vec<String>,
     /// The configuration file, if any: SIGHUP reloads it.
     file: Option<PathBuf>,
+    /// Control socket, metrics, events.
+    services: options::Services,
+    /// The control socket's file name in the default directory.
+    socket_name: String,
 }
 
 impl Plan {
@@ -235,8 +267,14 @@ fn source_warning(vhost: &VirtualHostSpec, info: &InterfaceInfo) -> Option<Strin
 /// each will run.
 type Opened = (Runtime, Vec<(VirtualHostId, ScriptConfig)>);
 
-fn open(plan: &Plan) -> Result<Opened, Box<dyn std::error::Error>> {
-    let mut runtime = Runtime::new(RuntimeConfig::default())?;
+fn open(
+    plan: &Plan,
+    watchdog: Option<std::time::Duration>,
+) -> Result<Opened, Box<dyn std::error::Error>> {
+    let mut runtime = Runtime::new(RuntimeConfig {
+        heartbeat: watchdog.map(notify::heartbeat_for),
+        ..RuntimeConfig::default()
+    })?;
     let mut scripts = Vec::new();
     for vhost in &plan.vhosts {
         let (config, script_config) = vhost
@@ -253,24 +291,79 @@ fn open(plan: &Plan) -> Result<Opened, Box<dyn std::error::Error>> {
     Ok((runtime, scripts))
 }
 
+/// The services' sockets and files, opened before `--daemonize` so that
+/// a conflict or a bad path stops the start visibly.
+struct OpenedServices {
+    control: Option<control::ControlSocket>,
+    metrics: Option<std::net::TcpListener>,
+    events: Option<(PathBuf, std::fs::File)>,
+}
+
+impl OpenedServices {
+    fn open(plan: &Plan) -> Result<OpenedServices, String> {
+        let s = &plan.services;
+        let control = match s.control_socket.path(&plan.socket_name) {
+            Some(path) => Some(control::ControlSocket::bind(
+                &path,
+                s.control_group.as_deref(),
+            )?),
+            None => None,
+        };
+        Ok(OpenedServices {
+            control,
+            metrics: s.metrics.map(metrics::bind).transpose()?,
+            events: s.events.as_deref().map(event_fifo::open).transpose()?,
+        })
+    }
+}
+
 fn run(
     mut runtime: Runtime,
     scripts: Vec<(VirtualHostId, ScriptConfig)>,
     plan: Plan,
+    services: OpenedServices,
+    watchdog: Option<std::time::Duration>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     for (id, script_config) in scripts {
         runtime.set_hooks(&id, Box::new(ScriptHooks::new(script_config)?));
     }
     let handle = runtime.handle();
-    let reload = plan.file.map(|path| reload::Reloader {
-        path,
-        running: plan.vhosts.iter().map(|v| (v.id(), v.clone())).collect(),
-        handle: handle.clone(),
-        shutdown: plan.shutdown,
-        facility: plan.facility,
-        debug: plan.file_debug,
+    let reload = plan.file.map(|path| {
+        Arc::new(Mutex::new(reload::Reloader {
+            path,
+            running: plan.vhosts.iter().map(|v| (v.id(), v.clone())).collect(),
+            handle: handle.clone(),
+            shutdown: plan.shutdown,
+            facility: plan.facility,
+            debug: plan.file_debug,
+            services: plan.services.clone(),
+        }))
     });
-    signals::spawn(handle, plan.shutdown, reload)?;
+    signals::spawn(handle.clone(), plan.shutdown, reload.clone())?;
+    // Removes the socket file when `run` returns, however it returns.
+    let _control = match services.control {
+        Some(socket) => {
+            info!("control socket {}", socket.path().display());
+            Some(socket.serve(control::Server {
+                handle: handle.clone(),
+                reload,
+                started: std::time::SystemTime::now(),
+            })?)
+        }
+        None => None,
+    };
+    if let Some(listener) = services.metrics {
+        if let Ok(addr) = listener.local_addr() {
+            info!("metrics on http://{addr}/metrics");
+        }
+        metrics::serve(listener, handle.clone())?;
+    }
+    if let Some(fifo) = services.events {
+        event_fifo::spawn(fifo, &handle)?;
+    }
+    if let Some(notifier) = notify::Notifier::from_env() {
+        notify::spawn(notifier, handle.clone(), watchdog)?;
+    }
     runtime.run()?;
     Ok(())
 }

@@ -98,6 +98,18 @@ pub struct RawArgs {
     /// `N:SECONDS`: demoted by N for that long after start.
     #[arg(long = "startup-demote")]
     startup_demote: Option<String>,
+    /// The control socket's path, or `none`.
+    #[arg(long = "control-socket")]
+    control_socket: Option<String>,
+    /// A group that may use the control socket too.
+    #[arg(long = "control-group")]
+    control_group: Option<String>,
+    /// `ADDR:PORT` to serve Prometheus metrics on.
+    #[arg(long = "metrics")]
+    metrics: Option<String>,
+    /// A FIFO receiving one JSON line per transition.
+    #[arg(long = "events")]
+    events: Option<String>,
     /// Not in UCARP 1.5.2: every setting from a file (ucarp.toml(5)).
     #[arg(long = "config")]
     config: Option<PathBuf>,
@@ -148,8 +160,83 @@ pub struct Options {
     pub facility: Facility,
     /// `-B`
     pub daemonize: bool,
+    /// Control socket, metrics, events.
+    pub services: Services,
     /// Things worth a warning that do not stop us.
     pub warnings: Vec<String>,
+}
+
+/// What the daemon offers besides CARP: the control socket, metrics and
+/// the event FIFO (`--control-socket --control-group --metrics --events`,
+/// or `[daemon]` keys of the same names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Services {
+    pub control_socket: crate::control::SocketSetting,
+    pub control_group: Option<String>,
+    pub metrics: Option<std::net::SocketAddr>,
+    pub events: Option<PathBuf>,
+}
+
+impl Default for Services {
+    fn default() -> Services {
+        Services {
+            control_socket: crate::control::SocketSetting::Default,
+            control_group: None,
+            metrics: None,
+            events: None,
+        }
+    }
+}
+
+impl Services {
+    /// Checks the values as given; `names` are the option (or key) names
+    /// for messages: control-socket, control-group, metrics, events.
+    pub fn parse(
+        control_socket: Option<&str>,
+        control_group: Option<&str>,
+        metrics: Option<&str>,
+        events: Option<&str>,
+        names: [&str; 4],
+    ) -> Result<Services, UsageError> {
+        let control_socket = control_socket.map_or(
+            crate::control::SocketSetting::Default,
+            crate::control::SocketSetting::parse,
+        );
+        if let crate::control::SocketSetting::Path(path) = &control_socket {
+            if !path.is_absolute() {
+                return fail(format!("{}: {path:?} is not an absolute path", names[0]));
+            }
+        }
+        if let Some(group) = control_group {
+            if nix::unistd::Group::from_name(group)
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                return fail(format!("{}: no group {group:?} (see /etc/group)", names[1]));
+            }
+        }
+        let metrics = match metrics {
+            None => None,
+            Some(value) => Some(value.parse().or_else(|_| {
+                fail(format!(
+                    "{}: {value:?} is not ADDRESS:PORT (127.0.0.1:9237, [::1]:9237)",
+                    names[2]
+                ))
+            })?),
+        };
+        let events = match events {
+            None => None,
+            Some(value) if Path::new(value).is_absolute() => Some(PathBuf::from(value)),
+            Some(value) => return fail(format!("{}: {value:?} is not an absolute path", names[3])),
+        };
+        Ok(Services {
+            control_socket,
+            control_group: control_group.map(str::to_string),
+            metrics,
+            events,
+        })
+    }
 }
 
 /// A command line we refuse, worded for the user.
@@ -609,6 +696,10 @@ impl RawArgs {
             (!self.track_interface.is_empty(), "--track-interface"),
             (!self.track_script.is_empty(), "--track-script"),
             (self.startup_demote.is_some(), "--startup-demote"),
+            (self.control_socket.is_some(), "--control-socket"),
+            (self.control_group.is_some(), "--control-group"),
+            (self.metrics.is_some(), "--metrics"),
+            (self.events.is_some(), "--events"),
             (self.track_interval.is_some(), "--track-interval"),
             (self.track_timeout.is_some(), "--track-timeout"),
             (self.track_rise.is_some(), "--track-rise"),
@@ -778,6 +869,18 @@ impl RawArgs {
             shutdown: self.shutdown,
             facility: facility(self.facility.as_deref(), "--facility (-f)")?,
             daemonize: self.daemonize,
+            services: Services::parse(
+                self.control_socket.as_deref(),
+                self.control_group.as_deref(),
+                self.metrics.as_deref(),
+                self.events.as_deref(),
+                [
+                    "--control-socket",
+                    "--control-group",
+                    "--metrics",
+                    "--events",
+                ],
+            )?,
             warnings,
         })
     }

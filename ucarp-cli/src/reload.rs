@@ -32,6 +32,9 @@ pub struct Reloader {
     /// restart).
     pub facility: Facility,
     pub debug: bool,
+    /// `[daemon]` control socket, metrics and events at start (they
+    /// change only at restart).
+    pub services: crate::options::Services,
 }
 
 /// The difference between what runs and what the file says.
@@ -114,15 +117,18 @@ struct Prepared {
 }
 
 impl Reloader {
-    /// Reads the file again and applies the difference.
-    pub fn reload(&mut self) {
+    /// Reads the file again and applies the difference. `Ok`: what was
+    /// done (some virtual hosts may still have failed: the summary and the
+    /// log say which); `Err`: the file was refused and nothing changed.
+    pub fn reload(&mut self) -> Result<String, String> {
         let started = Instant::now();
         let path = self.path.display().to_string();
         let file = match config::load(&self.path) {
             Ok(file) => file,
             Err(e) => {
-                error!("reload refused, nothing changed: {e}");
-                return;
+                let message = format!("reload refused, nothing changed: {e}");
+                error!("{message}");
+                return Err(message);
             }
         };
         for warning in &file.warnings {
@@ -160,15 +166,17 @@ impl Reloader {
             match prepare(spec) {
                 Ok(p) => prepared.push(p),
                 Err(e) => {
-                    error!(
+                    let message = format!(
                         "reload refused, nothing changed: {path}: {}: {e}",
                         spec.id()
                     );
-                    return;
+                    error!("{message}");
+                    return Err(message);
                 }
             }
         }
         // Nothing can fail any more: the live demotions first.
+        let mut failed = 0usize;
         for (spec, _) in &demoted {
             let id = spec.id();
             match self.handle.set_demote(&id, spec.demote) {
@@ -176,7 +184,10 @@ impl Reloader {
                     info!("reload: {id} demote set to {} (live)", spec.demote);
                     self.running.insert(id, spec.clone());
                 }
-                Err(e) => error!("reload: {id}: cannot set its demotion: {e}"),
+                Err(e) => {
+                    failed += 1;
+                    error!("reload: {id}: cannot set its demotion: {e}");
+                }
             }
         }
         for p in prepared {
@@ -197,7 +208,10 @@ impl Reloader {
                     info!("reload: {id} {what}");
                     self.running.insert(id, p.spec);
                 }
-                Err(e) => error!("reload: {id}: not applied: {e}"),
+                Err(e) => {
+                    failed += 1;
+                    error!("reload: {id}: not applied: {e}");
+                }
             }
         }
         for id in &changes.removed {
@@ -206,21 +220,38 @@ impl Reloader {
                     info!("reload: {id} removed");
                     self.running.remove(id);
                 }
-                Err(e) => error!("reload: {id}: cannot remove it: {e}"),
+                Err(e) => {
+                    failed += 1;
+                    error!("reload: {id}: cannot remove it: {e}");
+                }
             }
         }
         if file.facility != self.facility || file.debug != self.debug {
             warn!("reload: [daemon] facility and debug take effect at the next start");
         }
+        if file.services != self.services {
+            warn!(
+                "reload: [daemon] control-socket, control-group, metrics and events take effect at the next start"
+            );
+        }
         self.shutdown = file.shutdown;
-        info!(
-            "reload of {path}: {} added, {} changed, {} removed, {} unchanged, in {:.1} ms",
+        let summary = format!(
+            "{} added, {} changed, {} removed, {} unchanged{}",
             changes.added.len(),
             changes.changed.len(),
             changes.removed.len(),
             changes.unchanged,
+            if failed == 0 {
+                String::new()
+            } else {
+                format!(", {failed} failed (see the log)")
+            }
+        );
+        info!(
+            "reload of {path}: {summary}, in {:.1} ms",
             started.elapsed().as_secs_f64() * 1000.0
         );
+        Ok(summary)
     }
 }
 

@@ -6,6 +6,8 @@
 //! down script first. SIGHUP shuts down too, as in UCARP, unless a
 //! configuration file is in use: then it reloads the file.
 
+use std::sync::{Arc, Mutex};
+
 use carp_io::RuntimeHandle;
 use log::info;
 
@@ -42,7 +44,7 @@ pub fn block() -> nix::Result<()> {
 pub fn spawn(
     handle: RuntimeHandle,
     run_down_script: bool,
-    mut reload: Option<Reloader>,
+    reload: Option<Arc<Mutex<Reloader>>>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("ucarp-signals".into())
@@ -53,7 +55,7 @@ pub fn spawn(
                 let Ok(signal) = handled().wait() else {
                     continue;
                 };
-                match (signal, &mut reload) {
+                match (signal, &reload) {
                     (Signal::SIGUSR1, _) => handle.log_status(),
                     (Signal::SIGUSR2, _) => {
                         info!("SIGUSR2: stepping down");
@@ -65,13 +67,21 @@ pub fn spawn(
                             // scripts the first one waits for.
                             info!("SIGHUP while stopping: ignored");
                         } else {
+                            let mut reloader = reloader.lock().unwrap_or_else(|e| e.into_inner());
                             info!("SIGHUP: reloading {}", reloader.path.display());
-                            reloader.reload();
+                            let _ = reloader.reload();
                             run_down_script = reloader.shutdown;
                         }
                     }
                     (other, _) => {
                         stops += 1;
+                        // A reload through the control socket may have
+                        // changed it.
+                        if let Some(reloader) = &reload {
+                            if let Ok(reloader) = reloader.try_lock() {
+                                run_down_script = reloader.shutdown;
+                            }
+                        }
                         if stops == 1 {
                             info!("{other}: shutting down");
                         } else {

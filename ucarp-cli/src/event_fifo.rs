@@ -1,0 +1,96 @@
+//! The event FIFO (`--events PATH`, `[daemon] events`): one JSON line per
+//! transition, for automation, as keepalived's `notify_fifo`:
+//!
+//! ```json
+//! {"seq":3,"time":1795920245.123,"interface":"eth0","vhid":7,"from":"BACKUP","to":"MASTER","reason":"…","master":"10.0.0.1","addresses":["10.0.0.100"]}
+//! ```
+//!
+//! `seq` counts every transition of the daemon from 1 in order. The
+//! protocol thread only offers events to a bounded queue; a thread of its
+//! own writes them. A reader that is slow or absent fills the FIFO, then
+//! that queue; further events are dropped, never waited for, and the
+//! reader sees the loss as a gap in `seq` (the count is logged too). The
+//! FIFO is opened read-write, so the daemon never waits for a reader to
+//! appear and a reader may come and go.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use carp_io::{RuntimeHandle, TransitionEvent};
+use log::{error, warn};
+use nix::sys::stat::Mode;
+use serde_json::json;
+
+use crate::status_json::unix_time;
+
+/// Events waiting for the writer at most.
+const QUEUE: usize = 1024;
+
+/// Creates the FIFO if needed (mode 0600) and opens it; before
+/// `--daemonize`, so that a bad path stops the start visibly.
+pub fn open(path: &Path) -> Result<(PathBuf, std::fs::File), String> {
+    let shown = path.display();
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_fifo() => {}
+        Ok(_) => return Err(format!("events: {shown} exists and is not a FIFO")),
+        Err(_) => nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600))
+            .map_err(|e| format!("events: cannot create the FIFO {shown}: {e}"))?,
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("events: cannot open {shown}: {e}"))?;
+    Ok((path.to_path_buf(), file))
+}
+
+/// One event as its JSON line.
+pub fn line(event: &TransitionEvent) -> String {
+    let mut line = json!({
+        "seq": event.seq,
+        "time": unix_time(event.at),
+        "interface": event.interface,
+        "vhid": event.vhid,
+        "from": event.from.to_string(),
+        "to": event.to.to_string(),
+        "reason": event.reason,
+        "master": event.master.map(|m| m.to_string()),
+        "addresses": event.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+    .to_string();
+    line.push('\n');
+    line
+}
+
+/// Starts the writer thread.
+pub fn spawn(
+    (path, mut fifo): (PathBuf, std::fs::File),
+    handle: &RuntimeHandle,
+) -> std::io::Result<()> {
+    let subscription = handle.subscribe(QUEUE);
+    std::thread::Builder::new()
+        .name("ucarp-events".into())
+        .spawn(move || {
+            let mut reported = 0;
+            for event in subscription.events.iter() {
+                let lost = subscription.lost();
+                if lost > reported {
+                    warn!(
+                        "events: {} transition events dropped for {} (its reader is not keeping up)",
+                        lost - reported,
+                        path.display()
+                    );
+                    reported = lost;
+                }
+                // The only writer: lines never interleave. A full FIFO
+                // makes this wait, and the queue behind it fill.
+                if let Err(e) = fifo.write_all(line(&event).as_bytes()) {
+                    error!("events: cannot write to {}: {e}; no more events", path.display());
+                    return;
+                }
+            }
+        })?;
+    Ok(())
+}
