@@ -557,6 +557,7 @@ impl Runtime {
         }
         let mut buf = [0u8; 2048];
         self.running = true;
+        self.handle.heartbeat.beat();
         let ids: Vec<VirtualHostId> = self.virtual_hosts.keys().cloned().collect();
         for id in ids {
             let mut vhost = self.virtual_hosts.remove(&id).expect("listed above");

@@ -365,3 +365,63 @@ fn check_wire_format(frames: &[Vec<u8>], lab: &Lab, group: Ipv4Addr, broadcast: 
         assert_eq!(parsed.datagram.advert.vhid, VHID);
     }
 }
+
+/// The heartbeat tells a stuck protocol loop from an idle one: with a
+/// hook that blocks the loop (closures run on it) for 1.5 s, the
+/// heartbeat's age passes a second; once free, the loop goes round every
+/// heartbeat period again, even with nothing to do. (What systemd's
+/// watchdog relies on.)
+#[test]
+fn the_heartbeat_stops_while_the_loop_is_stuck() {
+    if !privileged("the_heartbeat_stops_while_the_loop_is_stuck") {
+        return;
+    }
+    use carp_engine::{Config, Transition};
+    use carp_io::{Runtime, RuntimeConfig, VirtualHostConfig};
+    use carp_proto::{Password, VirtualHostAuth};
+
+    let lab = Lab::new(1);
+    let src = lab.addr(0);
+    lab.in_ns(0, move || {
+        let mut runtime = Runtime::new(RuntimeConfig {
+            heartbeat: Some(Duration::from_millis(100)),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let vip = "10.99.0.100".parse().unwrap();
+        let auth = VirtualHostAuth::new(&Password::new(b"pw").unwrap(), 7, &[vip]).unwrap();
+        let engine = Config::new(auth, src, 1).with_interval(1, 0);
+        let mut first = true;
+        let hook = move |_: &Transition| {
+            if std::mem::take(&mut first) {
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+        };
+        runtime
+            .add(VirtualHostConfig::new("eth0", engine), Box::new(hook))
+            .unwrap();
+        let handle = runtime.handle();
+        let looping = std::thread::spawn(move || runtime.run());
+        let start = Instant::now();
+        let mut stuck_for = Duration::ZERO;
+        while start.elapsed() < Duration::from_millis(1400) {
+            let age = handle.heartbeat_age();
+            if age != Duration::MAX {
+                stuck_for = stuck_for.max(age);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The loop went round at least once before the first transition's
+        // hook, so the age is a real one, and it kept growing.
+        assert!(stuck_for >= Duration::from_secs(1), "{stuck_for:?}");
+        std::thread::sleep(Duration::from_millis(600));
+        let mut worst = Duration::ZERO;
+        for _ in 0..50 {
+            worst = worst.max(handle.heartbeat_age());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(worst < Duration::from_millis(500), "{worst:?}");
+        handle.shutdown(false);
+        looping.join().unwrap().unwrap();
+    });
+}

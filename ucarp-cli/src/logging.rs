@@ -188,6 +188,7 @@ impl Writers {
         };
         let mut writer = Writer {
             stderr,
+            journal: stderr_is_journal(),
             syslog: self.syslog,
             dropped: self.dropped,
         };
@@ -252,6 +253,9 @@ impl StderrQueue {
 /// The syslog writer thread's side.
 struct Writer {
     stderr: Option<StderrQueue>,
+    /// Stderr is systemd's journal: each line starts with `<N>`, its
+    /// syslog severity, which journald turns into the entry's priority.
+    journal: bool,
     syslog: Option<Syslog>,
     dropped: Arc<AtomicU64>,
 }
@@ -280,12 +284,38 @@ impl Writer {
 
     fn write(&mut self, level: Level, line: &str) {
         if let Some(stderr) = &mut self.stderr {
-            stderr.send(line);
+            if self.journal {
+                stderr.send(&format!("<{}>{line}", severity(level)));
+            } else {
+                stderr.send(line);
+            }
         }
         if let Some(syslog) = &mut self.syslog {
             syslog.send(level, line);
         }
     }
+}
+
+/// Whether stderr is connected to systemd's journal: `$JOURNAL_STREAM`
+/// holds the device and inode of that stream (systemd.exec(5)).
+pub fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    journal_stream_matches(&stream, meta.dev(), meta.ino())
+}
+
+/// `JOURNAL_STREAM=<device>:<inode>` names this device and inode.
+fn journal_stream_matches(stream: &str, dev: u64, ino: u64) -> bool {
+    let mut parts = stream.split(':');
+    let (Some(d), Some(i), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    d.parse() == Ok(dev) && i.parse() == Ok(ino)
 }
 
 /// A non-blocking connection to the syslog socket that reconnects.
@@ -376,6 +406,15 @@ fn syslog_message(facility: u8, level: Level, pid: u32, line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_stream_is_recognised_by_device_and_inode() {
+        assert!(journal_stream_matches("8:12345", 8, 12345));
+        assert!(!journal_stream_matches("8:12345", 8, 12346));
+        assert!(!journal_stream_matches("9:12345", 8, 12345));
+        assert!(!journal_stream_matches("8:12345:1", 8, 12345));
+        assert!(!journal_stream_matches("", 8, 12345));
+    }
 
     #[test]
     fn syslog_datagrams_carry_facility_severity_ident_and_pid() {

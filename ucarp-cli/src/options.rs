@@ -98,6 +98,10 @@ pub struct RawArgs {
     /// `N:SECONDS`: demoted by N for that long after start.
     #[arg(long = "startup-demote")]
     startup_demote: Option<String>,
+    /// Do not add the demotion to the advertised skew (UCARP peers then
+    /// do not see it).
+    #[arg(long = "no-demote-skew")]
+    no_demote_skew: bool,
     /// The control socket's path, or `none`.
     #[arg(long = "control-socket")]
     control_socket: Option<String>,
@@ -696,6 +700,7 @@ impl RawArgs {
             (!self.track_interface.is_empty(), "--track-interface"),
             (!self.track_script.is_empty(), "--track-script"),
             (self.startup_demote.is_some(), "--startup-demote"),
+            (self.no_demote_skew, "--no-demote-skew"),
             (self.control_socket.is_some(), "--control-socket"),
             (self.control_group.is_some(), "--control-group"),
             (self.metrics.is_some(), "--metrics"),
@@ -819,6 +824,7 @@ impl RawArgs {
                 ],
             )?);
         }
+        vhost.demote_skew = !self.no_demote_skew;
         if let Some(given) = &self.startup_demote {
             let option = "--startup-demote";
             let Some((demote, seconds)) = given.split_once(':') else {
@@ -1256,6 +1262,37 @@ mod tests {
             panic!("accepted");
         };
         assert!(error.0.contains("--track-fall"), "{}", error.0);
+    }
+
+    #[test]
+    fn demote_skew_is_on_unless_turned_off() {
+        assert!(parse(&BASE).unwrap().vhost.demote_skew);
+        let mut args = BASE.to_vec();
+        args.push("--no-demote-skew");
+        assert!(!parse(&args).unwrap().vhost.demote_skew);
+    }
+
+    #[test]
+    fn service_options_are_checked() {
+        let mut args = BASE.to_vec();
+        args.extend(["--metrics", "127.0.0.1:9237", "--control-socket", "none"]);
+        let services = parse(&args).unwrap().services;
+        assert_eq!(services.metrics, Some("127.0.0.1:9237".parse().unwrap()));
+        assert_eq!(services.control_socket, crate::control::SocketSetting::Off);
+        for (option, value, says) in [
+            ("--metrics", "9237", "not ADDRESS:PORT"),
+            ("--control-socket", "relative.sock", "not an absolute path"),
+            ("--events", "fifo", "not an absolute path"),
+            ("--control-group", "no-such-group-here", "no group"),
+        ] {
+            let mut args = BASE.to_vec();
+            args.extend([option, value]);
+            let Err(error) = parse(&args) else {
+                panic!("{option} {value} accepted");
+            };
+            assert!(error.0.starts_with(option), "{}", error.0);
+            assert!(error.0.contains(says), "{}", error.0);
+        }
     }
 
     #[test]

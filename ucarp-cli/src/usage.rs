@@ -37,6 +37,12 @@ pub const USAGE: &str = concat!(
   --track-interval/--track-timeout <seconds> (default 2/2), --track-rise/--track-fall <n>
   (default 1/1), --track-weight <n> (default 1) apply to all)
 --startup-demote=<n>:<seconds>: demoted by <n> for <seconds> after start
+--no-demote-skew: do not add the demotion to the advertised skew (for UCARP peers)
+--control-socket=<path>: the control socket (default $RUNTIME_DIRECTORY or /run/ucarp,
+  <if>.<vhid>.sock; none to disable)
+--control-group=<group>: a group that may use the control socket too
+--metrics=<addr>:<port>: serve Prometheus metrics at http://<addr>:<port>/metrics
+--events=<fifo>: write one JSON line per transition to <fifo>
 --config=<file>: every setting from <file> (ucarp.toml(5)); SIGHUP reloads it
 --check-config=<file>: check <file>, say what is wrong, and exit (0 good, 1 bad)
 
@@ -47,6 +53,14 @@ Signals: SIGUSR1 logs the state, SIGUSR2 steps down, SIGTERM/SIGINT/SIGQUIT/SIGH
 exit: a running script is stopped, the --shutdown down script runs, then a master
 sends its leave advertisement. A second stop signal exits at once. With --config,
 SIGHUP reloads the file instead: only what changed is touched.
+
+Control a running daemon (through its control socket):
+  ucarp status [--json]                    every virtual host's state, master, counters
+  ucarp step-down [<vhid> | <if>:<vhid>]   masters step down, as SIGUSR2
+  ucarp demote (<vhid> | <if>:<vhid> | --group <name>) [<n>]   (default 128)
+  ucarp undemote (<vhid> | <if>:<vhid> | --group <name>)
+  ucarp reload                             reload --config's file, as SIGHUP
+  (--socket <path> picks one daemon when several run)
 
 Sample usage:
 

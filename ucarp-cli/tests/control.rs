@@ -459,3 +459,54 @@ fn systemd_notify_ready_status_and_watchdog() {
         .collect();
     assert!(pings.len() >= 5, "{text:?}");
 }
+
+/// Stderr connected to the journal (`$JOURNAL_STREAM` names it): every
+/// line carries its syslog priority as `<N>`, so `journalctl -p warning`
+/// finds the transitions.
+#[test]
+fn journal_lines_carry_their_priority() {
+    if !privileged("journal_lines_carry_their_priority") {
+        return;
+    }
+    use std::os::fd::AsFd;
+    let lab = Lab::new(1);
+    let (reader, writer) = std::io::pipe().unwrap();
+    let stat = nix::sys::stat::fstat(writer.as_fd()).unwrap();
+    let mut command = lab.command(0, peers::ours().to_str().unwrap());
+    command
+        .env("JOURNAL_STREAM", format!("{}:{}", stat.st_dev, stat.st_ino))
+        .args([
+            "-i",
+            "eth0",
+            "-s",
+            &lab.addr(0).to_string(),
+            "-v",
+            "7",
+            "-p",
+            "x",
+        ])
+        .args(["-a", peers::VIP, "-f", "none"])
+        .stdout(std::process::Stdio::null())
+        .stderr(writer);
+    let mut child = command.spawn().unwrap();
+    drop(command);
+    let mut lines = BufReader::new(reader).lines();
+    let mut seen = Vec::new();
+    let found = loop {
+        let Some(Ok(line)) = lines.next() else {
+            break None;
+        };
+        seen.push(line.clone());
+        if line.contains("Switching to state: BACKUP") {
+            break Some(line);
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = found.unwrap_or_else(|| panic!("no transition logged: {seen:?}"));
+    assert!(
+        line.starts_with("<4>[WARNING] Switching to state: BACKUP"),
+        "{line}"
+    );
+    assert!(seen.iter().any(|l| l.starts_with("<6>[INFO] ")), "{seen:?}");
+}
