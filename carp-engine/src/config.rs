@@ -47,11 +47,16 @@ pub struct Config {
     pub demote_skew: bool,
     /// How equal intervals are decided.
     pub tie_break: TieBreak,
-    /// Counter of our first advertisement: the only randomness the engine
-    /// uses, supplied by the caller.
+    /// Counter our adverts start from, supplied by the caller: the wall
+    /// clock's milliseconds × 2^16 (plus random low bits), so that counters
+    /// grow across restarts (carp-io's `initial_counter()`). Our counters
+    /// then never fall behind it plus the time since start (see
+    /// [`crate::replay`]).
     pub initial_counter: u64,
     /// How long a step-down keeps us deaf before we behave as a fresh backup.
     pub step_down_hold: Duration,
+    /// Which replays are refused ([`crate::replay`]); enforce by default.
+    pub replay: crate::replay::ReplayMode,
 }
 
 /// A configuration the engine refuses.
@@ -97,6 +102,7 @@ impl Config {
             tie_break: TieBreak::default(),
             initial_counter,
             step_down_hold: Duration::from_secs(3),
+            replay: crate::replay::ReplayMode::default(),
         }
     }
 

@@ -14,6 +14,7 @@ use carp_proto::AdvertRepr;
 
 use crate::config::{Config, ConfigError};
 use crate::election::{self, Claim, Verdict};
+use crate::replay::{Candidate, Checked, Refusal, ReplayGuard, ReplayMode};
 use crate::time::{Interval, Time};
 
 /// Consecutive send failures after which we advertise a poor skew, and
@@ -27,6 +28,17 @@ const DEMOTE_ADVSKEW_CAP: u16 = 240;
 /// advbase and advskew of the advertisement a leaving master sends: every
 /// CARP backup sees an interval it will time out on and takes over at once.
 pub const LEAVE_ADVBASE: u8 = 255;
+/// One step of our counter (see `Engine::queue_advert`).
+const LANE: u64 = 1 << 16;
+
+/// A byte that differs between addresses (their last).
+fn address_byte(addr: IpAddr) -> u8 {
+    match addr {
+        IpAddr::V4(v4) => v4.octets()[3],
+        IpAddr::V6(v6) => v6.octets()[15],
+    }
+}
+
 /// See [`LEAVE_ADVBASE`].
 pub const LEAVE_ADVSKEW: u8 = 255;
 /// Adverts after a takeover (or after hearing a weaker master) at which one
@@ -213,6 +225,23 @@ pub struct EngineStats {
     pub adverts_sent: u64,
     /// Transitions.
     pub transitions: u64,
+    /// Authenticated adverts refused as replays (see [`crate::replay`]).
+    pub adverts_refused: u64,
+    /// Adverts the replay rules would refuse, accepted in permissive mode.
+    pub adverts_tolerated: u64,
+}
+
+/// What [`Engine::handle_advert`] did with an advert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdvertOutcome {
+    /// Acted on.
+    Accepted,
+    /// Acted on although the replay rules refuse it (permissive mode).
+    Tolerated(Refusal),
+    /// Refused as a replay: no effect at all.
+    Refused(Refusal),
+    /// Not for us now (another vhid, our own, or we are deaf).
+    Ignored,
 }
 
 /// The election state machine of one virtual host.
@@ -247,6 +276,17 @@ pub struct Engine {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Transition>,
     stats: EngineStats,
+    /// Accepted counters, for replay protection.
+    replay: ReplayGuard,
+    /// The master a backup follows: where a leave advert may come from.
+    following: Option<IpAddr>,
+    /// The counter of our last advert sent.
+    last_sent: Option<u64>,
+    /// When the engine started, and the latest time it was given: our
+    /// counters never fall behind `initial_counter` + the milliseconds
+    /// since start × 2^16.
+    started: Time,
+    now: Time,
 }
 
 impl Engine {
@@ -273,6 +313,11 @@ impl Engine {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: EngineStats::default(),
+            replay: ReplayGuard::default(),
+            following: None,
+            last_sent: None,
+            started: now,
+            now,
         };
         let hook = (!engine.config.neutral).then_some(Hook::Down);
         engine.transition(now, State::Backup, Reason::Startup, hook);
@@ -323,6 +368,7 @@ impl Engine {
     /// one advert's latency rather than at the next interval; a backup
     /// simply advertises it when it next becomes master and ranks by it.
     pub fn handle_demote(&mut self, now: Time, demote: u8) {
+        self.now = self.now.max(now);
         if demote == self.demote || self.stopped {
             return;
         }
@@ -367,6 +413,7 @@ impl Engine {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.now = self.now.max(now);
         for timer in TIMERS {
             match self.timers.get(timer) {
                 Some(due) if due <= now => self.fire(timer, due, now),
@@ -399,18 +446,29 @@ impl Engine {
     }
 
     /// An advertisement that the I/O layer has parsed and authenticated,
-    /// received at `now` from `src` (notes §5).
-    pub fn handle_advert(&mut self, now: Time, src: IpAddr, advert: &AdvertRepr) {
+    /// received at `now` from `src` (notes §5). Replays are refused first
+    /// (see [`crate::replay`]): a refused advert has no effect at all.
+    pub fn handle_advert(&mut self, now: Time, src: IpAddr, advert: &AdvertRepr) -> AdvertOutcome {
+        self.now = self.now.max(now);
         if !self.is_listening() || advert.vhid != self.config.vhid() || self.config.is_own(src) {
             self.stats.adverts_ignored += 1;
-            return;
+            return AdvertOutcome::Ignored;
         }
+        let outcome = match self.check_replay(now, src, advert) {
+            Ok(outcome) => outcome,
+            Err(refusal) => {
+                self.stats.adverts_refused += 1;
+                return AdvertOutcome::Refused(refusal);
+            }
+        };
         self.stats.adverts_accepted += 1;
         if src.is_ipv4() {
             self.last_ipv4_heard = Some(now);
         }
-        // UCARP continues from the counter of the last advert it accepted.
-        self.send_counter = advert.counter;
+        // UCARP continues from the counter of the last advert it accepted;
+        // so do we, but never going back, and in our own lane (see
+        // `queue_advert`).
+        self.send_counter = self.send_counter.max(self.lane_below(advert.counter));
         self.heard_counter = Some((src, advert.counter));
         let theirs = Claim {
             demote: advert.demote,
@@ -422,8 +480,59 @@ impl Engine {
             State::Backup => self.backup_hears(now, theirs),
             State::Init => {}
         }
+        outcome
     }
 
+    /// The replay rules of [`Config::replay`]: `Err` to refuse, else what
+    /// to report. An advert acted on is remembered.
+    fn check_replay(
+        &mut self,
+        now: Time,
+        src: IpAddr,
+        advert: &AdvertRepr,
+    ) -> Result<AdvertOutcome, Refusal> {
+        let mode = self.config.replay;
+        if mode == ReplayMode::Off {
+            return Ok(AdvertOutcome::Accepted);
+        }
+        let candidate = Candidate {
+            src,
+            counter: advert.counter,
+            leave: (advert.advbase, advert.advskew) == (LEAVE_ADVBASE, LEAVE_ADVSKEW),
+        };
+        let stale_below = (mode == ReplayMode::Strict).then(|| {
+            let slack = (crate::replay::STRICT_SLACK.as_millis() as u64) << 16;
+            self.config.initial_counter.saturating_sub(slack)
+        });
+        let backup = self.state == State::Backup;
+        let checked = self.replay.check(
+            now,
+            candidate,
+            backup,
+            self.following,
+            self.last_sent,
+            stale_below,
+        );
+        let (checked, outcome) = match checked {
+            Ok(checked) => (checked, AdvertOutcome::Accepted),
+            Err(refusal) if mode == ReplayMode::Permissive => {
+                self.stats.adverts_tolerated += 1;
+                (Checked::Fresh, AdvertOutcome::Tolerated(refusal))
+            }
+            Err(Refusal::OwnCounter) => {
+                // A replay of ours, or a peer in our lane (1 in 65,536)
+                // that took the same counter from the same master: step
+                // out of its way, by an amount that depends on its address
+                // (so that it, doing the same, does not follow us).
+                let hop = 1 + u64::from(address_byte(src));
+                self.send_counter = self.send_counter.wrapping_add(hop << 16);
+                return Err(Refusal::OwnCounter);
+            }
+            Err(refusal) => return Err(refusal),
+        };
+        self.replay.accept(now, candidate, checked);
+        Ok(outcome)
+    }
     fn master_hears(&mut self, now: Time, theirs: Claim) {
         let ours = Claim {
             addr: self.tie_address(now, theirs.addr),
@@ -485,6 +594,7 @@ impl Engine {
     /// Re-arms the master-down timer for a master announcing `interval`,
     /// heard at `now`: exact, measured from this advert.
     fn follow(&mut self, now: Time, interval: Interval) {
+        self.following = self.heard_counter.map(|(src, _)| src);
         self.master_interval = interval;
         self.last_heard = now;
         self.timers
@@ -494,6 +604,7 @@ impl Engine {
     fn listen_as_fresh_backup(&mut self, now: Time) {
         self.timers.stop(Timer::StepDownHold);
         self.follow(now, self.config.interval());
+        self.following = None;
     }
 
     fn take_over(&mut self, now: Time, reason: Reason) {
@@ -569,8 +680,16 @@ impl Engine {
         }
     }
 
+    /// Our counters step by 2^16 and keep the low 16 bits of the start
+    /// counter (random, from the caller): our lane. Two nodes that adopt
+    /// the same counter from a master that died then still send different
+    /// counters (else each would refuse the other's as a repeat of its own).
     fn queue_advert(&mut self, advbase: u8, advskew: u8) {
-        self.send_counter = self.send_counter.wrapping_add(1);
+        self.send_counter = self
+            .send_counter
+            .wrapping_add(LANE)
+            .max(self.counter_floor());
+        self.last_sent = Some(self.send_counter);
         self.stats.adverts_sent += 1;
         self.transmits.push_back(Transmit::Advert(AdvertRepr {
             vhid: self.config.vhid(),
@@ -582,7 +701,36 @@ impl Engine {
         }));
     }
 
+    /// The highest counter in our lane that is at most `counter`, so that
+    /// the next one we send is above it.
+    fn lane_below(&self, counter: u64) -> u64 {
+        let lane = self.config.initial_counter & (LANE - 1);
+        let aligned = (counter & !(LANE - 1)) | lane;
+        if aligned > counter {
+            aligned.wrapping_sub(LANE)
+        } else {
+            aligned
+        }
+    }
+
+    /// What our counter never falls behind: the start counter plus the
+    /// milliseconds since start × 2^16. With a start counter from the wall
+    /// clock (as carp-io gives), our counters keep up with it, so a restart
+    /// continues above every counter of the previous run. 0 once that
+    /// would overflow (a random start counter near the top).
+    fn counter_floor(&self) -> u64 {
+        let elapsed = self.now.saturating_since(self.started).as_millis() as u64;
+        self.config
+            .initial_counter
+            .checked_add(elapsed << 16)
+            .unwrap_or(0)
+    }
+
     fn transition(&mut self, now: Time, to: State, reason: Reason, hook: Option<Hook>) {
+        self.now = self.now.max(now);
+        if to != State::Backup {
+            self.following = None;
+        }
         self.stats.transitions += 1;
         self.events.push_back(Transition {
             at: now,
@@ -627,6 +775,7 @@ impl Engine {
     /// UCARP there is no 10 s sleep: the caller reports changes as they come.
     /// Ignored with `ignore_link_state`.
     pub fn handle_link_change(&mut self, now: Time, up: bool) {
+        self.now = self.now.max(now);
         if self.config.ignore_link_state || self.stopped || up == self.link_up {
             return;
         }
@@ -648,6 +797,7 @@ impl Engine {
     /// first, it takes the address again (up hook, gratuitous ARP) after the
     /// master-down time. A backup only listens afresh.
     pub fn handle_interface_reset(&mut self, now: Time) {
+        self.now = self.now.max(now);
         if self.stopped {
             return;
         }
@@ -665,6 +815,7 @@ impl Engine {
     /// hold time, then listens as a fresh backup. Returns whether it stepped
     /// down (a backup has nothing to step down from).
     pub fn step_down(&mut self, now: Time) -> bool {
+        self.now = self.now.max(now);
         if self.state != State::Master || self.stopped {
             return false;
         }
@@ -681,6 +832,7 @@ impl Engine {
     /// takes over at once instead of waiting out the master-down time; the
     /// down hook runs only if `run_down_hook` (UCARP's `--shutdown`).
     pub fn shutdown(&mut self, now: Time, run_down_hook: bool) {
+        self.now = self.now.max(now);
         if self.stopped {
             return;
         }

@@ -42,13 +42,15 @@ mod config;
 pub mod election;
 mod engine;
 pub mod fuzzing;
+pub mod replay;
 pub mod sim;
 pub mod time;
 
 pub use config::{Config, ConfigError};
 pub use election::{Claim, TieBreak};
 pub use engine::{
-    Engine, EngineStats, Hook, Reason, State, Transition, Transmit, DEGRADED_ADVSKEW,
-    LEAVE_ADVBASE, LEAVE_ADVSKEW,
+    AdvertOutcome, Engine, EngineStats, Hook, Reason, State, Transition, Transmit,
+    DEGRADED_ADVSKEW, LEAVE_ADVBASE, LEAVE_ADVSKEW,
 };
+pub use replay::{Refusal, ReplayMode};
 pub use time::{Interval, Time};

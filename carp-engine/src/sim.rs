@@ -36,7 +36,9 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use crate::{Claim, Config, Engine, Hook, Interval, Reason, State, Time, Transition, Transmit};
+use crate::{
+    AdvertOutcome, Claim, Config, Engine, Hook, Interval, Reason, State, Time, Transition, Transmit,
+};
 use carp_proto::datagram::{AdvertDatagram, AdvertDatagram6};
 use carp_proto::receive::Received;
 use carp_proto::{
@@ -121,8 +123,12 @@ pub struct Node {
     pub arps: Vec<Time>,
     /// Adverts it sent.
     pub adverts_sent: u64,
-    /// Datagrams its receive filter refused, by cause.
+    /// Datagrams its receive filter refused, and adverts its engine
+    /// refused as replays, by cause.
     pub rejected: BTreeMap<&'static str, u64>,
+    /// Its wall clock's error, in milliseconds (negative: behind); its
+    /// start counter comes from it.
+    pub wall_offset_ms: i64,
 }
 
 impl Node {
@@ -167,6 +173,10 @@ pub struct Sim {
     pub block_ipv4: bool,
     /// Drop every IPv6 advert.
     pub block_ipv6: bool,
+    /// Record every datagram the nodes send (for replays).
+    pub capture: bool,
+    /// What was recorded: sender id and datagram.
+    pub captured: Vec<(usize, Vec<u8>)>,
 }
 
 impl Sim {
@@ -185,6 +195,8 @@ impl Sim {
             trace_adverts: false,
             block_ipv4: false,
             block_ipv6: false,
+            capture: false,
+            captured: Vec::new(),
         }
     }
 
@@ -226,6 +238,7 @@ impl Sim {
             arps: Vec::new(),
             adverts_sent: 0,
             rejected: BTreeMap::new(),
+            wall_offset_ms: 0,
         });
         let id = self.nodes.len() - 1;
         self.start(id);
@@ -234,7 +247,12 @@ impl Sim {
 
     fn start(&mut self, id: usize) {
         let mut config = self.nodes[id].config.clone();
-        config.initial_counter = self.rng.next_u64();
+        // As carp-io does: the wall clock's milliseconds × 2^16 and random
+        // low bits (the simulated wall clock starts in November 2026).
+        let wall_ms = (1_795_000_000_000
+            + self.now.since_origin().as_millis() as i64
+            + self.nodes[id].wall_offset_ms) as u64;
+        config.initial_counter = (wall_ms << 16) | (self.rng.next_u64() & 0xffff);
         let engine = Engine::new(config, self.now).expect("valid config");
         let node = &mut self.nodes[id];
         node.engine = Some(engine);
@@ -419,8 +437,12 @@ impl Sim {
             let (src, advert) = (received.src, received.advert);
             let engine = self.nodes[to].engine.as_mut().unwrap();
             let accepted_before = engine.stats().adverts_accepted;
-            engine.handle_advert(self.now, src, &advert);
-            if engine.stats().adverts_accepted > accepted_before {
+            let outcome = engine.handle_advert(self.now, src, &advert);
+            let accepted = engine.stats().adverts_accepted > accepted_before;
+            if let AdvertOutcome::Refused(refusal) = outcome {
+                *self.nodes[to].rejected.entry(refusal.label()).or_default() += 1;
+            }
+            if accepted {
                 let interval = Interval::new(advert.advbase, advert.advskew);
                 self.nodes[to].last_accepted = Some((self.now, interval));
             }
@@ -474,6 +496,9 @@ impl Sim {
         }
         for src in own_addrs(&self.nodes[from].config) {
             let bytes = self.datagram(src, advert);
+            if self.capture && !bytes.is_empty() {
+                self.captured.push((from, bytes.clone()));
+            }
             for to in 0..self.nodes.len() {
                 if to == from || self.rng.chance(self.loss_percent) {
                     continue;
@@ -670,6 +695,17 @@ impl Sim {
                 continue;
             }
             self.enqueue(to, None, bytes.clone());
+        }
+    }
+
+    /// A datagram from outside (a replay of a captured one), now, to every
+    /// node; the same loss, partitions (group 0) and checks apply.
+    pub fn inject_bytes(&mut self, bytes: &[u8]) {
+        for to in 0..self.nodes.len() {
+            if self.rng.chance(self.loss_percent) {
+                continue;
+            }
+            self.enqueue(to, None, bytes.to_vec());
         }
     }
 

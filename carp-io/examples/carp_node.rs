@@ -98,7 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .transpose()?
             .unwrap_or(default))
     };
-    let mut engine = Config::new(auth, src, carp_io::random_u64()?)
+    let mut engine = Config::new(auth, src, carp_io::initial_counter()?)
         .with_interval(parse_or("advbase", 1)? as u8, parse_or("advskew", 0)? as u8)
         .with_deadratio(parse_or("deadratio", 3)?)
         .with_preempt(args.contains_key("preempt"));

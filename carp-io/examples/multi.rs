@@ -50,8 +50,8 @@ impl Setup {
             .map(|i| IpAddr::V4(Ipv4Addr::new(10, 98, vhid, i)))
             .collect();
         let auth = VirtualHostAuth::new(&self.password, vhid, &addresses)?;
-        let engine =
-            Config::new(auth, self.src, carp_io::random_u64()?).with_interval(self.advbase, skew);
+        let engine = Config::new(auth, self.src, carp_io::initial_counter()?)
+            .with_interval(self.advbase, skew);
         let mut config = VirtualHostConfig::new(&self.iface, engine);
         if let Some(group) = self.groups.get(&vhid) {
             config.group = *group;

@@ -12,7 +12,7 @@
 //!
 //! let vip = Ipv4Addr::new(10, 1, 1, 252);
 //! let auth = VirtualHostAuth::new(&Password::new(b"love")?, 42, &[IpAddr::V4(vip)])?;
-//! let engine = Config::new(auth, Ipv4Addr::new(10, 1, 1, 1), carp_io::random_u64()?);
+//! let engine = Config::new(auth, Ipv4Addr::new(10, 1, 1, 1), carp_io::initial_counter()?);
 //! let hooks = move |t: &Transition| match t.hook {
 //!     Some(Hook::Up) => println!("take {vip}"),
 //!     Some(Hook::Down) => println!("release {vip}"),
@@ -62,4 +62,15 @@ pub use vhost::{TrackedInterface, VirtualHostConfig, VirtualHostId};
 /// give, the node does not start.
 pub fn random_u64() -> Result<u64, IoError> {
     getrandom::u64().map_err(|e| IoError::Random(e.to_string()))
+}
+
+/// The counter a virtual host's adverts start from: the wall clock in
+/// milliseconds × 2^16, with 16 random low bits (see
+/// `carp_engine::replay`). Counters then grow across restarts, so peers
+/// can refuse adverts of an earlier run as replays.
+pub fn initial_counter() -> Result<u64, IoError> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Ok((ms << 16) | (random_u64()? & 0xffff))
 }

@@ -138,6 +138,8 @@ pub struct VirtualHostSpec {
     /// Also add the demotion to the advertised skew for UCARP peers
     /// (config `demote-skew`, default true).
     pub demote_skew: bool,
+    /// Which replays are refused (`--replay`, config `replay`).
+    pub replay: carp_engine::ReplayMode,
     /// Demotion group: members share one demotion (config `demote-group`).
     pub demote_group: Option<String>,
     /// Demotion for a while after start: how much and how long (config
@@ -192,6 +194,7 @@ impl VirtualHostSpec {
             track_scripts: Vec::new(),
             demote: 0,
             demote_skew: true,
+            replay: carp_engine::ReplayMode::default(),
             demote_group: None,
             startup_demote: (0, Duration::ZERO),
             scripts: ScriptSpec::default(),
@@ -269,7 +272,7 @@ impl VirtualHostSpec {
 
     /// The runtime's configuration and the scripts' configuration.
     /// `initial_counter` seeds the replay counter (use
-    /// [`crate::random_u64`]). Range checks are the engine's
+    /// [`crate::initial_counter`]). Range checks are the engine's
     /// ([`carp_engine::Config::validate`], run when the virtual host is
     /// added). An IPv6 virtual host without an IPv6 source reads the
     /// interface's link-local address here, so the interface must exist.
@@ -330,6 +333,7 @@ impl VirtualHostSpec {
         config.startup_demote = self.startup_demote;
         config.engine.demote = self.demote;
         config.engine.demote_skew = self.demote_skew;
+        config.engine.replay = self.replay;
         config.hook_wait = scripts.longest_wait();
         Ok((config, scripts))
     }

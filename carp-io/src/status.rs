@@ -26,8 +26,11 @@ pub struct CounterSnapshot {
     /// State transitions.
     pub transitions: u64,
     /// Received packets rejected, by cause (`bad_ttl`, `bad_digest`, …; see
-    /// `carp_proto::Rejected::label`).
+    /// `carp_proto::Rejected::label`; replays: `carp_engine::Refusal::label`).
     pub rejected: BTreeMap<&'static str, u64>,
+    /// Adverts accepted in permissive replay mode although the replay
+    /// rules refuse them.
+    pub replays_tolerated: u64,
 }
 
 impl Default for CounterSnapshot {
@@ -40,6 +43,7 @@ impl Default for CounterSnapshot {
             arps_sent: 0,
             transitions: 0,
             rejected: BTreeMap::new(),
+            replays_tolerated: 0,
         }
     }
 }

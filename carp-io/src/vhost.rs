@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use carp_engine::{Engine, Hook, State, Time, Transition, Transmit, LEAVE_ADVBASE, LEAVE_ADVSKEW};
+use carp_engine::{
+    AdvertOutcome, Engine, Hook, Refusal, State, Time, Transition, Transmit, LEAVE_ADVBASE,
+    LEAVE_ADVSKEW,
+};
 use carp_proto::arp::GratuitousArp;
 use carp_proto::datagram::{AdvertDatagram, AdvertDatagram6};
 use carp_proto::ndp::NeighborAdvert;
@@ -541,12 +544,18 @@ impl VirtualHost {
                     datagram.advert.demote
                 );
                 let src = datagram.src;
+                let counter = datagram.advert.counter;
+                let outcome = self.engine.handle_advert(now, src, &datagram.advert);
+                match outcome {
+                    AdvertOutcome::Refused(refusal) => {
+                        self.refuse(src, counter, refusal);
+                        return;
+                    }
+                    AdvertOutcome::Tolerated(refusal) => self.tolerate(src, counter, refusal),
+                    AdvertOutcome::Accepted | AdvertOutcome::Ignored => {}
+                }
                 self.with_status(|s| s.counters.accepted += 1);
-                let accepted = self.engine.stats().adverts_accepted;
-                self.engine.handle_advert(now, src, &datagram.advert);
-                if self.engine.stats().adverts_accepted > accepted
-                    && self.engine.state() == State::Backup
-                {
+                if outcome != AdvertOutcome::Ignored && self.engine.state() == State::Backup {
                     let advert = MasterAdvert {
                         advbase: datagram.advert.advbase,
                         advskew: datagram.advert.advskew,
@@ -563,6 +572,26 @@ impl VirtualHost {
             }
             Err(rejected) => self.reject(received.src, rejected),
         }
+    }
+
+    /// An authenticated advert refused as a replay: counted, and logged at
+    /// most once a period per cause, naming the source.
+    fn refuse(&mut self, src: IpAddr, counter: u64, refusal: Refusal) {
+        self.with_status(|s| s.counters.reject(refusal.label()));
+        self.rejections.record(Instant::now(), refusal.label(), || {
+            format!("advert from {src} (counter {counter:#x}) refused: {refusal}")
+        });
+    }
+
+    /// Permissive mode: accepted, but what would have been refused is
+    /// counted and logged.
+    fn tolerate(&mut self, src: IpAddr, counter: u64, refusal: Refusal) {
+        self.with_status(|s| s.counters.replays_tolerated += 1);
+        self.rejections.record(Instant::now(), "tolerated_replay", || {
+            format!(
+                "advert from {src} (counter {counter:#x}) accepted in permissive replay mode, but it is {refusal}"
+            )
+        });
     }
 
     fn reject(&mut self, src: IpAddr, rejected: Rejected) {

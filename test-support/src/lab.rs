@@ -514,6 +514,10 @@ impl Capture {
                 "exec",
                 &lab.bridge_ns(),
                 "tcpdump",
+                // Each packet handed over at once: without it the last
+                // second's packets (the ring's block timeout) are lost at
+                // the stop.
+                "--immediate-mode",
                 "-i",
                 "br0",
                 "-U",

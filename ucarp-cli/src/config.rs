@@ -285,6 +285,7 @@ struct RawVhost {
     track_scripts: Option<Spanned<Vec<Spanned<RawTrackScript>>>>,
     demote: Option<Spanned<i64>>,
     demote_skew: Option<Spanned<bool>>,
+    replay: Option<Spanned<String>>,
     demote_group: Option<Spanned<String>>,
     startup_demote: Option<Spanned<i64>>,
     startup_demote_for: Option<Spanned<i64>>,
@@ -399,6 +400,7 @@ impl RawVhost {
             track_scripts: or(&self.track_scripts, &defaults.track_scripts),
             demote: or(&self.demote, &defaults.demote),
             demote_skew: or(&self.demote_skew, &defaults.demote_skew),
+            replay: or(&self.replay, &defaults.replay),
             demote_group: or(&self.demote_group, &defaults.demote_group),
             startup_demote: or(&self.startup_demote, &defaults.startup_demote),
             startup_demote_for: or(&self.startup_demote_for, &defaults.startup_demote_for),
@@ -541,6 +543,10 @@ impl Checker<'_> {
         }
         if let Some(v) = &raw.demote_skew {
             spec.demote_skew = *v.get_ref();
+        }
+        if let Some(v) = &raw.replay {
+            spec.replay = options::replay_mode(v.get_ref(), "replay")
+                .map_err(|e| Located::new(v.span(), e))?;
         }
         if let Some(group) = &raw.demote_group {
             if group.get_ref().is_empty() {

@@ -278,7 +278,7 @@ fn open(
     let mut scripts = Vec::new();
     for vhost in &plan.vhosts {
         let (config, script_config) = vhost
-            .build(carp_io::random_u64()?)
+            .build(carp_io::initial_counter()?)
             .map_err(|e| format!("{}: {e}", vhost.id()))?;
         runtime
             .add(config, Box::new(NoHooks))

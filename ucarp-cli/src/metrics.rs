@@ -271,6 +271,12 @@ fn families(status: &RuntimeStatus) -> Vec<Family<'static>> {
             samples: rejected,
         },
         Family {
+            name: "ucarp_vhost_replays_tolerated",
+            help: "Adverts the replay rules refuse, accepted in permissive mode.",
+            kind: counter,
+            samples: per_vhost(&|v| v.counters.replays_tolerated as f64),
+        },
+        Family {
             name: "ucarp_interface_rejected",
             help: "Packets no virtual host could claim, by cause.",
             kind: counter,

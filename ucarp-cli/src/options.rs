@@ -102,6 +102,9 @@ pub struct RawArgs {
     /// do not see it).
     #[arg(long = "no-demote-skew")]
     no_demote_skew: bool,
+    /// enforce, strict, permissive or off.
+    #[arg(long = "replay")]
+    replay: Option<String>,
     /// The control socket's path, or `none`.
     #[arg(long = "control-socket")]
     control_socket: Option<String>,
@@ -255,6 +258,23 @@ impl std::fmt::Display for UsageError {
 
 fn fail<T>(message: String) -> Result<T, UsageError> {
     Err(UsageError(message))
+}
+
+/// `enforce`, `strict`, `permissive` or `off`.
+pub(crate) fn replay_mode(
+    value: &str,
+    option: &str,
+) -> Result<carp_engine::ReplayMode, UsageError> {
+    use carp_engine::ReplayMode;
+    match value {
+        "enforce" => Ok(ReplayMode::Enforce),
+        "strict" => Ok(ReplayMode::Strict),
+        "permissive" => Ok(ReplayMode::Permissive),
+        "off" => Ok(ReplayMode::Off),
+        other => fail(format!(
+            "{option}: {other:?} is not enforce, strict, permissive or off"
+        )),
+    }
 }
 
 fn required<'a>(value: &'a Option<String>, option: &str) -> Result<&'a str, UsageError> {
@@ -701,6 +721,7 @@ impl RawArgs {
             (!self.track_script.is_empty(), "--track-script"),
             (self.startup_demote.is_some(), "--startup-demote"),
             (self.no_demote_skew, "--no-demote-skew"),
+            (self.replay.is_some(), "--replay"),
             (self.control_socket.is_some(), "--control-socket"),
             (self.control_group.is_some(), "--control-group"),
             (self.metrics.is_some(), "--metrics"),
@@ -825,6 +846,9 @@ impl RawArgs {
             )?);
         }
         vhost.demote_skew = !self.no_demote_skew;
+        if let Some(mode) = &self.replay {
+            vhost.replay = replay_mode(mode, "--replay")?;
+        }
         if let Some(given) = &self.startup_demote {
             let option = "--startup-demote";
             let Some((demote, seconds)) = given.split_once(':') else {
@@ -1262,6 +1286,32 @@ mod tests {
             panic!("accepted");
         };
         assert!(error.0.contains("--track-fall"), "{}", error.0);
+    }
+
+    #[test]
+    fn replay_modes() {
+        assert_eq!(
+            parse(&BASE).unwrap().vhost.replay,
+            carp_engine::ReplayMode::Enforce
+        );
+        for (given, mode) in [
+            ("strict", carp_engine::ReplayMode::Strict),
+            ("permissive", carp_engine::ReplayMode::Permissive),
+            ("off", carp_engine::ReplayMode::Off),
+        ] {
+            let mut args = BASE.to_vec();
+            args.extend(["--replay", given]);
+            assert_eq!(parse(&args).unwrap().vhost.replay, mode);
+        }
+        let mut args = BASE.to_vec();
+        args.extend(["--replay", "sometimes"]);
+        let Err(error) = parse(&args) else {
+            panic!("accepted")
+        };
+        assert_eq!(
+            error.0,
+            "--replay: \"sometimes\" is not enforce, strict, permissive or off"
+        );
     }
 
     #[test]

@@ -97,6 +97,7 @@ fn differences(old: &VirtualHostSpec, new: &VirtualHostSpec) -> Vec<&'static str
         (old.demote != new.demote, "demote"),
         (old.demote_group != new.demote_group, "demote-group"),
         (old.demote_skew != new.demote_skew, "demote-skew"),
+        (old.replay != new.replay, "replay"),
         (old.startup_demote != new.startup_demote, "startup-demote"),
         (old.scripts.up != new.scripts.up, "upscript"),
         (old.scripts.down != new.scripts.down, "downscript"),
@@ -259,7 +260,7 @@ impl Reloader {
 /// exist.
 fn prepare(spec: &VirtualHostSpec) -> Result<Prepared, String> {
     let info = crate::check_interface(spec).map_err(|e| format!("interface: {e}"))?;
-    let random = carp_io::random_u64().map_err(|e| e.to_string())?;
+    let random = carp_io::initial_counter().map_err(|e| e.to_string())?;
     let (config, scripts) = spec.build_on(random, &info).map_err(|e| e.to_string())?;
     let hooks = ScriptHooks::new(scripts).map_err(|e| e.to_string())?;
     Ok(Prepared {

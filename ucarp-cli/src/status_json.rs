@@ -70,6 +70,7 @@ fn virtual_host(v: &VirtualHostStatus) -> Value {
             "arps_sent": c.arps_sent,
             "transitions": c.transitions,
             "rejected": c.rejected,
+            "replays_tolerated": c.replays_tolerated,
         },
         "scripts": {
             "running": v.hooks.running.as_ref().map(hook_run),

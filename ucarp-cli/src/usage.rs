@@ -38,6 +38,8 @@ pub const USAGE: &str = concat!(
   (default 1/1), --track-weight <n> (default 1) apply to all)
 --startup-demote=<n>:<seconds>: demoted by <n> for <seconds> after start
 --no-demote-skew: do not add the demotion to the advertised skew (for UCARP peers)
+--replay=<mode>: refuse replayed adverts: enforce (default; safe with UCARP peers),
+  strict (every peer is ucarp-rs), permissive (count and log only), off
 --control-socket=<path>: the control socket (default $RUNTIME_DIRECTORY or /run/ucarp,
   <if>.<vhid>.sock; none to disable)
 --control-group=<group>: a group that may use the control socket too
