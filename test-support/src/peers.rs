@@ -178,3 +178,23 @@ pub fn ours() -> std::path::PathBuf {
     );
     path
 }
+
+/// Waits until our daemon for vhid 7 on `host` has accepted `n` adverts
+/// (its control socket says so): a leave advert counts only from a master
+/// it has heard.
+pub fn wait_heard(lab: &Lab, host: usize, n: u64, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let heard = crate::control::vhost(&lab.control_socket(host, 7)).map_or(0, |v| {
+            v["counters"]["adverts_received"].as_u64().unwrap_or(0)
+        });
+        if heard >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "host {host} heard {heard} adverts, not {n}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -84,7 +84,8 @@ fn peers_elect_one_master_where_multicast_is_dropped() {
 
     let a = peer_node(&lab, 0, 2, &["-k", "0"]);
     a.wait_for("a backup", 3 * SECOND, |l| l.contains("state: BACKUP"));
-    std::thread::sleep(SECOND);
+    // A leave advert counts only from the master a follows.
+    peers::wait_heard(&lab, 0, 1, 3 * SECOND);
     let mark = a.mark();
     b.signal(Signal::SIGTERM);
     let takeover = a.wait_for_after(mark, "a master again", 2 * SECOND, is_master);
@@ -140,11 +141,11 @@ fn adverts_from_anyone_but_a_peer_are_refused() {
         &[IpAddr::V4(VIP.parse().unwrap())],
     )
     .unwrap();
-    let leave = |counter: u64| {
+    let advert = |counter: u64, advbase: u8, advskew: u8| {
         AdvertRepr {
             vhid: 7,
-            advbase: 255,
-            advskew: 255,
+            advbase,
+            advskew,
             demote: 0,
             counter,
             digest: auth.sign(counter),
@@ -152,13 +153,15 @@ fn adverts_from_anyone_but_a_peer_are_refused() {
         .to_bytes()
     };
     let target = SocketAddr::new(IpAddr::V4(lab.addr(1)), 0);
-    let send_from = |host: usize, counter: u64| {
+    let send = |host: usize, counter: u64, advbase: u8, advskew: u8| {
         lab.in_ns(host, || {
             let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
             socket.set_ttl_v4(255).unwrap();
-            socket.send_to(&leave(counter), &target.into()).unwrap();
+            let datagram = advert(counter, advbase, advskew);
+            socket.send_to(&datagram, &target.into()).unwrap();
         })
     };
+    let send_from = |host: usize, counter: u64| send(host, counter, 255, 255);
     // Host 2 is not b's peer.
     send_from(2, 1);
     send_from(2, 2);
@@ -167,9 +170,10 @@ fn adverts_from_anyone_but_a_peer_are_refused() {
     assert!(line.contains("BACKUP"), "{line}");
     assert_eq!(status_count(&line, "not_a_peer"), 2, "{line}");
     assert!(!b.lines().iter().any(|l| is_master(l)));
-    // Host 0 is.
+    // Host 0 is: an advert (b then follows it), then its leave advert.
     let mark = b.mark();
-    send_from(0, 3);
+    send(0, 3, 10, 0);
+    send_from(0, 4);
     let takeover = b.wait_for_after(mark, "b master", 2 * SECOND, is_master);
     assert!(takeover.contains("leave advertisement"), "{takeover}");
 }
