@@ -14,7 +14,7 @@ use carp_proto::AdvertRepr;
 
 use crate::config::{Config, ConfigError};
 use crate::election::{self, Claim, Verdict};
-use crate::replay::{Candidate, Checked, Refusal, ReplayGuard, ReplayMode};
+use crate::replay::{Candidate, Checked, Refusal, ReplayGuard, ReplayMode, LANE};
 use crate::time::{Interval, Time};
 
 /// Consecutive send failures after which we advertise a poor skew, and
@@ -28,17 +28,6 @@ const DEMOTE_ADVSKEW_CAP: u16 = 240;
 /// advbase and advskew of the advertisement a leaving master sends: every
 /// CARP backup sees an interval it will time out on and takes over at once.
 pub const LEAVE_ADVBASE: u8 = 255;
-/// One step of our counter (see `Engine::queue_advert`).
-const LANE: u64 = 1 << 16;
-
-/// A byte that differs between addresses (their last).
-fn address_byte(addr: IpAddr) -> u8 {
-    match addr {
-        IpAddr::V4(v4) => v4.octets()[3],
-        IpAddr::V6(v6) => v6.octets()[15],
-    }
-}
-
 /// See [`LEAVE_ADVBASE`].
 pub const LEAVE_ADVSKEW: u8 = 255;
 /// Adverts after a takeover (or after hearing a weaker master) at which one
@@ -250,8 +239,8 @@ pub struct Engine {
     config: Config,
     state: State,
     timers: Timers,
-    /// The counter our next advert continues from: our last one, or the
-    /// last one we accepted (UCARP continues from a peer's counter).
+    /// The counter our next advert continues from: our last one (we never
+    /// take a peer's, unlike UCARP; see `queue_advert`).
     send_counter: u64,
     /// The last accepted advert's source and counter, kept apart from
     /// ours: replay protection compares against what each peer sent.
@@ -335,8 +324,8 @@ impl Engine {
         self.state
     }
 
-    /// The counter our next advert continues from: that of the last advert
-    /// sent or accepted (UCARP's rule).
+    /// The counter our next advert continues from: our last one (or the
+    /// start counter).
     pub fn send_counter(&self) -> u64 {
         self.send_counter
     }
@@ -466,9 +455,9 @@ impl Engine {
             self.last_ipv4_heard = Some(now);
         }
         // UCARP continues from the counter of the last advert it accepted;
-        // so do we, but never going back, and in our own lane (see
-        // `queue_advert`).
-        self.send_counter = self.send_counter.max(self.lane_below(advert.counter));
+        // we do not: our counters keep their lane and follow the clock
+        // (see `queue_advert`), which keeps them growing across restarts
+        // and far from wrapping, and peers judge each lane by itself.
         self.heard_counter = Some((src, advert.counter));
         let theirs = Claim {
             demote: advert.demote,
@@ -518,15 +507,6 @@ impl Engine {
             Err(refusal) if mode == ReplayMode::Permissive => {
                 self.stats.adverts_tolerated += 1;
                 (Checked::Fresh, AdvertOutcome::Tolerated(refusal))
-            }
-            Err(Refusal::OwnCounter) => {
-                // A replay of ours, or a peer in our lane (1 in 65,536)
-                // that took the same counter from the same master: step
-                // out of its way, by an amount that depends on its address
-                // (so that it, doing the same, does not follow us).
-                let hop = 1 + u64::from(address_byte(src));
-                self.send_counter = self.send_counter.wrapping_add(hop << 16);
-                return Err(Refusal::OwnCounter);
             }
             Err(refusal) => return Err(refusal),
         };
@@ -681,9 +661,8 @@ impl Engine {
     }
 
     /// Our counters step by 2^16 and keep the low 16 bits of the start
-    /// counter (random, from the caller): our lane. Two nodes that adopt
-    /// the same counter from a master that died then still send different
-    /// counters (else each would refuse the other's as a repeat of its own).
+    /// counter (random, from the caller): this run's lane, by which peers
+    /// refuse replays of its older adverts (see [`crate::replay`]).
     fn queue_advert(&mut self, advbase: u8, advskew: u8) {
         self.send_counter = self
             .send_counter
@@ -699,18 +678,6 @@ impl Engine {
             counter: self.send_counter,
             digest: self.config.auth.sign(self.send_counter),
         }));
-    }
-
-    /// The highest counter in our lane that is at most `counter`, so that
-    /// the next one we send is above it.
-    fn lane_below(&self, counter: u64) -> u64 {
-        let lane = self.config.initial_counter & (LANE - 1);
-        let aligned = (counter & !(LANE - 1)) | lane;
-        if aligned > counter {
-            aligned.wrapping_sub(LANE)
-        } else {
-            aligned
-        }
     }
 
     /// What our counter never falls behind: the start counter plus the

@@ -7,19 +7,26 @@
 //! docs/PROTOCOL.md#replay-protection):
 //!
 //! 1. **Repeated**: a counter accepted before (any source, the last
-//!    [`WINDOW`] accepted) is refused. Any implementation's adverts are
+//!    [`WINDOW`] accepted) is refused. Every implementation's adverts are
 //!    distinct (ours count up, UCARP draws or counts), so only a replay
 //!    repeats one. The one exception is a dual-stack sender's copy of the
 //!    same advert on its other address family, accepted once within
 //!    [`TWIN_WINDOW`].
-//! 2. **Old**: once the adverts accepted count up (two steps in a row of at
-//!    most [`STEP`]: ours, and UCARP continuing from a peer's counter), a
-//!    counter not above the highest of that run is refused. That covers
-//!    every earlier advert of the run, with no memory per advert, whatever
-//!    source address a replayer writes on it.
+//! 2. **Old**: our counters step by 2^16 and keep the 16 random low bits
+//!    of their start counter: a *lane*, one per run of a node. Once two
+//!    adverts of a lane have been accepted a small step apart (a run of
+//!    ours), a counter of that lane not above the lane's highest is
+//!    refused: every earlier advert of that run, with no memory per
+//!    advert, whatever source address a replayer writes on it. A node that
+//!    restarts draws a new lane, so it is never judged by its earlier run's
+//!    counters (no lock-out, whatever its clock says), and a sender that
+//!    counts by 1 (UCARP continuing a peer's counter) never forms a lane
+//!    run: only rule 1 applies to it.
 //! 3. **Leave**: a leave advertisement is accepted only from the master a
-//!    backup follows, with a counter above the last one accepted from it.
-//! 4. **Loop**: a counter equal to the last one we sent (OpenBSD's check).
+//!    backup follows (either address of a dual-stack one), with a counter
+//!    above the last one accepted from it.
+//! 4. **Own**: a counter equal to the last one we sent (OpenBSD's loop
+//!    check; a replay of our own advert).
 //! 5. **Stale** (`strict` mode only, for clusters of ucarp-rs nodes): our
 //!    counters start from the wall clock (milliseconds × 2^16) and never
 //!    fall behind it, so a counter from before this node started (minus
@@ -27,11 +34,9 @@
 //!    UCARP's random counters fail that test about once in 160 adverts,
 //!    so it is not on by default.
 //!
-//! Counters of ours: `max(last + 1, start counter + elapsed ms × 2^16)`,
-//! and never below a counter accepted from a peer (UCARP continues from a
-//! peer's counter too). So they grow across restarts, and a node whose
-//! counters a peer refuses as old (its clock went back) catches up as soon
-//! as it hears that peer: see `Engine` and the simulator's replay tests.
+//! Our counters: `max(last + 2^16, start counter + elapsed ms × 2^16)`,
+//! never adopted from a peer: they stay far below 2^64 (no wrap) and grow
+//! across restarts.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -41,10 +46,14 @@ use crate::time::Time;
 
 /// Accepted counters remembered for rule 1.
 pub const WINDOW: usize = 1024;
-/// Largest step between two accepted counters that still counts as
-/// counting up (rule 2): about 4.6 hours of our millisecond-based growth;
-/// a random 64-bit counter lands in it once in 16 million.
+/// Largest step between two accepted counters of a lane that still makes
+/// a run (rule 2): about 4.6 hours of our millisecond-based growth; two
+/// random 64-bit counters of one lane are that close once in 2^24.
 pub const STEP: u64 = 1 << 40;
+/// A lane: the low 16 bits of a counter.
+pub const LANE: u64 = 1 << 16;
+/// Lanes remembered for rule 2 (most recently used).
+const LANES: usize = 16;
 /// How long after an advert its copy on the other address family is
 /// accepted (dual-stack senders send each advert on both).
 pub const TWIN_WINDOW: Duration = Duration::from_secs(1);
@@ -72,7 +81,7 @@ pub enum ReplayMode {
 pub enum Refusal {
     /// Its counter was accepted before.
     Repeated,
-    /// Its counter is not above the counting-up run accepted so far.
+    /// Its counter is not above its lane's run accepted so far.
     Old,
     /// A leave advert not from the master we follow.
     LeaveNotFromMaster,
@@ -102,7 +111,9 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Refusal::Repeated => "a replay (its counter was accepted before)",
-            Refusal::Old => "a replay (its counter is older than the adverts accepted since)",
+            Refusal::Old => {
+                "a replay (its counter is older than its sender's adverts accepted since)"
+            }
             Refusal::LeaveNotFromMaster => "a leave advert not from the master we follow",
             Refusal::LeaveNotNewer => "a leave advert older than that master's last advert",
             Refusal::OwnCounter => "our own last counter (a loop or a replay of ours)",
@@ -136,12 +147,19 @@ struct Seen {
 #[derive(Debug, Clone, Default)]
 pub struct ReplayGuard {
     window: VecDeque<Seen>,
-    /// The last accepted counter, and how many steps in a row counted up.
-    last: Option<u64>,
-    run: u8,
-    /// The highest counter of the current counting-up run.
-    high: u64,
+    /// Lanes heard, least recently used first.
+    lanes: VecDeque<Lane>,
     sources: VecDeque<(IpAddr, u64)>,
+}
+
+/// One lane's accepted counters.
+#[derive(Debug, Clone, Copy)]
+struct Lane {
+    lane: u64,
+    /// The highest counter accepted in it.
+    high: u64,
+    /// Two counters a small step apart were accepted: a run of ours.
+    run: bool,
 }
 
 /// What [`ReplayGuard::check`] found.
@@ -181,17 +199,25 @@ impl ReplayGuard {
                 Err(Refusal::Repeated)
             };
         }
-        if self.counting_up() && advert.counter <= self.high {
+        if self
+            .lane(advert.counter)
+            .is_some_and(|lane| lane.run && advert.counter <= lane.high)
+        {
             return Err(Refusal::Old);
         }
         if stale_below.is_some_and(|bound| advert.counter < bound) {
             return Err(Refusal::Stale);
         }
         if advert.leave && backup {
-            if following != Some(advert.src) {
+            // The master followed, or its other family's address (whose
+            // last advert was the twin of the followed one's).
+            let last = self.last_from(advert.src);
+            let followed = following
+                .is_some_and(|f| f == advert.src || (last.is_some() && self.last_from(f) == last));
+            if !followed {
                 return Err(Refusal::LeaveNotFromMaster);
             }
-            match self.last_from(advert.src) {
+            match last {
                 Some(last) if advert.counter > last => {}
                 _ => return Err(Refusal::LeaveNotNewer),
             }
@@ -205,6 +231,7 @@ impl ReplayGuard {
             if let Some(seen) = self.window.iter_mut().find(|s| s.counter == advert.counter) {
                 seen.twin_taken = true;
             }
+            self.remember_source(advert);
             return;
         }
         if self.window.len() == WINDOW {
@@ -216,17 +243,29 @@ impl ReplayGuard {
             at: now,
             twin_taken: false,
         });
-        let step = self.last.map(|last| advert.counter.wrapping_sub(last));
-        if step.is_some_and(|s| s > 0 && s <= STEP) {
-            self.run = self.run.saturating_add(1).min(2);
-            self.high = self.high.max(advert.counter);
-        } else {
-            // A jump (a random counter, a restart, a takeover by a node
-            // whose counter was far ahead): a new run starts here.
-            self.run = 0;
-            self.high = advert.counter;
+        let lane = advert.counter & (LANE - 1);
+        let known = self
+            .lanes
+            .iter()
+            .position(|l| l.lane == lane)
+            .and_then(|i| self.lanes.remove(i));
+        let step = known.map(|l| advert.counter.wrapping_sub(l.high));
+        let run = step.is_some_and(|s| s > 0 && s <= STEP);
+        // Otherwise the lane starts over here: a first counter, a jump, or
+        // a random counter that fell in it. (A run's own older counters
+        // never get here: rule 2 refused them.)
+        if self.lanes.len() == LANES {
+            self.lanes.pop_front();
         }
-        self.last = Some(advert.counter);
+        self.lanes.push_back(Lane {
+            lane,
+            high: advert.counter,
+            run,
+        });
+        self.remember_source(advert);
+    }
+
+    fn remember_source(&mut self, advert: Candidate) {
         self.sources.retain(|(src, _)| *src != advert.src);
         if self.sources.len() == SOURCES {
             self.sources.pop_front();
@@ -234,9 +273,15 @@ impl ReplayGuard {
         self.sources.push_back((advert.src, advert.counter));
     }
 
-    /// Whether the accepted adverts count up (rule 2 applies).
-    pub fn counting_up(&self) -> bool {
-        self.run >= 2
+    fn lane(&self, counter: u64) -> Option<&Lane> {
+        let lane = counter & (LANE - 1);
+        self.lanes.iter().find(|l| l.lane == lane)
+    }
+
+    /// Whether a run of ours is known in `counter`'s lane (rule 2 applies
+    /// to it).
+    pub fn lane_runs(&self, counter: u64) -> bool {
+        self.lane(counter).is_some_and(|l| l.run)
     }
 
     /// The last counter accepted from `src`.
@@ -286,55 +331,70 @@ mod tests {
         // Random counters (a lone UCARP master): no run, only the window.
         for c in [9_000_000_000_000_000_000u64, 17, 4_000_000_000_000_000_000] {
             assert_eq!(take(&mut g, at(0), advert(A, c)), Ok(Checked::Fresh));
+            assert!(!g.lane_runs(c));
         }
-        assert!(!g.counting_up());
         assert_eq!(take(&mut g, at(5), advert(A, 17)), Err(Refusal::Repeated));
         assert_eq!(take(&mut g, at(5), advert(B, 17)), Err(Refusal::Repeated));
     }
 
+    /// Our counters: lane 0x1234, 2^16 × ms.
+    fn ours(ms: u64) -> u64 {
+        (ms << 16) | 0x1234
+    }
+
     #[test]
-    fn once_counting_up_anything_older_is_refused_whatever_its_source() {
+    fn once_a_lane_runs_its_older_counters_are_refused_whatever_their_source() {
         let mut g = ReplayGuard::default();
-        for c in 100..110 {
-            take(&mut g, at(c), advert(A, c << 20)).unwrap();
+        for ms in 100..110 {
+            take(&mut g, at(ms), advert(A, ours(ms * 1000))).unwrap();
         }
-        assert!(g.counting_up());
+        assert!(g.lane_runs(ours(0)));
         // Older than the window's reach, from a forged source: still old.
         assert_eq!(
-            take(&mut g, at(200), advert(B, 50 << 20)),
+            take(&mut g, at(200), advert(B, ours(50_000))),
             Err(Refusal::Old)
         );
         assert_eq!(
-            take(&mut g, at(200), advert(A, 109 << 20)),
+            take(&mut g, at(200), advert(A, ours(109_000))),
             Err(Refusal::Repeated)
         );
         assert_eq!(
-            take(&mut g, at(200), advert(A, 110 << 20)),
+            take(&mut g, at(200), advert(A, ours(110_000))),
             Ok(Checked::Fresh)
         );
     }
 
     #[test]
-    fn random_counters_never_make_a_run_and_a_jump_ends_one() {
+    fn another_lane_is_judged_by_itself() {
+        let mut g = ReplayGuard::default();
+        for ms in 100..110 {
+            take(&mut g, at(ms), advert(A, ours(ms * 1000))).unwrap();
+        }
+        // A restarted node (new lane) with its clock an hour back, and a
+        // UCARP node counting by 1 from a lower counter: not refused.
+        let restarted = ((100_000u64 - 3_600_000u64.min(99_000)) << 16) | 0x0777;
+        assert_eq!(
+            take(&mut g, at(300), advert(B, restarted)),
+            Ok(Checked::Fresh)
+        );
+        for c in ours(105_000) + 1..ours(105_000) + 5 {
+            assert_eq!(take(&mut g, at(301), advert(B, c)), Ok(Checked::Fresh));
+            assert!(!g.lane_runs(c));
+        }
+    }
+
+    #[test]
+    fn random_counters_never_make_a_lane_run() {
         let mut g = ReplayGuard::default();
         let mut x = 0x1234_5678_9abc_def0u64;
-        for _ in 0..1000 {
+        for _ in 0..100_000 {
             // xorshift: random 64-bit counters, as a lone UCARP master's.
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             take(&mut g, at(0), advert(A, x)).unwrap();
-            assert!(!g.counting_up());
+            assert!(!g.lane_runs(x));
         }
-        for c in [500u64, 501, 502] {
-            take(&mut g, at(1), advert(A, c)).unwrap();
-        }
-        assert!(g.counting_up());
-        assert_eq!(take(&mut g, at(1), advert(A, 400)), Err(Refusal::Old));
-        // A jump far ahead (a counter adopted from a random one) starts a
-        // new run: the next small steps are judged from there.
-        take(&mut g, at(2), advert(A, u64::MAX - 10)).unwrap();
-        assert!(!g.counting_up());
     }
 
     #[test]

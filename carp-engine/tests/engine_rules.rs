@@ -141,37 +141,25 @@ fn advert_cadence_is_exact_even_when_woken_late() {
 }
 
 #[test]
-fn counter_continues_from_a_higher_adopted_one_and_never_falls_behind_the_clock() {
-    // A peer's counter far ahead of ours is adopted (as UCARP does).
-    let mut e = engine(|c| c);
-    e.handle_advert(at(1.0), PEER, &advert(1, 0, 1 << 50));
-    assert_eq!(
-        e.send_counter(),
-        (1 << 50) - 65536 + 1000,
-        "in our lane, below it"
-    );
-    assert_eq!(e.state(), State::Backup);
-    e.handle_timeout(at(1.0) + e.master_down_time());
-    let adverts = sent_adverts(&drain(&mut e).1);
-    // Above it, in our lane (the start counter's low 16 bits: 1000).
-    assert_eq!(
-        adverts[0].counter,
-        (1 << 50) + 1000,
-        "continues from the adopted counter"
-    );
-    assert_eq!(adverts[0].digest, auth().sign((1 << 50) + 1000));
-    // A peer's counter below ours is not: we never go back. Without one,
-    // the counter keeps up with the start counter + ms since start × 2^16.
-    let mut e = engine(|c| c);
-    e.handle_advert(at(1.0), PEER, &advert(1, 0, 5_000));
-    let down = at(1.0) + e.master_down_time();
-    e.handle_timeout(down);
-    let adverts = sent_adverts(&drain(&mut e).1);
-    let elapsed_ms = down.since_origin().as_millis() as u64;
-    assert_eq!(adverts[0].counter, 1000 + (elapsed_ms << 16));
-    e.handle_timeout(e.poll_timeout().unwrap());
-    let next = sent_adverts(&drain(&mut e).1)[0].counter;
-    assert_eq!(next, 1000 + ((elapsed_ms + 1000) << 16), "one second later");
+fn counter_keeps_its_lane_and_the_clock_and_never_takes_a_peers() {
+    // A peer's counter, higher or lower, is not adopted (UCARP's rule):
+    // ours step by 2^16 in the start counter's lane and never fall behind
+    // the start counter + ms since start × 2^16.
+    for heard in [5_000u64, 1 << 62] {
+        let mut e = engine(|c| c);
+        e.handle_advert(at(1.0), PEER, &advert(1, 0, heard));
+        assert_eq!(e.send_counter(), 1000);
+        assert_eq!(e.state(), State::Backup);
+        let down = at(1.0) + e.master_down_time();
+        e.handle_timeout(down);
+        let adverts = sent_adverts(&drain(&mut e).1);
+        let elapsed_ms = down.since_origin().as_millis() as u64;
+        assert_eq!(adverts[0].counter, 1000 + (elapsed_ms << 16));
+        assert_eq!(adverts[0].digest, auth().sign(adverts[0].counter));
+        e.handle_timeout(e.poll_timeout().unwrap());
+        let next = sent_adverts(&drain(&mut e).1)[0].counter;
+        assert_eq!(next, 1000 + ((elapsed_ms + 1000) << 16), "one second later");
+    }
 }
 
 #[test]
