@@ -49,6 +49,9 @@ pub enum IoError {
     /// Forced to stop (a second stop request) before down hooks finished.
     #[error("stopped before the down script finished for {0}: the virtual address may still be configured on this host")]
     Unclean(String),
+    /// The protocol loop did not answer a command in time (it is stuck).
+    #[error("the protocol loop did not answer within {0:?}")]
+    NotAnswering(std::time::Duration),
     /// The runtime has stopped or is stopping.
     #[error("the runtime is stopping or has stopped")]
     Stopped,

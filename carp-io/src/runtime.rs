@@ -71,6 +71,8 @@ const READ_BATCH: usize = 64;
 const RECHECK_GUARD: Duration = Duration::from_millis(10);
 /// Interface polling interval when netlink notifications are unavailable.
 const LINK_POLL_WITHOUT_NETLINK: Duration = Duration::from_millis(100);
+/// How long a command waits for the protocol loop's answer.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a stopping runtime looks at its hooks' pending work.
 const FINISH_TICK: Duration = Duration::from_millis(100);
 
@@ -113,6 +115,8 @@ struct Heartbeat {
     base: Instant,
     /// Milliseconds after `base`; `u64::MAX` until the first turn.
     last: AtomicU64,
+    /// The runtime is stopping.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Heartbeat {
@@ -141,6 +145,7 @@ struct StatusCells {
 }
 
 /// One virtual host's status, and what its hooks report.
+#[derive(Clone)]
 struct VirtualHostCells {
     status: Arc<Mutex<VirtualHostStatus>>,
     hooks: Option<HookReportCell>,
@@ -174,7 +179,13 @@ impl RuntimeHandle {
         if !self.send(command(reply)) {
             return Err(IoError::Stopped);
         }
-        answer.recv().unwrap_or(Err(IoError::Stopped))
+        // A stuck loop must not hang the caller (the control socket, the
+        // signal thread) for ever.
+        match answer.recv_timeout(ASK_TIMEOUT) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(IoError::NotAnswering(ASK_TIMEOUT)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(IoError::Stopped),
+        }
     }
 
     /// Adds a virtual host and starts it (down hook unless neutral). Fails
@@ -254,15 +265,25 @@ impl RuntimeHandle {
 
     /// Every virtual host's and interface's status now.
     pub fn status(&self) -> RuntimeStatus {
-        let cells = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        // The cells are copied out first, so that the protocol loop (which
+        // takes this lock) never waits behind a script thread's lock.
+        let (interfaces, cells): (Vec<InterfaceStatus>, Vec<VirtualHostCells>) = {
+            let cells = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                cells.interfaces.values().cloned().collect(),
+                cells.virtual_hosts.values().cloned().collect(),
+            )
+        };
         RuntimeStatus {
-            interfaces: cells.interfaces.values().cloned().collect(),
-            virtual_hosts: cells
-                .virtual_hosts
-                .values()
-                .map(VirtualHostCells::snapshot)
-                .collect(),
+            interfaces,
+            virtual_hosts: cells.iter().map(VirtualHostCells::snapshot).collect(),
         }
+    }
+
+    /// Whether the runtime has begun to stop (its loop then only finishes
+    /// hooks, bounded by their timeouts).
+    pub fn is_stopping(&self) -> bool {
+        self.heartbeat.stopping.load(Ordering::Relaxed)
     }
 }
 
@@ -333,6 +354,7 @@ impl Runtime {
             heartbeat: Arc::new(Heartbeat {
                 base: Instant::now(),
                 last: AtomicU64::new(u64::MAX),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         Ok(Runtime {
@@ -409,10 +431,21 @@ impl Runtime {
 
     /// Replaces a running (or waiting) virtual host; see
     /// [`RuntimeHandle::replace`].
-    fn replace(&mut self, config: VirtualHostConfig, hooks: Box<dyn Hooks>) -> Result<(), IoError> {
+    fn replace(
+        &mut self,
+        mut config: VirtualHostConfig,
+        hooks: Box<dyn Hooks>,
+    ) -> Result<(), IoError> {
         let id = config.id();
         if !self.virtual_hosts.contains_key(&id) && !self.waiting.contains_key(&id) {
             return Err(IoError::NoSuchVirtualHost(id.to_string()));
+        }
+        // The operator's demotion set at run time (`ucarp demote`) survives
+        // a restart for another setting; a new configured value wins.
+        if let Some(old) = self.virtual_hosts.get(&id) {
+            if old.config.engine.demote == config.engine.demote {
+                config.engine.demote = old.manual_demote;
+            }
         }
         self.prepare(&config)?;
         self.remove(&id, true)?;
@@ -941,6 +974,10 @@ impl Runtime {
     /// First request: every virtual host leaves (see [`Runtime::remove`]).
     /// Second: stop now.
     fn shut_down(&mut self, run_down_hook: bool) {
+        self.handle
+            .heartbeat
+            .stopping
+            .store(true, Ordering::Relaxed);
         match self.stopping {
             Stopping::No => {
                 self.stopping = Stopping::Graceful;
@@ -978,7 +1015,12 @@ impl Runtime {
     /// commands, so that a second stop signal abandons them; then lets
     /// every hook finish.
     fn finish_hooks(&mut self) {
+        self.handle
+            .heartbeat
+            .stopping
+            .store(true, Ordering::Relaxed);
         loop {
+            self.handle.heartbeat.beat();
             self.settle();
             let pending = self.leaving.iter().any(|v| v.hooks.pending());
             if self.stopping == Stopping::Forced || !pending {

@@ -483,6 +483,9 @@ impl VirtualHost {
     /// Sets the demotion we advertise (our own, or our group's).
     pub fn set_demote(&mut self, now: Time, demote: u8) {
         if demote == self.engine.demote() {
+            // Started with it (a configured or carried demotion): the
+            // status must say so too.
+            self.with_status(|s| s.demote = demote);
             return;
         }
         if demote == 0 {

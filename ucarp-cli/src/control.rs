@@ -18,7 +18,7 @@
 //! its own, with read and write timeouts, so a stuck client holds up other
 //! clients for at most a second and never the protocol.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -86,13 +86,15 @@ impl SocketSetting {
 /// `--daemonize`, so that a conflict stops the start visibly).
 pub struct ControlSocket {
     listener: UnixListener,
-    path: PathBuf,
+    /// Removes the file if the start fails after binding, or at exit.
+    cleanup: Cleanup,
 }
 
 impl ControlSocket {
-    /// Binds `path`, replacing a socket file nobody answers on (left by a
-    /// crash). Refuses when another daemon answers there. `group`: a group
-    /// that may use it too (mode 0660 instead of 0600).
+    /// Binds `path`, replacing a socket file nobody listens on (left by a
+    /// crash). Refuses when another daemon answers there, and a directory
+    /// others could write to. `group`: a group that may use it too (mode
+    /// 0660 instead of 0600).
     pub fn bind(path: &Path, group: Option<&str>) -> Result<ControlSocket, String> {
         let shown = path.display();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -101,19 +103,24 @@ impl ControlSocket {
                     .map_err(|e| format!("control socket: cannot create {}: {e}", dir.display()))?;
                 let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
             }
+            check_directory(dir)?;
         }
         match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_socket() => {
-                if UnixStream::connect(path).is_ok() {
+            Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+                Ok(_) => {
                     return Err(format!(
                         "control socket {shown}: another ucarp is running there \
                          (stop it, or give this one its own path with --control-socket)"
-                    ));
+                    ))
                 }
-                std::fs::remove_file(path).map_err(|e| {
-                    format!("control socket {shown}: cannot remove the stale one: {e}")
-                })?;
-            }
+                // Nobody listens: left by a daemon that died.
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path).map_err(|e| {
+                        format!("control socket {shown}: cannot remove the stale one: {e}")
+                    })?;
+                }
+                Err(e) => return Err(format!("control socket {shown}: {e}; not replacing it")),
+            },
             Ok(_) => {
                 return Err(format!(
                     "control socket {shown}: exists and is not a socket; not replacing it"
@@ -121,9 +128,14 @@ impl ControlSocket {
             }
             Err(_) => {}
         }
-        let listener =
-            UnixListener::bind(path).map_err(|e| format!("control socket {shown}: {e}"))?;
         let mode = if group.is_some() { 0o660 } else { 0o600 };
+        // Created with its final mode or tighter: never connectable by
+        // others between bind and chmod.
+        let old_mask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+        let bound = UnixListener::bind(path);
+        nix::sys::stat::umask(old_mask);
+        let listener = bound.map_err(|e| format!("control socket {shown}: {e}"))?;
+        let cleanup = Cleanup::new(path);
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| format!("control socket {shown}: {e}"))?;
         if let Some(group) = group {
@@ -132,25 +144,25 @@ impl ControlSocket {
                 .flatten()
                 .ok_or_else(|| format!("control-group: no group {group:?}"))?
                 .gid;
-            nix::unistd::chown(path, None, Some(gid))
-                .map_err(|e| format!("control socket {shown}: chown to {group}: {e}"))?;
+            nix::unistd::chown(path, None, Some(gid)).map_err(|e| {
+                format!(
+                    "control socket {shown}: chown to group {group}: {e} \
+                     (under systemd the unit needs CAP_CHOWN and @chown: see docs/systemd)"
+                )
+            })?;
         }
-        Ok(ControlSocket {
-            listener,
-            path: path.to_path_buf(),
-        })
+        Ok(ControlSocket { listener, cleanup })
     }
 
     /// Its path.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.cleanup.path
     }
 
     /// Serves requests on a thread of its own. The returned guard removes
     /// the socket file when dropped (at exit).
     pub fn serve(self, server: Server) -> std::io::Result<Cleanup> {
-        let cleanup = Cleanup(self.path.clone());
-        let listener = self.listener;
+        let ControlSocket { listener, cleanup } = self;
         let server = Arc::new(server);
         std::thread::Builder::new()
             .name("ucarp-control".into())
@@ -169,12 +181,51 @@ impl ControlSocket {
     }
 }
 
-/// Removes the control socket file.
-pub struct Cleanup(PathBuf);
+/// The socket's directory must not be writable by anyone but us: else
+/// another user could swap the socket for a symlink between our steps.
+fn check_directory(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::metadata(dir).map_err(|e| format!("control socket: {}: {e}", dir.display()))?;
+    let ours = meta.uid() == nix::unistd::geteuid().as_raw();
+    if !ours || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "control socket: {} is writable by others (or not ours); give a directory only \
+             we can write to (--control-socket)",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Removes the control socket file, if it is still the one we made.
+pub struct Cleanup {
+    path: PathBuf,
+    inode: Option<(u64, u64)>,
+}
+
+impl Cleanup {
+    fn new(path: &Path) -> Cleanup {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        Cleanup {
+            path: path.to_path_buf(),
+            inode,
+        }
+    }
+}
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        use std::os::unix::fs::MetadataExt;
+        let now = std::fs::symlink_metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if now.is_some() && now == self.inode {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -320,16 +371,29 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-/// One request line, bounded in length and time.
+/// One request line, bounded in length and in total time (a client that
+/// trickles bytes is cut off at [`CLIENT_TIMEOUT`], not per byte).
 fn read_request(stream: &UnixStream) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
     let mut line = Vec::new();
-    let mut reader = BufReader::new(stream.take(MAX_REQUEST as u64 + 1));
-    match reader.read_until(b'\n', &mut line) {
-        Ok(_) => {}
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            return Err("request not received in time".into())
+    let mut chunk = [0u8; 256];
+    while !line.contains(&b'\n') && line.len() <= MAX_REQUEST {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err("request not received in time".into());
         }
-        Err(e) => return Err(format!("cannot read the request: {e}")),
+        let _ = stream.set_read_timeout(Some(left));
+        match (&*stream).read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => line.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err("request not received in time".into())
+            }
+            Err(e) => return Err(format!("cannot read the request: {e}")),
+        }
+    }
+    if let Some(end) = line.iter().position(|b| *b == b'\n') {
+        line.truncate(end + 1);
     }
     if line.len() > MAX_REQUEST {
         return Err(format!("request longer than {MAX_REQUEST} bytes"));

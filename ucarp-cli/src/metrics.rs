@@ -54,6 +54,8 @@ pub fn serve(listener: TcpListener, handle: RuntimeHandle) -> std::io::Result<()
 }
 
 fn answer(mut stream: TcpStream, handle: &RuntimeHandle) {
+    // The head is read within CLIENT_TIMEOUT in all, and the reply (a few
+    // KiB: one write) is written within CLIENT_TIMEOUT.
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
     let (status, body, content_type) = match read_head(&mut stream) {
         Err(why) => ("400 Bad Request", format!("{why}\n"), "text/plain"),

@@ -6,6 +6,7 @@
 //! - `READY=1` once the protocol loop has gone round for the first time
 //!   (every socket is open by then), with `MAINPID` (`--daemonize` forks).
 //! - `STATUS=` a one-line summary, updated on every transition.
+//! - `STOPPING=1` once the daemon begins to stop (from systemd or not).
 //! - `WATCHDOG=1` every half `WatchdogSec`, but only while the protocol
 //!   loop is alive: the runtime is told to go round at least every
 //!   quarter period, and a loop silent for half the period gets no ping,
@@ -117,9 +118,18 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("ucarp-notify".into())
         .spawn(move || {
-            // Ready once the loop has gone round (its first turn opens
-            // nothing new, but proves it runs).
-            while handle.heartbeat_age() > Duration::from_secs(1) {
+            // Ready once the loop has gone round and every virtual host
+            // has left INIT (at most a few seconds: the first turn does
+            // that), so that STATUS= says what runs.
+            let asked = std::time::Instant::now();
+            while handle.heartbeat_age() > Duration::from_secs(1)
+                || (handle
+                    .status()
+                    .virtual_hosts
+                    .iter()
+                    .any(|v| v.state() == carp_engine::State::Init)
+                    && asked.elapsed() < Duration::from_secs(3))
+            {
                 std::thread::sleep(Duration::from_millis(5));
             }
             notifier.send(&format!(
@@ -128,6 +138,7 @@ pub fn spawn(
                 summary(&handle.status())
             ));
             let tick = watchdog.map_or(Duration::from_secs(3600), |p| p / 2);
+            let mut told_stopping = false;
             loop {
                 match events.events.recv_timeout(tick) {
                     Ok(_) => {
@@ -138,8 +149,15 @@ pub fn spawn(
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
+                if handle.is_stopping() && !told_stopping {
+                    notifier.send("STOPPING=1");
+                    told_stopping = true;
+                }
                 if let Some(period) = watchdog {
-                    if handle.heartbeat_age() < period / 2 {
+                    // Stopping, the loop waits for down scripts (bounded by
+                    // their timeouts, and by TimeoutStopSec): keep pinging,
+                    // so the watchdog does not kill a down script midway.
+                    if handle.heartbeat_age() < period / 2 || handle.is_stopping() {
                         notifier.send("WATCHDOG=1");
                     } else {
                         warn!(

@@ -176,6 +176,7 @@ pub fn text(status: &Value) -> String {
 fn vhost_text(out: &mut String, v: &Value, now: f64) {
     let s = |key: &str| v[key].as_str().unwrap_or("-").to_string();
     let since = v["since"].as_f64().unwrap_or(now);
+    let in_state = v["in_state_seconds"].as_f64().unwrap_or(now - since);
     let _ = writeln!(
         out,
         "vhid {} on {}: {}{} for {} (since {}){}",
@@ -187,7 +188,7 @@ fn vhost_text(out: &mut String, v: &Value, now: f64) {
         } else {
             ""
         },
-        ago(now - since),
+        ago(in_state),
         utc(since),
         v["last_reason"]
             .as_str()

@@ -219,6 +219,26 @@ fn bad_requests_are_answered_with_an_error_and_change_nothing() {
             "{reply}"
         );
     }
+    // A client that trickles a byte every 300 ms is cut off after a second
+    // in all (not a second per byte), long before it would finish.
+    let trickle_start = Instant::now();
+    let mut trickler = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    trickler.set_read_timeout(Some(10 * SECOND)).unwrap();
+    let reader = trickler.try_clone().unwrap();
+    let replied = std::thread::spawn(move || {
+        let mut reply = String::new();
+        let _ = BufReader::new(reader).read_line(&mut reply);
+        (reply, trickle_start.elapsed())
+    });
+    for _ in 0..10 {
+        if trickler.write_all(b"s").is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (reply, after) = replied.join().unwrap();
+    assert!(reply.contains("not received in time"), "{reply}");
+    assert!(after < 3 * SECOND, "cut off after {after:?}");
     // A client that connects and says nothing is dropped after a second;
     // the next client is served.
     let silent = std::os::unix::net::UnixStream::connect(&socket).unwrap();
@@ -354,6 +374,26 @@ fn reload_and_group_demotion_through_the_control_socket() {
         .unwrap()
         .iter()
         .all(|v| v["demote"] == 0));
+
+    // The operator's demotion of a virtual host survives a reload that
+    // restarts it for another setting.
+    let (code, _, err) = client(&lab, 0, &["demote", "eth0:2", "40"]);
+    assert_eq!(code, 0, "{err}");
+    write(&[1, 2, 3]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("vhid = 2\n", "vhid = 2\nadvskew = 7\n")).unwrap();
+    let (code, out, err) = client(&lab, 0, &["reload"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 changed"), "{out}");
+    let two = until("vhid 2 restarted", 5 * SECOND, || {
+        let s = control::status(&socket).ok()?;
+        s["virtual_hosts"]
+            .as_array()?
+            .iter()
+            .find(|v| v["vhid"] == 2 && v["advskew"] == 7)
+            .cloned()
+    });
+    assert_eq!(two["demote"], 40, "{two}");
 }
 
 /// The event FIFO: one JSON line per transition, numbered from 1 in order,
