@@ -64,33 +64,6 @@ pub fn open(path: &Path) -> Result<(PathBuf, std::fs::File), String> {
     Ok((path.to_path_buf(), file))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_fifo_of_ours_that_others_cannot_write_is_used() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("ucarp-fifo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("events");
-        let _ = std::fs::remove_file(&fifo);
-        assert!(open(&fifo).is_ok(), "created");
-        std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622)).unwrap();
-        let error = open(&fifo).unwrap_err();
-        assert!(error.contains("others can write"), "{error}");
-        let plain = dir.join("plain");
-        std::fs::write(&plain, "x").unwrap();
-        assert!(open(&plain).unwrap_err().contains("not a FIFO"));
-        let link = dir.join("link");
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&plain, &link).unwrap();
-        assert!(open(&link).is_err(), "a symlink is not followed");
-        assert_eq!(std::fs::read_to_string(&plain).unwrap(), "x");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
 fn set_blocking(file: &std::fs::File) -> nix::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let flags = OFlag::from_bits_truncate(fcntl(file, FcntlArg::F_GETFL)?);
@@ -145,4 +118,31 @@ pub fn spawn(
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_fifo_of_ours_that_others_cannot_write_is_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ucarp-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("events");
+        let _ = std::fs::remove_file(&fifo);
+        assert!(open(&fifo).is_ok(), "created");
+        std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622)).unwrap();
+        let error = open(&fifo).unwrap_err();
+        assert!(error.contains("others can write"), "{error}");
+        let plain = dir.join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        assert!(open(&plain).unwrap_err().contains("not a FIFO"));
+        let link = dir.join("link");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&plain, &link).unwrap();
+        assert!(open(&link).is_err(), "a symlink is not followed");
+        assert_eq!(std::fs::read_to_string(&plain).unwrap(), "x");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
