@@ -120,6 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 xparam: args.get("xparam").cloned(),
                 timeout: Duration::from_secs(parse_or("script-timeout", 60).unwrap_or(60).into()),
                 vhid,
+                managed: Vec::new(),
             };
             config.hook_wait = scripts.longest_wait();
             ScriptHooks::new(scripts)

@@ -48,6 +48,19 @@ pub trait Hooks: Send {
     /// bounded, for work still pending (a down script to finish).
     fn finish(&mut self) {}
 
+    /// The node stops as master without the down hook (no `--shutdown`):
+    /// release what the hooks own (managed addresses) before the leave
+    /// advertisement, which waits for `done`. Default: nothing to release.
+    fn release(&mut self, done: HookDone) {
+        drop(done);
+    }
+
+    /// The master's addresses were removed under it (a network restart):
+    /// put what the hooks own back; the gratuitous ARP waits for `done`.
+    fn reassert(&mut self, done: HookDone) {
+        drop(done);
+    }
+
     /// Where these hooks publish what they run (the status shows it);
     /// `None` when they say nothing. Asked once, when the hooks are set.
     fn report(&self) -> Option<crate::status::HookReportCell> {

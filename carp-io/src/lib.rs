@@ -24,6 +24,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod addrs;
 pub mod clock;
 pub mod daemon;
 mod error;

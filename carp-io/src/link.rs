@@ -15,8 +15,13 @@ use nix::sys::socket::{
     bind, recv, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
 
-/// Multicast group of link notifications (linux/rtnetlink.h).
+/// Multicast groups of link and address notifications (linux/rtnetlink.h).
 const RTMGRP_LINK: u32 = 1;
+const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+const RTMGRP_IPV6_IFADDR: u32 = 0x100;
+const RTM_DELADDR: u16 = 21;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const NLMSG_HEADER_LEN: usize = 16;
@@ -44,7 +49,7 @@ impl LinkMonitor {
         )?;
         bind(
             std::os::fd::AsRawFd::as_raw_fd(&socket),
-            &NetlinkAddr::new(0, RTMGRP_LINK),
+            &NetlinkAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR),
         )?;
         Ok(LinkMonitor { socket, index })
     }
@@ -58,21 +63,34 @@ impl LinkMonitor {
     /// Drains pending notifications. Returns whether our interface may have
     /// changed (a message about it, or lost messages).
     pub fn changed(&self) -> bool {
+        self.changes().link
+    }
+
+    /// Drains pending notifications: whether our interface may have changed
+    /// (a message about it, or lost messages), and the addresses removed
+    /// (interface index, address).
+    pub fn changes(&self) -> Changes {
         let mut buf = [0u8; 8192];
-        let mut ours = false;
+        let mut changes = Changes::default();
         loop {
             match recv(
                 std::os::fd::AsRawFd::as_raw_fd(&self.socket),
                 &mut buf,
                 MsgFlags::empty(),
             ) {
-                Ok(0) => return ours,
-                Ok(len) => ours |= mentions(&buf[..len], self.index),
-                Err(Errno::EAGAIN) => return ours,
+                Ok(0) => return changes,
+                Ok(len) => {
+                    changes.link |= mentions(&buf[..len], self.index);
+                    changes.removed.extend(removed_addresses(&buf[..len]));
+                }
+                Err(Errno::EAGAIN) => return changes,
                 Err(Errno::EINTR) => continue,
                 // ENOBUFS: notifications were dropped; anything may have
                 // changed.
-                Err(_) => return true,
+                Err(_) => {
+                    changes.link = true;
+                    return changes;
+                }
             }
         }
     }
@@ -82,6 +100,65 @@ impl AsFd for LinkMonitor {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
     }
+}
+
+/// What [`LinkMonitor::changes`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Our interface may have changed.
+    pub link: bool,
+    /// Addresses removed: interface index and address.
+    pub removed: Vec<(u32, std::net::IpAddr)>,
+}
+
+/// The address removals (RTM_DELADDR) in a datagram of netlink messages.
+fn removed_addresses(mut messages: &[u8]) -> Vec<(u32, std::net::IpAddr)> {
+    let mut removed = Vec::new();
+    while messages.len() >= NLMSG_HEADER_LEN {
+        let len = u32::from_ne_bytes([messages[0], messages[1], messages[2], messages[3]]) as usize;
+        let kind = u16::from_ne_bytes([messages[4], messages[5]]);
+        if len < NLMSG_HEADER_LEN || len > messages.len() {
+            break;
+        }
+        if kind == RTM_DELADDR && len >= NLMSG_HEADER_LEN + 8 {
+            let body = &messages[NLMSG_HEADER_LEN..len];
+            let family = body[0];
+            let index = u32::from_ne_bytes([body[4], body[5], body[6], body[7]]);
+            if let Some(addr) = address_attribute(&body[8..], family) {
+                removed.push((index, addr));
+            }
+        }
+        let advance = (len + 3) & !3;
+        messages = messages.get(advance..).unwrap_or_default();
+    }
+    removed
+}
+
+/// IFA_LOCAL (IPv4) or IFA_ADDRESS (IPv6) among an address message's
+/// attributes.
+fn address_attribute(mut attrs: &[u8], family: u8) -> Option<std::net::IpAddr> {
+    let (wanted, size) = match i32::from(family) {
+        nix::libc::AF_INET => (IFA_LOCAL, 4),
+        nix::libc::AF_INET6 => (IFA_ADDRESS, 16),
+        _ => return None,
+    };
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if kind == wanted && len == 4 + size {
+            let data = &attrs[4..len];
+            return Some(if size == 4 {
+                std::net::IpAddr::from(<[u8; 4]>::try_from(data).ok()?)
+            } else {
+                std::net::IpAddr::from(<[u8; 16]>::try_from(data).ok()?)
+            });
+        }
+        attrs = attrs.get((len + 3) & !3..).unwrap_or_default();
+    }
+    None
 }
 
 /// Whether a datagram of netlink messages has a link message for `index`.
@@ -144,6 +221,29 @@ mod tests {
         // come back under a new index).
         assert!(mentions(&datagram, 0));
         assert!(!mentions(&link_message(20, 3), 0));
+    }
+
+    #[test]
+    fn finds_removed_addresses() {
+        let mut message = Vec::new();
+        let body_len = 8 + 8 + 8; // ifaddrmsg, IFA_ADDRESS, IFA_LOCAL
+        message.extend_from_slice(&((16 + body_len) as u32).to_ne_bytes());
+        message.extend_from_slice(&RTM_DELADDR.to_ne_bytes());
+        message.extend_from_slice(&[0; 10]);
+        message.extend_from_slice(&[nix::libc::AF_INET as u8, 24, 0, 0]);
+        message.extend_from_slice(&5u32.to_ne_bytes());
+        message.extend_from_slice(&8u16.to_ne_bytes());
+        message.extend_from_slice(&IFA_ADDRESS.to_ne_bytes());
+        message.extend_from_slice(&[10, 0, 0, 255]);
+        message.extend_from_slice(&8u16.to_ne_bytes());
+        message.extend_from_slice(&IFA_LOCAL.to_ne_bytes());
+        message.extend_from_slice(&[10, 0, 0, 9]);
+        assert_eq!(
+            removed_addresses(&message),
+            vec![(5, "10.0.0.9".parse().unwrap())]
+        );
+        assert!(removed_addresses(&message[..20]).is_empty());
+        assert!(removed_addresses(&link_message(RTM_NEWLINK, 3)).is_empty());
     }
 
     #[test]

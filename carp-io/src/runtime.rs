@@ -649,7 +649,12 @@ impl Runtime {
             {
                 self.apply_demotion();
             }
-            let link_changed = woke.link && self.link.as_ref().is_some_and(LinkMonitor::changed);
+            let changes = match (&self.link, woke.link) {
+                (Some(link), true) => link.changes(),
+                _ => Default::default(),
+            };
+            self.addresses_removed(&changes.removed);
+            let link_changed = changes.link;
             let recheck_due = Instant::now() >= self.next_link_check;
             let timer_soon = self
                 .next_timer()
@@ -945,6 +950,9 @@ impl Runtime {
         // Its status stays, marked stopping, until it has left.
         vhost.set_stopping();
         vhost.hooks.interrupt();
+        if !run_down_hook {
+            vhost.release_owned();
+        }
         let now = self.clock.now();
         vhost.engine.shutdown(now, run_down_hook);
         if let Some(iface) = self.interfaces.get_mut(&id.interface) {
@@ -1046,6 +1054,22 @@ impl Runtime {
     /// re-created) re-opens the sockets and makes masters take their
     /// addresses again, a vanished interface stops the virtual hosts that
     /// follow link state, and a failure to read is only retried later.
+    /// Addresses the kernel says were removed: masters put back those their
+    /// hooks own.
+    fn addresses_removed(&mut self, removed: &[(u32, IpAddr)]) {
+        for (index, addr) in removed {
+            for vhost in self.virtual_hosts.values_mut() {
+                let ours = self
+                    .interfaces
+                    .get(&vhost.config.interface)
+                    .is_some_and(|iface| iface.info.index == *index);
+                if ours {
+                    vhost.handle_address_removed(*addr);
+                }
+            }
+        }
+    }
+
     fn check_links(&mut self) {
         let names: Vec<String> = self.interfaces.keys().cloned().collect();
         for name in names {

@@ -70,6 +70,9 @@ pub struct ScriptConfig {
     pub timeout: Duration,
     /// vhid, for log lines.
     pub vhid: u8,
+    /// Addresses the daemon owns: added before the up script, removed
+    /// before the down script (and at every stop of a master).
+    pub managed: Vec<crate::addrs::ManagedAddress>,
 }
 
 impl ScriptConfig {
@@ -92,6 +95,10 @@ struct Job {
     id: u64,
     hook: Hook,
     script: PathBuf,
+    /// Only the managed addresses, no script (a release at a stop without
+    /// `--shutdown`, a re-add after the addresses were removed under us,
+    /// or a hook without a script).
+    addresses_only: bool,
     /// What the environment says about the transition.
     context: Context,
     /// Dropped with the job: counts it out of [`Hooks::pending`].
@@ -209,6 +216,25 @@ impl ScriptHooks {
     }
 }
 
+impl ScriptHooks {
+    /// Queues a job: `script` for every address (after the managed
+    /// addresses), or the managed addresses alone (`None`).
+    fn queue(&mut self, hook: Hook, script: Option<PathBuf>, context: Context, done: HookDone) {
+        self.next_id += 1;
+        let job = Job {
+            id: self.next_id,
+            hook,
+            addresses_only: script.is_none(),
+            script: script.unwrap_or_default(),
+            context,
+            _outstanding: Outstanding::new(&self.shared),
+            _done: done,
+        };
+        Shared::lock(&self.shared.queue).push_back(job);
+        Supervisor::wake(&self.config);
+    }
+}
+
 impl Hooks for ScriptHooks {
     fn report(&self) -> Option<HookReportCell> {
         Some(Arc::clone(&self.shared.report))
@@ -220,21 +246,37 @@ impl Hooks for ScriptHooks {
             Hook::Up => &self.config.up,
             Hook::Down => &self.config.down,
         };
-        let Some(script) = script else { return };
-        self.next_id += 1;
-        let job = Job {
-            id: self.next_id,
-            hook,
-            script: script.clone(),
-            context: Context {
-                state: transition.to,
-                reason: transition.reason.to_string(),
-            },
-            _outstanding: Outstanding::new(&self.shared),
-            _done: done,
+        let context = Context {
+            state: transition.to,
+            reason: transition.reason.to_string(),
         };
-        Shared::lock(&self.shared.queue).push_back(job);
-        Supervisor::wake(&self.config);
+        match script.clone() {
+            Some(script) => self.queue(hook, Some(script), context, done),
+            None if !self.config.managed.is_empty() => self.queue(hook, None, context, done),
+            None => {}
+        }
+    }
+
+    fn release(&mut self, done: HookDone) {
+        if self.config.managed.is_empty() {
+            return;
+        }
+        let context = Context {
+            state: State::Init,
+            reason: "shutdown".into(),
+        };
+        self.queue(Hook::Down, None, context, done);
+    }
+
+    fn reassert(&mut self, done: HookDone) {
+        if self.config.managed.is_empty() {
+            return;
+        }
+        let context = Context {
+            state: State::Master,
+            reason: "addresses removed under us".into(),
+        };
+        self.queue(Hook::Up, None, context, done);
     }
 
     fn interrupt(&mut self) {
@@ -514,6 +556,7 @@ impl Worker {
                     shared.owed_down.store(false, Ordering::Release);
                     return self.take_next();
                 };
+                manage_addresses(config, Hook::Down);
                 let context = Context {
                     state: State::Init,
                     reason: "shutdown (a down script cut short by the stop, run again)".into(),
@@ -541,6 +584,20 @@ impl Worker {
                 }
                 let (hook, script, context, id) =
                     (job.hook, job.script.clone(), job.context.clone(), job.id);
+                manage_addresses(config, hook);
+                if job.addresses_only {
+                    self.current = Some(Current {
+                        script,
+                        context,
+                        job: Some(job),
+                        id,
+                        hook,
+                        next_address: usize::MAX,
+                        ended: Ended::Skipped,
+                        run: None,
+                    });
+                    return true;
+                }
                 (Some(job), hook, script, context, id)
             }
         };
@@ -573,6 +630,46 @@ impl Worker {
             shared.owed_down.store(cut, Ordering::Release);
         }
         drop(current.job);
+    }
+}
+
+/// Adds (up) or removes (down) the managed addresses, before the scripts:
+/// a script that starts a service on the address finds it there. Runs on
+/// the supervisor thread (the kernel may hold the request behind its RTNL
+/// lock; the protocol thread never waits for it).
+fn manage_addresses(config: &ScriptConfig, hook: Hook) {
+    if config.managed.is_empty() {
+        return;
+    }
+    let index = match nix::net::if_::if_nametoindex(config.interface.as_str()) {
+        Ok(index) => index,
+        Err(e) => {
+            error!(
+                "{}: cannot {} its addresses: interface {}: {e}",
+                config.who(),
+                if hook == Hook::Up { "add" } else { "remove" },
+                config.interface
+            );
+            return;
+        }
+    };
+    let label = crate::addrs::label(&config.interface, config.vhid);
+    for address in &config.managed {
+        let shown = format!("{}/{}", address.addr, address.prefix);
+        let result = match hook {
+            Hook::Up => crate::addrs::add(index, *address, &label),
+            Hook::Down => crate::addrs::remove(index, *address),
+        };
+        match (hook, result) {
+            (Hook::Up, Ok(())) => info!("{}: added {shown} to {}", config.who(), label),
+            (Hook::Down, Ok(())) => info!("{}: removed {shown}", config.who()),
+            (_, Err(e)) => error!(
+                "{}: cannot {} {shown} on {}: {e}",
+                config.who(),
+                if hook == Hook::Up { "add" } else { "remove" },
+                config.interface
+            ),
+        }
     }
 }
 
@@ -892,6 +989,7 @@ mod tests {
             xparam: None,
             timeout: Duration::from_secs(1),
             vhid,
+            managed: Vec::new(),
         }
     }
 

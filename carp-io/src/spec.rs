@@ -54,8 +54,12 @@ pub struct VirtualAddress {
     /// The address.
     pub addr: IpAddr,
     /// As written (`10.0.0.9`, or `010.000.000.009` if that is what was
-    /// given).
+    /// given), without a prefix length.
     pub as_given: String,
+    /// Given with a prefix length (`10.1.1.252/24`): the daemon adds the
+    /// address on becoming master and removes it on leaving
+    /// ([`crate::addrs`]).
+    pub prefix: Option<u8>,
 }
 
 impl VirtualAddress {
@@ -64,7 +68,16 @@ impl VirtualAddress {
         VirtualAddress {
             addr,
             as_given: addr.to_string(),
+            prefix: None,
         }
+    }
+
+    /// The managed address, if the daemon owns it.
+    pub fn managed(&self) -> Option<crate::addrs::ManagedAddress> {
+        self.prefix.map(|prefix| crate::addrs::ManagedAddress {
+            addr: self.addr,
+            prefix,
+        })
     }
 }
 
@@ -321,6 +334,11 @@ impl VirtualHostSpec {
             xparam: self.scripts.xparam.clone(),
             timeout: self.scripts.timeout,
             vhid: self.vhid,
+            managed: self
+                .addresses
+                .iter()
+                .filter_map(VirtualAddress::managed)
+                .collect(),
         };
         let mut config = VirtualHostConfig::new(&self.interface, engine);
         config.group = self.group;
@@ -335,6 +353,7 @@ impl VirtualHostSpec {
         config.engine.demote_skew = self.demote_skew;
         config.engine.replay = self.replay;
         config.hook_wait = scripts.longest_wait();
+        config.managed = scripts.managed.iter().map(|m| m.addr).collect();
         Ok((config, scripts))
     }
 }
@@ -353,6 +372,7 @@ mod tests {
                 VirtualAddress {
                     addr: "10.0.0.20".parse().unwrap(),
                     as_given: "10.0.0.020".into(),
+                    prefix: None,
                 },
                 VirtualAddress::new("10.0.0.10".parse().unwrap()),
             ],

@@ -92,6 +92,12 @@ pub struct VirtualHostConfig {
     /// that hook is the oldest unfinished one. Set it to the hooks' own
     /// bound (for scripts, [`crate::ScriptConfig::longest_wait`]).
     pub hook_wait: Duration,
+    /// The addresses the hooks add and remove themselves (managed
+    /// addresses): a master that stops always releases them
+    /// ([`crate::Hooks::release`]) before its leave advertisement, with or
+    /// without the down hook, and puts them back if they are removed under
+    /// it ([`crate::Hooks::reassert`]).
+    pub managed: Vec<IpAddr>,
 }
 
 impl VirtualHostConfig {
@@ -110,6 +116,7 @@ impl VirtualHostConfig {
             demote_group: None,
             startup_demote: (0, Duration::ZERO),
             hook_wait: Duration::from_secs(62),
+            managed: Vec::new(),
         }
     }
 
@@ -918,6 +925,41 @@ impl VirtualHost {
                 oldest_since: None,
             });
         }
+    }
+
+    /// A master stopping without its down hook releases the addresses its
+    /// hooks own; the leave advertisement waits for that.
+    pub fn release_owned(&mut self) {
+        if self.config.managed.is_empty() || self.engine.state() != State::Master {
+            return;
+        }
+        let (done, finished) = HookDone::new(Some(Arc::clone(&self.waker)));
+        self.hooks.release(done);
+        self.in_flight.push_back(InFlight {
+            hook: Hook::Down,
+            finished,
+            oldest_since: None,
+        });
+    }
+
+    /// `addr` was removed from our interface: a master puts back what its
+    /// hooks own, then announces it again.
+    pub fn handle_address_removed(&mut self, addr: IpAddr) {
+        if !self.config.managed.contains(&addr) || self.engine.state() != State::Master {
+            return;
+        }
+        warn!(
+            "{}: {addr} was removed from {} while master; adding it back",
+            self.id, self.id.interface
+        );
+        let (done, finished) = HookDone::new(Some(Arc::clone(&self.waker)));
+        self.hooks.reassert(done);
+        self.in_flight.push_back(InFlight {
+            hook: Hook::Up,
+            finished,
+            oldest_since: None,
+        });
+        self.held.arps = self.held.arps.saturating_add(1);
     }
 
     /// UCARP's SIGUSR1 line.

@@ -85,6 +85,7 @@ fn scripts_for(vhid: u8, up: &Path, down: &Path, timeout: Duration) -> ScriptHoo
         xparam: Some("x y".into()),
         timeout,
         vhid,
+        managed: Vec::new(),
     })
     .expect("starting the script thread")
 }

@@ -26,6 +26,7 @@ fn hooks(vhid: u8, up: &Path) -> ScriptHooks {
         xparam: None,
         timeout: Duration::from_secs(10),
         vhid,
+        managed: Vec::new(),
     })
     .unwrap()
 }

@@ -631,17 +631,14 @@ impl Checker<'_> {
         }
         let mut addresses: Vec<VirtualAddress> = Vec::new();
         for given in list.get_ref() {
-            let addr = located(given, |v| options::unicast_ip(v, "addresses"))?;
-            if addresses.iter().any(|a| a.addr == addr) {
+            let address = located(given, |v| options::virtual_address(v, "addresses"))?;
+            if addresses.iter().any(|a| a.addr == address.addr) {
                 return Err(Located {
                     span: given.span(),
-                    message: format!("addresses: {addr} is given twice"),
+                    message: format!("addresses: {} is given twice", address.addr),
                 });
             }
-            addresses.push(VirtualAddress {
-                addr,
-                as_given: given.get_ref().clone(),
-            });
+            addresses.push(address);
         }
         Ok(addresses)
     }

@@ -277,6 +277,35 @@ pub(crate) fn replay_mode(
     }
 }
 
+/// A virtual address, optionally with a prefix length (`10.1.1.252/24`,
+/// `2001:db8::10/64`): then the daemon owns it.
+pub(crate) fn virtual_address(given: &str, option: &str) -> Result<VirtualAddress, UsageError> {
+    let (text, prefix) = match given.split_once('/') {
+        Some((text, prefix)) => (text, Some(prefix)),
+        None => (given, None),
+    };
+    let addr = unicast_ip(text, option)?;
+    let prefix = match prefix {
+        None => None,
+        Some(p) => {
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            match p.parse::<u8>() {
+                Ok(n) if n >= 1 && n <= max => Some(n),
+                _ => {
+                    return fail(format!(
+                        "{option}: {given:?}: the prefix length must be 1 to {max}"
+                    ))
+                }
+            }
+        }
+    };
+    Ok(VirtualAddress {
+        addr,
+        as_given: text.to_string(),
+        prefix,
+    })
+}
+
 fn required<'a>(value: &'a Option<String>, option: &str) -> Result<&'a str, UsageError> {
     match value.as_deref() {
         Some(v) => Ok(v),
@@ -758,14 +787,11 @@ impl RawArgs {
         }
         let mut addresses: Vec<VirtualAddress> = Vec::new();
         for given in &self.addr {
-            let addr = unicast_ip(given, "--addr (-a)")?;
-            if addresses.iter().any(|a| a.addr == addr) {
-                return fail(format!("--addr (-a): {addr} is given twice"));
+            let address = virtual_address(given, "--addr (-a)")?;
+            if addresses.iter().any(|a| a.addr == address.addr) {
+                return fail(format!("--addr (-a): {} is given twice", address.addr));
             }
-            addresses.push(VirtualAddress {
-                addr,
-                as_given: given.clone(),
-            });
+            addresses.push(address);
         }
         let password = match (&self.pass, &self.passfile) {
             (_, Some(path)) => read_passfile(path, "--passfile (-o)")?,
@@ -1286,6 +1312,27 @@ mod tests {
             panic!("accepted");
         };
         assert!(error.0.contains("--track-fall"), "{}", error.0);
+    }
+
+    #[test]
+    fn an_address_with_a_prefix_is_owned() {
+        let owned = virtual_address("10.1.1.252/24", "-a").unwrap();
+        assert_eq!(
+            (owned.as_given.as_str(), owned.prefix),
+            ("10.1.1.252", Some(24))
+        );
+        let v6 = virtual_address("2001:db8::10/64", "-a").unwrap();
+        assert_eq!(v6.prefix, Some(64));
+        assert_eq!(virtual_address("10.1.1.252", "-a").unwrap().prefix, None);
+        for bad in [
+            "10.1.1.252/33",
+            "10.1.1.252/0",
+            "10.1.1.252/x",
+            "2001:db8::10/129",
+        ] {
+            let error = virtual_address(bad, "-a").unwrap_err();
+            assert!(error.0.contains("prefix length"), "{bad}: {}", error.0);
+        }
     }
 
     #[test]

@@ -1,0 +1,143 @@
+//! Addresses the daemon owns (`-a ADDR/PREFIX`), with no scripts, in
+//! network namespaces: the address moves on takeover and a client in a
+//! third namespace reaches the new master; a clean stop removes it from
+//! the old master; a crash's leftover is removed when the daemon starts
+//! again as backup; an address removed under a master is put back. Runs
+//! as root (for real in CI).
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use test_support::lab::{privileged, Lab, Proc};
+use test_support::peers;
+
+const SECOND: Duration = Duration::from_secs(1);
+const VIP: &str = "10.99.0.100";
+const OWNED: &str = "10.99.0.100/16";
+
+/// Our daemon on `host`, owning the address, no scripts.
+fn node(lab: &Lab, host: usize, skew: &str) -> Proc {
+    let mut command = lab.command(host, peers::ours().to_str().unwrap());
+    command
+        .args(["-i", "eth0", "-s", &lab.addr(host).to_string(), "-v", "7"])
+        .args(["-p", "secret", "-f", "none", "-a", OWNED, "-k", skew]);
+    let mut proc = Proc::spawn(&format!("h{host}"), command);
+    proc.control_dir = Some(lab.runtime_dir(host));
+    proc
+}
+
+/// host's IPv4 addresses on eth0 with their labels (`ip -o addr`).
+fn addresses(lab: &Lab, host: usize) -> String {
+    let output = lab
+        .command(host, "ip")
+        .args(["-o", "-4", "addr", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn holds(lab: &Lab, host: usize) -> bool {
+    addresses(lab, host).contains(&format!("inet {OWNED}"))
+}
+
+fn until(what: &str, timeout: Duration, mut probe: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !probe() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP connection to a closed port of the address is refused only by a
+/// host that answered ARP for it and owns it.
+fn reachable(lab: &Lab, host: usize) -> bool {
+    lab.in_ns(host, || {
+        let target = SocketAddr::new(VIP.parse().unwrap(), 9);
+        matches!(
+            TcpStream::connect_timeout(&target, SECOND).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionRefused)
+        )
+    })
+}
+
+#[test]
+fn owned_addresses_move_with_the_master_without_scripts() {
+    if !privileged("owned_addresses_move_with_the_master_without_scripts") {
+        return;
+    }
+    let lab = Lab::new(3);
+    let mut a = node(&lab, 0, "0");
+    peers::wait_master(&a, 6 * SECOND);
+    let b = node(&lab, 1, "50");
+    until("b backup", 3 * SECOND, || {
+        peers::state(&b).as_deref() == Some("BACKUP")
+    });
+    until("a holds the address", 2 * SECOND, || holds(&lab, 0));
+    let labelled = addresses(&lab, 0);
+    assert!(labelled.contains("eth0:ucarp7"), "labelled: {labelled}");
+    assert!(!holds(&lab, 1), "the backup does not hold it");
+    assert!(reachable(&lab, 2), "the client reaches a");
+
+    // The address removed under the master (a network restart) comes back.
+    let status = lab
+        .command(0, "ip")
+        .args(["addr", "del", OWNED, "dev", "eth0"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    until("a adds it back", 2 * SECOND, || holds(&lab, 0));
+    assert!(
+        a.lines()
+            .iter()
+            .any(|l| l.contains("was removed from eth0 while master")),
+        "{:?}",
+        a.lines()
+    );
+
+    // Host a dies (daemon killed, cable cut): b takes the address, and the
+    // client reaches b (the gratuitous ARP moved its neighbour entry).
+    a.kill9();
+    lab.set_cable(0, false);
+    peers::wait_master(&b, 6 * SECOND);
+    until("b holds the address", 2 * SECOND, || holds(&lab, 1));
+    until("the client reaches b", 5 * SECOND, || reachable(&lab, 2));
+
+    // a comes back (its crashed run left the address behind): started as
+    // backup, it removes the leftover at once.
+    lab.set_cable(0, true);
+    assert!(holds(&lab, 0), "the crash left the address on a");
+    let _a = node(&lab, 0, "0");
+    until("a removes the leftover", 3 * SECOND, || !holds(&lab, 0));
+    assert!(holds(&lab, 1));
+}
+
+/// A clean stop of the master (no --shutdown, no script): its address is
+/// removed before the leave advertisement, and the backup takes it.
+#[test]
+fn a_clean_stop_removes_the_owned_address() {
+    if !privileged("a_clean_stop_removes_the_owned_address") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let mut a = node(&lab, 0, "0");
+    peers::wait_master(&a, 6 * SECOND);
+    let b = node(&lab, 1, "50");
+    until("b backup", 3 * SECOND, || {
+        peers::state(&b).as_deref() == Some("BACKUP")
+    });
+    peers::wait_heard(&lab, 1, 1, 3 * SECOND);
+    until("a holds the address", 2 * SECOND, || holds(&lab, 0));
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(a.wait_exit(5 * SECOND).and_then(|s| s.code()), Some(0));
+    assert!(
+        !holds(&lab, 0),
+        "removed from the old master: {}",
+        addresses(&lab, 0)
+    );
+    until("b holds it", 2 * SECOND, || holds(&lab, 1));
+    assert!(
+        b.lines().iter().any(|l| l.contains("leave advertisement")),
+        "{:?}",
+        b.lines()
+    );
+}
