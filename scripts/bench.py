@@ -27,7 +27,7 @@ UCARP = "/usr/sbin/ucarp"
 VIP = "10.98.0.100"
 VIP6 = "fd98::100"
 QUICK = "--quick" in sys.argv
-# --only=takeover,takeover6,unicast,tracked,false,planned,stddev,flood,rss,many runs just those sections.
+# --only=takeover,takeover6,unicast,owned,tracked,false,planned,stddev,flood,rss,many runs just those sections.
 ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
 
 
@@ -36,7 +36,8 @@ def wanted(section):
 # "ours6": our binary with an IPv6 virtual address (link-local source,
 # ff02::12); UCARP has no IPv6, so it is measured beside ours over IPv4.
 # "oursp": our binary with the other host as unicast peer (--peer).
-IMPLS = {"ours": OURS, "ucarp": UCARP, "ours6": OURS, "oursp": OURS}
+# "ourso": our binary owning the address (-a VIP/16): it adds it itself.
+IMPLS = {"ours": OURS, "ucarp": UCARP, "ours6": OURS, "oursp": OURS, "ourso": OURS}
 _lab_counter = [0]
 
 
@@ -123,6 +124,8 @@ class Node:
         self.log_file = os.path.join(work, f"{lab.prefix}-{host}-{impl}.log")
         up = os.path.join(work, "up.sh")
         identity = ["-a", VIP6] if impl == "ours6" else ["-s", lab.addr(host), "-a", VIP]
+        if impl == "ourso":
+            identity = ["-s", lab.addr(host), "-a", VIP + "/16"]
         if impl == "oursp":
             identity += ["--peer", lab.addr(1 - host)]
         argv = [IMPLS[impl], "-i", "eth0", "-v", "9", "-p", "bench", "-f", "none", "-u", up] + identity + extra
@@ -266,6 +269,61 @@ def unplanned_takeover(work, advbase, advskew, reps, impls=("ours", "ucarp")):
                 rule = "ucarp" if impl == "ucarp" else "ours"
                 late = ups[0] - last_master[-1] - master_down(rule, advbase, advskew, interval)
                 out[impl].append(late)
+    return out
+
+
+def owned_takeover(work, reps):
+    """Master's last advert on the wire → the address present on the
+    backup (seen by `ip -ts monitor address` in its namespace), minus the
+    master-down time: ours owning the address (-a VIP/16, no script in the
+    way) against ours with an up script that adds it (`ip addr add`, the
+    UCARP way) and UCARP with the same script."""
+    out = {"ourso": [], "ours": [], "ucarp": []}
+    up_adds = os.path.join(work, "up-adds.sh")
+    with open(up_adds, "w") as f:
+        f.write("#!/bin/sh\nip addr add \"$2\"/16 dev \"$1\"\n")
+    os.chmod(up_adds, 0o755)
+    for rep in range(reps):
+        for impl in out:
+            with lab(2) as l:
+                cap = Capture(l, work)
+                extra = ["-b", "1", "-k", "0"]
+                if impl != "ourso":
+                    extra += ["-u", up_adds]
+                m = Node(l, 0, impl, extra, work)
+                if not wait_until(m.is_master, 10):
+                    continue
+                b = Node(l, 1, impl, extra[:2] + ["-k", "50"] + extra[4:], work)
+                mon_path = os.path.join(work, f"{l.prefix}-mon.txt")
+                mon_file = open(mon_path, "w")
+                mon = subprocess.Popen(["ip", "-n", l.ns(1), "-ts", "monitor", "address"],
+                                       stdout=mon_file, stderr=subprocess.DEVNULL)
+                time.sleep(2.5 + rep * 0.137 % 1)
+                m.stop()
+                seen = None
+                deadline = time.time() + 10
+                while seen is None and time.time() < deadline:
+                    time.sleep(0.02)
+                    with open(mon_path) as f:
+                        for line in f:
+                            if f"inet {VIP}/" in line and "Deleted" not in line:
+                                # [2026-11-29T04:05:00.123456] in local time.
+                                stamp = line.split("]")[0].lstrip("[")
+                                whole, frac = stamp.split(".")
+                                t = time.mktime(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+                                seen = t + float("0." + frac)
+                                break
+                mon.terminate()
+                mon.wait()
+                mon_file.close()
+                adverts = cap.stop()
+                b.stop()
+                master_src = adverts[0][1] if adverts else None
+                last_master = [t for t, src in adverts if src == master_src]
+                if not last_master or seen is None:
+                    continue
+                rule = "ucarp" if impl == "ucarp" else "ours"
+                out[impl].append(seen - last_master[-1] - master_down(rule, 1, 50, 1.0))
     return out
 
 
@@ -570,6 +628,14 @@ def main():
             rows.append(("service failure → backup's up script (ours: tracked interface down; UCARP: a watchdog kills it), advbase 1",
                          o, u, ratio(om, um)))
             print(f"# tracked: ours {o}; ucarp {u}", file=sys.stderr)
+        if wanted("owned"):
+            r = owned_takeover(work, reps)
+            oo, oom = summary(r["ourso"])
+            o, om = summary(r["ours"])
+            u, um = summary(r["ucarp"])
+            rows.append(("unplanned takeover → address present (netlink), ours owning it (-a VIP/16), advbase 1", oo, u, ratio(oom, um)))
+            rows.append(("  same run, ours with an up script adding it", o, u, ratio(om, um)))
+            print(f"# owned: ourso {oo}; ours {o}; ucarp {u}", file=sys.stderr)
         if wanted("unicast"):
             # Same run: ours with a unicast peer, ours multicast, UCARP.
             r = unplanned_takeover(work, 1, 0, reps, impls=("oursp", "ours", "ucarp"))
