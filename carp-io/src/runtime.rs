@@ -688,6 +688,11 @@ impl Runtime {
                 vhost.release_held(iface, now);
             }
         }
+        for vhost in self.virtual_hosts.values_mut() {
+            if let Some(iface) = self.interfaces.get_mut(&vhost.config.interface) {
+                vhost.refresh(iface, now);
+            }
+        }
         let (gone, leaving): (Vec<VirtualHost>, Vec<VirtualHost>) =
             std::mem::take(&mut self.leaving)
                 .into_iter()
@@ -771,6 +776,7 @@ impl Runtime {
                     v.next_log_flush(),
                     v.hook_deadline(),
                     v.startup_demotion_end(),
+                    v.next_refresh(),
                 ]
             })
             .chain(self.interfaces.values().map(Interface::next_log_flush))

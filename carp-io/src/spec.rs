@@ -153,6 +153,9 @@ pub struct VirtualHostSpec {
     pub demote_skew: bool,
     /// Which replays are refused (`--replay`, config `replay`).
     pub replay: carp_engine::ReplayMode,
+    /// Re-announce the addresses this often while master
+    /// (`--garp-refresh`, config `garp-refresh`).
+    pub garp_refresh: Option<Duration>,
     /// Demotion group: members share one demotion (config `demote-group`).
     pub demote_group: Option<String>,
     /// Demotion for a while after start: how much and how long (config
@@ -208,6 +211,7 @@ impl VirtualHostSpec {
             demote: 0,
             demote_skew: true,
             replay: carp_engine::ReplayMode::default(),
+            garp_refresh: None,
             demote_group: None,
             startup_demote: (0, Duration::ZERO),
             scripts: ScriptSpec::default(),
@@ -352,6 +356,7 @@ impl VirtualHostSpec {
         config.engine.demote = self.demote;
         config.engine.demote_skew = self.demote_skew;
         config.engine.replay = self.replay;
+        config.garp_refresh = self.garp_refresh;
         config.hook_wait = scripts.longest_wait();
         config.managed = scripts.managed.iter().map(|m| m.addr).collect();
         Ok((config, scripts))

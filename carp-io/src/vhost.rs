@@ -98,6 +98,11 @@ pub struct VirtualHostConfig {
     /// without the down hook, and puts them back if they are removed under
     /// it ([`crate::Hooks::reassert`]).
     pub managed: Vec<IpAddr>,
+    /// While master, announce the addresses again (gratuitous ARP,
+    /// neighbour advertisement) this often: switches and routers whose
+    /// caches outlive a takeover they missed (keepalived's
+    /// `vrrp_garp_master_refresh`). `None`: only on takeover.
+    pub garp_refresh: Option<Duration>,
 }
 
 impl VirtualHostConfig {
@@ -117,6 +122,7 @@ impl VirtualHostConfig {
             startup_demote: (0, Duration::ZERO),
             hook_wait: Duration::from_secs(62),
             managed: Vec::new(),
+            garp_refresh: None,
         }
     }
 
@@ -277,6 +283,8 @@ pub(crate) struct VirtualHost {
     checkers: Vec<crate::track::Checker>,
     /// Where its transitions are published.
     bus: Arc<EventBus>,
+    /// The next periodic re-announcement (`garp_refresh`, while master).
+    refresh_at: Option<Instant>,
 }
 
 impl VirtualHost {
@@ -333,6 +341,7 @@ impl VirtualHost {
             startup_until,
             checkers: Vec::new(),
             bus: events,
+            refresh_at: None,
         })
     }
 
@@ -960,6 +969,32 @@ impl VirtualHost {
             oldest_since: None,
         });
         self.held.arps = self.held.arps.saturating_add(1);
+    }
+
+    /// The periodic re-announcement: armed while master, sent when due.
+    pub fn refresh(&mut self, iface: &mut Interface, now: Time) {
+        let Some(period) = self.config.garp_refresh else {
+            return;
+        };
+        if self.engine.state() != State::Master || self.waiting_for(Hook::Up) {
+            self.refresh_at = None;
+            return;
+        }
+        let at = Instant::now();
+        match self.refresh_at {
+            None => self.refresh_at = Some(at + period),
+            Some(due) if due <= at => {
+                debug!("{}: periodic re-announcement", self.id);
+                self.send(iface, now, &Transmit::GratuitousArp);
+                self.refresh_at = Some(at + period);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// When the next re-announcement is due, if one is armed.
+    pub fn next_refresh(&self) -> Option<Instant> {
+        self.refresh_at
     }
 
     /// UCARP's SIGUSR1 line.

@@ -286,6 +286,7 @@ struct RawVhost {
     demote: Option<Spanned<i64>>,
     demote_skew: Option<Spanned<bool>>,
     replay: Option<Spanned<String>>,
+    garp_refresh: Option<Spanned<i64>>,
     demote_group: Option<Spanned<String>>,
     startup_demote: Option<Spanned<i64>>,
     startup_demote_for: Option<Spanned<i64>>,
@@ -401,6 +402,7 @@ impl RawVhost {
             demote: or(&self.demote, &defaults.demote),
             demote_skew: or(&self.demote_skew, &defaults.demote_skew),
             replay: or(&self.replay, &defaults.replay),
+            garp_refresh: or(&self.garp_refresh, &defaults.garp_refresh),
             demote_group: or(&self.demote_group, &defaults.demote_group),
             startup_demote: or(&self.startup_demote, &defaults.startup_demote),
             startup_demote_for: or(&self.startup_demote_for, &defaults.startup_demote_for),
@@ -543,6 +545,11 @@ impl Checker<'_> {
         }
         if let Some(v) = &raw.demote_skew {
             spec.demote_skew = *v.get_ref();
+        }
+        if let Some(v) = &raw.garp_refresh {
+            spec.garp_refresh = Some(Duration::from_secs(
+                number(v, "garp-refresh", 1..=86400)? as u64
+            ));
         }
         if let Some(v) = &raw.replay {
             spec.replay = options::replay_mode(v.get_ref(), "replay")

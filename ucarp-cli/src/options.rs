@@ -105,6 +105,9 @@ pub struct RawArgs {
     /// enforce, strict, permissive or off.
     #[arg(long = "replay")]
     replay: Option<String>,
+    /// Seconds between re-announcements while master.
+    #[arg(long = "garp-refresh")]
+    garp_refresh: Option<String>,
     /// The control socket's path, or `none`.
     #[arg(long = "control-socket")]
     control_socket: Option<String>,
@@ -751,6 +754,7 @@ impl RawArgs {
             (self.startup_demote.is_some(), "--startup-demote"),
             (self.no_demote_skew, "--no-demote-skew"),
             (self.replay.is_some(), "--replay"),
+            (self.garp_refresh.is_some(), "--garp-refresh"),
             (self.control_socket.is_some(), "--control-socket"),
             (self.control_group.is_some(), "--control-group"),
             (self.metrics.is_some(), "--metrics"),
@@ -874,6 +878,10 @@ impl RawArgs {
         vhost.demote_skew = !self.no_demote_skew;
         if let Some(mode) = &self.replay {
             vhost.replay = replay_mode(mode, "--replay")?;
+        }
+        if let Some(seconds) = &self.garp_refresh {
+            let seconds = number(Some(seconds), "--garp-refresh", 0, 1..=86400)?;
+            vhost.garp_refresh = Some(Duration::from_secs(seconds as u64));
         }
         if let Some(given) = &self.startup_demote {
             let option = "--startup-demote";

@@ -98,6 +98,7 @@ fn differences(old: &VirtualHostSpec, new: &VirtualHostSpec) -> Vec<&'static str
         (old.demote_group != new.demote_group, "demote-group"),
         (old.demote_skew != new.demote_skew, "demote-skew"),
         (old.replay != new.replay, "replay"),
+        (old.garp_refresh != new.garp_refresh, "garp-refresh"),
         (old.startup_demote != new.startup_demote, "startup-demote"),
         (old.scripts.up != new.scripts.up, "upscript"),
         (old.scripts.down != new.scripts.down, "downscript"),

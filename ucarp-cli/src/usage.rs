@@ -40,6 +40,7 @@ pub const USAGE: &str = concat!(
 --no-demote-skew: do not add the demotion to the advertised skew (for UCARP peers)
 --replay=<mode>: refuse replayed adverts: enforce (default; safe with UCARP peers),
   strict (every peer is ucarp-rs), permissive (count and log only), off
+--garp-refresh=<seconds>: while master, announce the addresses again this often
 --control-socket=<path>: the control socket (default $RUNTIME_DIRECTORY or /run/ucarp,
   <if>.<vhid>.sock; none to disable)
 --control-group=<group>: a group that may use the control socket too

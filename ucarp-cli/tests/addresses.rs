@@ -141,3 +141,38 @@ fn a_clean_stop_removes_the_owned_address() {
         b.lines()
     );
 }
+
+/// `--garp-refresh 1`: a steady master announces its address again every
+/// second; without it, nothing after the takeover's announcements.
+#[test]
+fn garp_refresh_re_announces_while_master() {
+    if !privileged("garp_refresh_re_announces_while_master") {
+        return;
+    }
+    for (refresh, expect_at_least) in [(true, 3usize), (false, 0)] {
+        let lab = Lab::new(1);
+        let mut command = lab.command(0, peers::ours().to_str().unwrap());
+        command
+            .args(["-i", "eth0", "-s", &lab.addr(0).to_string(), "-v", "7"])
+            .args(["-p", "secret", "-f", "none", "-a", OWNED]);
+        if refresh {
+            command.args(["--garp-refresh", "1"]);
+        }
+        let a = Proc::spawn("h0", command);
+        peers::wait_master(&a, 6 * SECOND);
+        // Past the takeover's two announcements.
+        std::thread::sleep(3 * SECOND);
+        let capture = test_support::lab::Capture::start_filtered(&lab, "arp");
+        std::thread::sleep(Duration::from_millis(3500));
+        let arps = capture
+            .stop()
+            .iter()
+            .filter(|f| f.len() >= 42 && f[38..42] == [10, 99, 0, 100])
+            .count();
+        if refresh {
+            assert!(arps >= expect_at_least, "{arps} re-announcements in 3.5 s");
+        } else {
+            assert_eq!(arps, 0, "no re-announcement without --garp-refresh");
+        }
+    }
+}
