@@ -881,7 +881,7 @@ impl RawArgs {
         }
         if let Some(seconds) = &self.garp_refresh {
             let seconds = number(Some(seconds), "--garp-refresh", 0, 1..=86400)?;
-            vhost.garp_refresh = Some(Duration::from_secs(seconds as u64));
+            vhost.garp_refresh = Some(Duration::from_secs(seconds));
         }
         if let Some(given) = &self.startup_demote {
             let option = "--startup-demote";
