@@ -1,7 +1,8 @@
 //! Logging as UCARP does it: syslog with ident `ucarp`, the PID and the
 //! chosen facility, plus stderr unless daemonized, lines like
 //! `[WARNING] Switching to state: MASTER`. `--debug` adds debug lines;
-//! `RUST_LOG` (env_logger syntax) overrides the level.
+//! `RUST_LOG` (env_logger syntax, without the `/regex` message filter)
+//! overrides the level.
 //!
 //! Logging never blocks the protocol: a log call only formats the line and
 //! offers it to a bounded queue; writer threads do the writing. A full
