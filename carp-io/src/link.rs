@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    bind, recv, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+    bind, recvfrom, socket, AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
 
 /// Multicast groups of link and address notifications (linux/rtnetlink.h).
@@ -73,13 +73,14 @@ impl LinkMonitor {
         let mut buf = [0u8; 8192];
         let mut changes = Changes::default();
         loop {
-            match recv(
-                std::os::fd::AsRawFd::as_raw_fd(&self.socket),
-                &mut buf,
-                MsgFlags::empty(),
-            ) {
-                Ok(0) => return changes,
-                Ok(len) => {
+            let received =
+                recvfrom::<NetlinkAddr>(std::os::fd::AsRawFd::as_raw_fd(&self.socket), &mut buf);
+            match received {
+                Ok((0, _)) => return changes,
+                // Only the kernel (port 0) speaks for the kernel: any
+                // local process can send to our port.
+                Ok((_, from)) if from.is_none_or(|from| from.pid() != 0) => continue,
+                Ok((len, _)) => {
                     changes.link |= mentions(&buf[..len], self.index);
                     changes.removed.extend(removed_addresses(&buf[..len]));
                 }

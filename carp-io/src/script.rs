@@ -623,9 +623,12 @@ impl Worker {
         };
         let shared = &self.slot.shared;
         *Shared::lock(&shared.running) = None;
+        // An addresses-only job (a release at a stop without --shutdown)
+        // says nothing about the down script: it owes none.
+        let addresses_only = current.job.as_ref().is_some_and(|j| j.addresses_only);
         if shared.abandoned() {
             shared.owed_down.store(false, Ordering::Release);
-        } else if current.hook == Hook::Down && shared.stopping() {
+        } else if current.hook == Hook::Down && shared.stopping() && !addresses_only {
             let cut = matches!(current.ended, Ended::Cut(_) | Ended::Skipped);
             shared.owed_down.store(cut, Ordering::Release);
         }

@@ -176,3 +176,30 @@ fn garp_refresh_re_announces_while_master() {
         }
     }
 }
+
+/// Owning the address changes nothing about the down script: without
+/// --shutdown a stopping master removes the address but runs no down
+/// script (it ran once, at start-up).
+#[test]
+fn releasing_at_a_stop_runs_no_down_script_without_shutdown() {
+    if !privileged("releasing_at_a_stop_runs_no_down_script_without_shutdown") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let dir = test_support::scripts::Dir::new("owned-down");
+    let log = dir.path("log");
+    let down = dir.script("down", &format!("echo down >> {}\n", log.display()));
+    let mut command = lab.command(0, peers::ours().to_str().unwrap());
+    command
+        .args(["-i", "eth0", "-s", &lab.addr(0).to_string(), "-v", "7"])
+        .args(["-p", "secret", "-f", "none", "-a", OWNED, "-d", &down]);
+    let mut a = Proc::spawn("h0", command);
+    a.control_dir = Some(lab.runtime_dir(0));
+    peers::wait_master(&a, 6 * SECOND);
+    until("a holds the address", 2 * SECOND, || holds(&lab, 0));
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(a.wait_exit(5 * SECOND).and_then(|s| s.code()), Some(0));
+    assert!(!holds(&lab, 0), "released");
+    let runs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(runs.lines().count(), 1, "the start-up run only: {runs:?}");
+}
