@@ -17,6 +17,19 @@ fn pair(seed: u64, tune_b: impl FnOnce(carp_engine::Config) -> carp_engine::Conf
     sim
 }
 
+/// An advert of vhid [`sim::VHID`] signed with the simulator's password,
+/// as a third host that knows it would send.
+fn signed(counter: u64, advbase: u8, advskew: u8) -> AdvertRepr {
+    AdvertRepr {
+        vhid: sim::VHID,
+        advbase,
+        advskew,
+        demote: 0,
+        counter,
+        digest: sim::auth_for(sim::VHID).sign(counter),
+    }
+}
+
 /// What a has sent while captured, from `from` seconds to `to`.
 fn capture(sim: &mut Sim, until: f64) -> Vec<Vec<u8>> {
     sim.capture = true;
@@ -141,16 +154,8 @@ fn a_leave_advert_counts_only_from_the_master_followed() {
     let mut sim = pair(4, |c| c);
     // A third host with the password sends a fresh, signed leave advert:
     // b follows a, so it is refused.
-    let auth = sim::auth_for(sim::VHID);
     let counter = u64::MAX / 3;
-    let leave = AdvertRepr {
-        vhid: sim::VHID,
-        advbase: 255,
-        advskew: 255,
-        demote: 0,
-        counter,
-        digest: auth.sign(counter),
-    };
+    let leave = signed(counter, 255, 255);
     sim.inject(Ipv4Addr::new(10, 1, 1, 9), leave);
     sim.run_until(at(12.0));
     assert_eq!(sim.nodes[1].state(), Some(State::Backup));
@@ -207,21 +212,10 @@ fn a_ucarp_master_continuing_below_our_last_counter_is_followed() {
         .unwrap();
     sim.capture = false;
     sim.kill(0);
-    let auth = sim::auth_for(sim::VHID);
     for i in 1..=30u64 {
         sim.run_until(at(10.5 + i as f64));
         let counter = last_but_one + i;
-        sim.inject(
-            Ipv4Addr::new(10, 1, 1, 2),
-            AdvertRepr {
-                vhid: sim::VHID,
-                advbase: 1,
-                advskew: 50,
-                demote: 0,
-                counter,
-                digest: auth.sign(counter),
-            },
-        );
+        sim.inject(Ipv4Addr::new(10, 1, 1, 2), signed(counter, 1, 50));
     }
     sim.run_until(at(41.0));
     assert_eq!(sim.nodes[1].state(), Some(State::Backup));
@@ -288,21 +282,10 @@ fn restarts_with_clocks_stepped_back_converge_for_many_seeds() {
 fn random_counters_like_a_lone_ucarp_masters_are_accepted() {
     let mut sim = Sim::new(6);
     sim.add_node("b", addr(2), |c| c.with_interval(1, 50));
-    let auth = sim::auth_for(sim::VHID);
     for i in 0..300 {
         let counter = sim.rng.next_u64();
         sim.run_until(at(1.0 + f64::from(i)));
-        sim.inject(
-            Ipv4Addr::new(10, 1, 1, 1),
-            AdvertRepr {
-                vhid: sim::VHID,
-                advbase: 1,
-                advskew: 0,
-                demote: 0,
-                counter,
-                digest: auth.sign(counter),
-            },
-        );
+        sim.inject(Ipv4Addr::new(10, 1, 1, 1), signed(counter, 1, 0));
     }
     sim.run_until(at(301.5));
     assert_eq!(sim.nodes[0].state(), Some(State::Backup));

@@ -217,6 +217,18 @@ impl ScriptHooks {
 }
 
 impl ScriptHooks {
+    /// Queues a job for the managed addresses alone, if there are any.
+    fn queue_addresses(&mut self, hook: Hook, state: State, reason: &str, done: HookDone) {
+        if self.config.managed.is_empty() {
+            return;
+        }
+        let context = Context {
+            state,
+            reason: reason.into(),
+        };
+        self.queue(hook, None, context, done);
+    }
+
     /// Queues a job: `script` for every address (after the managed
     /// addresses), or the managed addresses alone (`None`).
     fn queue(&mut self, hook: Hook, script: Option<PathBuf>, context: Context, done: HookDone) {
@@ -258,25 +270,11 @@ impl Hooks for ScriptHooks {
     }
 
     fn release(&mut self, done: HookDone) {
-        if self.config.managed.is_empty() {
-            return;
-        }
-        let context = Context {
-            state: State::Init,
-            reason: "shutdown".into(),
-        };
-        self.queue(Hook::Down, None, context, done);
+        self.queue_addresses(Hook::Down, State::Init, "shutdown", done);
     }
 
     fn reassert(&mut self, done: HookDone) {
-        if self.config.managed.is_empty() {
-            return;
-        }
-        let context = Context {
-            state: State::Master,
-            reason: "addresses removed under us".into(),
-        };
-        self.queue(Hook::Up, None, context, done);
+        self.queue_addresses(Hook::Up, State::Master, "addresses removed under us", done);
     }
 
     fn interrupt(&mut self) {

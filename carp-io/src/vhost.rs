@@ -925,15 +925,23 @@ impl VirtualHost {
             master,
             addresses: self.config.engine.auth.addresses().to_vec(),
         });
-        let (done, finished) = HookDone::new(Some(Arc::clone(&self.waker)));
+        let done = self.hook_done(transition.hook);
         self.hooks.transition(transition, done);
-        if let Some(hook) = transition.hook {
+    }
+
+    /// The completion handle for a hook action; a `hook` action is
+    /// tracked, so that what waits for it (held ARPs, the leave advert)
+    /// goes out once it has finished.
+    fn hook_done(&mut self, hook: Option<Hook>) -> HookDone {
+        let (done, finished) = HookDone::new(Some(Arc::clone(&self.waker)));
+        if let Some(hook) = hook {
             self.in_flight.push_back(InFlight {
                 hook,
                 finished,
                 oldest_since: None,
             });
         }
+        done
     }
 
     /// A master stopping without its down hook releases the addresses its
@@ -942,13 +950,8 @@ impl VirtualHost {
         if self.config.managed.is_empty() || self.engine.state() != State::Master {
             return;
         }
-        let (done, finished) = HookDone::new(Some(Arc::clone(&self.waker)));
+        let done = self.hook_done(Some(Hook::Down));
         self.hooks.release(done);
-        self.in_flight.push_back(InFlight {
-            hook: Hook::Down,
-            finished,
-            oldest_since: None,
-        });
     }
 
     /// `addr` was removed from our interface: a master puts back what its
@@ -961,13 +964,8 @@ impl VirtualHost {
             "{}: {addr} was removed from {} while master; adding it back",
             self.id, self.id.interface
         );
-        let (done, finished) = HookDone::new(Some(Arc::clone(&self.waker)));
+        let done = self.hook_done(Some(Hook::Up));
         self.hooks.reassert(done);
-        self.in_flight.push_back(InFlight {
-            hook: Hook::Up,
-            finished,
-            oldest_since: None,
-        });
         self.held.arps = self.held.arps.saturating_add(1);
     }
 

@@ -71,3 +71,15 @@ pub fn status(path: &Path) -> Result<Value, String> {
 pub fn vhost(path: &Path) -> Result<Value, String> {
     Ok(status(path)?["virtual_hosts"][0].clone())
 }
+
+/// The status of our daemon for vhid 7 on `lab`'s `host`, if it answers.
+pub fn vhost_of(lab: &crate::lab::Lab, host: usize) -> Option<Value> {
+    vhost(&lab.control_socket(host, 7)).ok()
+}
+
+/// Waits until our daemon for vhid 7 on `host` is in `state`; its status.
+pub fn wait_state(lab: &crate::lab::Lab, host: usize, state: &str, timeout: Duration) -> Value {
+    crate::lab::until(&format!("host {host} {state}"), timeout, || {
+        vhost_of(lab, host).filter(|v| v["state"] == state)
+    })
+}

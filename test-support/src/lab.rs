@@ -607,3 +607,11 @@ pub fn eventually<T>(
         }
     }
 }
+
+/// `probe` until it gives a value, every 20 ms ([`eventually`] for probes
+/// that say only whether, not why).
+pub fn until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    eventually(timeout, Duration::from_millis(20), || {
+        probe().ok_or_else(|| format!("{what}: not within {timeout:?}"))
+    })
+}

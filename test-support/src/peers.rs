@@ -54,7 +54,8 @@ pub fn ready(test: &str) -> bool {
 }
 
 /// Starts `which` on `host` in the foreground: `-i eth0 -s <addr> -v 7
-/// -p secret -a VIP -f none` plus `extra`.
+/// -p secret -a VIP -f none` plus `extra` (whose own `-p`/`-o` or `-a`
+/// replace the defaults).
 pub fn start(lab: &Lab, host: usize, which: Impl, extra: &[&str]) -> Proc {
     let mut command = lab.command(host, &which.binary());
     command.args([
@@ -64,11 +65,12 @@ pub fn start(lab: &Lab, host: usize, which: Impl, extra: &[&str]) -> Proc {
         &lab.addr(host).to_string(),
         "-v",
         "7",
-        "-a",
-        VIP,
         "-f",
         "none",
     ]);
+    if !extra.contains(&"-a") {
+        command.args(["-a", VIP]);
+    }
     if !extra.iter().any(|a| *a == "-p" || *a == "-o") {
         command.args(["-p", "secret"]);
     }
@@ -183,18 +185,9 @@ pub fn ours() -> std::path::PathBuf {
 /// (its control socket says so): a leave advert counts only from a master
 /// it has heard.
 pub fn wait_heard(lab: &Lab, host: usize, n: u64, timeout: Duration) {
-    let start = Instant::now();
-    loop {
-        let heard = crate::control::vhost(&lab.control_socket(host, 7)).map_or(0, |v| {
-            v["counters"]["adverts_received"].as_u64().unwrap_or(0)
-        });
-        if heard >= n {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "host {host} heard {heard} adverts, not {n}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::lab::until(&format!("host {host} heard {n} adverts"), timeout, || {
+        let heard =
+            crate::control::vhost_of(lab, host)?["counters"]["adverts_received"].as_u64()?;
+        (heard >= n).then_some(())
+    });
 }

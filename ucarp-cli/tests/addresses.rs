@@ -6,10 +6,11 @@
 //! as root (for real in CI).
 
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use test_support::lab::until;
 use test_support::lab::{privileged, Lab, Proc};
-use test_support::peers;
+use test_support::peers::{self, Impl};
 
 const SECOND: Duration = Duration::from_secs(1);
 const VIP: &str = "10.99.0.100";
@@ -17,13 +18,7 @@ const OWNED: &str = "10.99.0.100/16";
 
 /// Our daemon on `host`, owning the address, no scripts.
 fn node(lab: &Lab, host: usize, skew: &str) -> Proc {
-    let mut command = lab.command(host, peers::ours().to_str().unwrap());
-    command
-        .args(["-i", "eth0", "-s", &lab.addr(host).to_string(), "-v", "7"])
-        .args(["-p", "secret", "-f", "none", "-a", OWNED, "-k", skew]);
-    let mut proc = Proc::spawn(&format!("h{host}"), command);
-    proc.control_dir = Some(lab.runtime_dir(host));
-    proc
+    peers::start(lab, host, Impl::Ours, &["-a", OWNED, "-k", skew])
 }
 
 /// host's IPv4 addresses on eth0 with their labels (`ip -o addr`).
@@ -38,14 +33,6 @@ fn addresses(lab: &Lab, host: usize) -> String {
 
 fn holds(lab: &Lab, host: usize) -> bool {
     addresses(lab, host).contains(&format!("inet {OWNED}"))
-}
-
-fn until(what: &str, timeout: Duration, mut probe: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !probe() {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A TCP connection to a closed port of the address is refused only by a
@@ -69,10 +56,10 @@ fn owned_addresses_move_with_the_master_without_scripts() {
     let mut a = node(&lab, 0, "0");
     peers::wait_master(&a, 6 * SECOND);
     let b = node(&lab, 1, "50");
-    until("b backup", 3 * SECOND, || {
-        peers::state(&b).as_deref() == Some("BACKUP")
+    test_support::control::wait_state(&lab, 1, "BACKUP", 3 * SECOND);
+    until("a holds the address", 2 * SECOND, || {
+        holds(&lab, 0).then_some(())
     });
-    until("a holds the address", 2 * SECOND, || holds(&lab, 0));
     let labelled = addresses(&lab, 0);
     assert!(labelled.contains("eth0:ucarp7"), "labelled: {labelled}");
     assert!(!holds(&lab, 1), "the backup does not hold it");
@@ -85,7 +72,9 @@ fn owned_addresses_move_with_the_master_without_scripts() {
         .status()
         .unwrap();
     assert!(status.success());
-    until("a adds it back", 2 * SECOND, || holds(&lab, 0));
+    until("a adds it back", 2 * SECOND, || {
+        holds(&lab, 0).then_some(())
+    });
     assert!(
         a.lines()
             .iter()
@@ -99,15 +88,21 @@ fn owned_addresses_move_with_the_master_without_scripts() {
     a.kill9();
     lab.set_cable(0, false);
     peers::wait_master(&b, 6 * SECOND);
-    until("b holds the address", 2 * SECOND, || holds(&lab, 1));
-    until("the client reaches b", 5 * SECOND, || reachable(&lab, 2));
+    until("b holds the address", 2 * SECOND, || {
+        holds(&lab, 1).then_some(())
+    });
+    until("the client reaches b", 5 * SECOND, || {
+        reachable(&lab, 2).then_some(())
+    });
 
     // a comes back (its crashed run left the address behind): started as
     // backup, it removes the leftover at once.
     lab.set_cable(0, true);
     assert!(holds(&lab, 0), "the crash left the address on a");
     let _a = node(&lab, 0, "0");
-    until("a removes the leftover", 3 * SECOND, || !holds(&lab, 0));
+    until("a removes the leftover", 3 * SECOND, || {
+        (!holds(&lab, 0)).then_some(())
+    });
     assert!(holds(&lab, 1));
 }
 
@@ -122,11 +117,11 @@ fn a_clean_stop_removes_the_owned_address() {
     let mut a = node(&lab, 0, "0");
     peers::wait_master(&a, 6 * SECOND);
     let b = node(&lab, 1, "50");
-    until("b backup", 3 * SECOND, || {
-        peers::state(&b).as_deref() == Some("BACKUP")
-    });
+    test_support::control::wait_state(&lab, 1, "BACKUP", 3 * SECOND);
     peers::wait_heard(&lab, 1, 1, 3 * SECOND);
-    until("a holds the address", 2 * SECOND, || holds(&lab, 0));
+    until("a holds the address", 2 * SECOND, || {
+        holds(&lab, 0).then_some(())
+    });
     a.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(a.wait_exit(5 * SECOND).and_then(|s| s.code()), Some(0));
     assert!(
@@ -134,7 +129,7 @@ fn a_clean_stop_removes_the_owned_address() {
         "removed from the old master: {}",
         addresses(&lab, 0)
     );
-    until("b holds it", 2 * SECOND, || holds(&lab, 1));
+    until("b holds it", 2 * SECOND, || holds(&lab, 1).then_some(()));
     assert!(
         b.lines().iter().any(|l| l.contains("leave advertisement")),
         "{:?}",
@@ -151,14 +146,12 @@ fn garp_refresh_re_announces_while_master() {
     }
     for (refresh, expect_at_least) in [(true, 3usize), (false, 0)] {
         let lab = Lab::new(1);
-        let mut command = lab.command(0, peers::ours().to_str().unwrap());
-        command
-            .args(["-i", "eth0", "-s", &lab.addr(0).to_string(), "-v", "7"])
-            .args(["-p", "secret", "-f", "none", "-a", OWNED]);
-        if refresh {
-            command.args(["--garp-refresh", "1"]);
-        }
-        let a = Proc::spawn("h0", command);
+        let extra: &[&str] = if refresh {
+            &["-a", OWNED, "--garp-refresh", "1"]
+        } else {
+            &["-a", OWNED]
+        };
+        let a = peers::start(&lab, 0, Impl::Ours, extra);
         peers::wait_master(&a, 6 * SECOND);
         // Past the takeover's two announcements.
         std::thread::sleep(3 * SECOND);
@@ -189,14 +182,11 @@ fn releasing_at_a_stop_runs_no_down_script_without_shutdown() {
     let dir = test_support::scripts::Dir::new("owned-down");
     let log = dir.path("log");
     let down = dir.script("down", &format!("echo down >> {}\n", log.display()));
-    let mut command = lab.command(0, peers::ours().to_str().unwrap());
-    command
-        .args(["-i", "eth0", "-s", &lab.addr(0).to_string(), "-v", "7"])
-        .args(["-p", "secret", "-f", "none", "-a", OWNED, "-d", &down]);
-    let mut a = Proc::spawn("h0", command);
-    a.control_dir = Some(lab.runtime_dir(0));
+    let mut a = peers::start(&lab, 0, Impl::Ours, &["-a", OWNED, "-d", &down]);
     peers::wait_master(&a, 6 * SECOND);
-    until("a holds the address", 2 * SECOND, || holds(&lab, 0));
+    until("a holds the address", 2 * SECOND, || {
+        holds(&lab, 0).then_some(())
+    });
     a.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(a.wait_exit(5 * SECOND).and_then(|s| s.code()), Some(0));
     assert!(!holds(&lab, 0), "released");

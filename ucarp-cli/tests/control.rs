@@ -12,25 +12,13 @@ use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use test_support::control;
-use test_support::lab::{privileged, Lab, Proc};
+use test_support::control::{self, vhost_of, wait_state};
+use test_support::lab::{privileged, until, Lab, Proc};
 use test_support::peers::{self, Impl};
 use test_support::scripts::Dir;
 
 const SECOND: Duration = Duration::from_secs(1);
 const METRICS: &str = "127.0.0.1:9237";
-
-/// `probe` until it gives a value, polling every 20 ms.
-fn until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// The `ucarp` client, run as an operator would.
 fn client(lab: &Lab, host: usize, args: &[&str]) -> (i32, String, String) {
@@ -44,21 +32,6 @@ fn client(lab: &Lab, host: usize, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-fn vhost(lab: &Lab, host: usize) -> Value {
-    control::vhost(&lab.control_socket(host, 7)).expect("status")
-}
-
-fn try_vhost(lab: &Lab, host: usize) -> Option<Value> {
-    control::vhost(&lab.control_socket(host, 7)).ok()
-}
-
-fn wait_state(lab: &Lab, host: usize, state: &str, timeout: Duration) -> Value {
-    until(&format!("host {host} {state}"), timeout, || {
-        let v = try_vhost(lab, host)?;
-        (v["state"] == state).then_some(v)
-    })
 }
 
 /// One HTTP exchange with the metrics server in `host`'s namespace.
@@ -98,7 +71,7 @@ fn control_commands_and_metrics_end_to_end() {
 
     // The backup knows who the master is, and what it advertises.
     let b = until("b hears a", 3 * SECOND, || {
-        let v = vhost(&lab, 1);
+        let v = vhost_of(&lab, 1).unwrap();
         (v["master"]["address"] == lab.addr(0).to_string()).then_some(v)
     });
     assert_eq!(b["master"]["advskew"], 0, "{b}");
@@ -122,7 +95,7 @@ fn control_commands_and_metrics_end_to_end() {
     assert!(reply.contains("text/plain; version=0.0.4"), "{reply}");
     let master = r#"ucarp_vhost_state{interface="eth0",vhid="7",state="MASTER"}"#;
     assert_eq!(sample(&reply, master), Some(1.0), "{reply}");
-    let a_status = vhost(&lab, 0);
+    let a_status = vhost_of(&lab, 0).unwrap();
     let transitions = a_status["counters"]["transitions"].as_f64().unwrap();
     assert_eq!(
         sample(
@@ -155,12 +128,15 @@ fn control_commands_and_metrics_end_to_end() {
     // new master sees A's demotion gone from its adverts.
     let (code, _, err) = client(&lab, 0, &["undemote", "eth0:7"]);
     assert_eq!(code, 0, "{err}");
-    let a_status = vhost(&lab, 0);
+    let a_status = vhost_of(&lab, 0).unwrap();
     assert_eq!(a_status["demote"], 0, "{a_status}");
     assert!(a_status["demote_causes"].as_array().unwrap().is_empty());
     std::thread::sleep(2 * SECOND);
-    assert_eq!(vhost(&lab, 1)["state"], "MASTER");
-    assert_eq!(vhost(&lab, 0)["master"]["address"], lab.addr(1).to_string());
+    assert_eq!(vhost_of(&lab, 1).unwrap()["state"], "MASTER");
+    assert_eq!(
+        vhost_of(&lab, 0).unwrap()["master"]["address"],
+        lab.addr(1).to_string()
+    );
 
     // Step down (UCARP's SIGUSR2) on the new master: it goes quiet, and A
     // takes over at its master-down time.
@@ -179,7 +155,7 @@ fn control_commands_and_metrics_end_to_end() {
     // `demote` without a number demotes by 128.
     let (code, _, err) = client(&lab, 0, &["demote", "7"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(vhost(&lab, 0)["demote"], 128);
+    assert_eq!(vhost_of(&lab, 0).unwrap()["demote"], 128);
     wait_state(&lab, 1, "MASTER", 2 * SECOND);
     drop(a);
 }
@@ -261,7 +237,7 @@ fn bad_requests_are_answered_with_an_error_and_change_nothing() {
     let reply = http(&lab, 0, &huge);
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
 
-    let after = vhost(&lab, 0);
+    let after = vhost_of(&lab, 0).unwrap();
     assert_eq!(after["state"], "MASTER");
     assert_eq!(
         after["counters"]["transitions"],

@@ -8,36 +8,14 @@
 //! (The replay-after-kill test, behind our master and UCARP's, is
 //! `replayed_adverts_after_the_master_dies` in faults.rs.)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
-use test_support::control;
-use test_support::lab::{built, privileged, Capture, Lab, Proc};
+use test_support::control::{vhost_of, wait_state};
+use test_support::lab::{built, privileged, until, Capture, Lab, Proc};
 use test_support::peers::{self, Impl};
 
 const SECOND: Duration = Duration::from_secs(1);
 const CARP: usize = 14 + 20;
-
-fn vhost(lab: &Lab, host: usize) -> Option<Value> {
-    control::vhost(&lab.control_socket(host, 7)).ok()
-}
-
-fn until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_state(lab: &Lab, host: usize, state: &str, timeout: Duration) -> Value {
-    until(&format!("host {host} {state}"), timeout, || {
-        vhost(lab, host).filter(|v| v["state"] == state)
-    })
-}
 
 /// A captured frame's IPv4 source, CARP advbase/advskew and counter.
 fn advert(frame: &[u8]) -> ([u8; 4], u8, u8, u64) {
@@ -110,7 +88,7 @@ fn a_leave_advert_from_an_earlier_run_moves_nothing() {
 
     send_frames(&lab, 2, &leave, 2, 5);
     std::thread::sleep(SECOND);
-    let b = vhost(&lab, 1).unwrap();
+    let b = vhost_of(&lab, 1).unwrap();
     assert_eq!(b["state"], "BACKUP", "{b}");
     assert_eq!(b["counters"]["transitions"].as_u64(), Some(before), "{b}");
     let rejected = &b["counters"]["rejected"];
@@ -124,7 +102,7 @@ fn a_leave_advert_from_an_earlier_run_moves_nothing() {
     .map(|k| rejected[k].as_u64().unwrap_or(0))
     .sum();
     assert_eq!(refused, 10, "{b}");
-    assert_eq!(vhost(&lab, 0).unwrap()["state"], "MASTER");
+    assert_eq!(vhost_of(&lab, 0).unwrap()["state"], "MASTER");
 }
 
 /// a dies and comes straight back with its wall clock an hour behind
@@ -174,11 +152,11 @@ fn a_master_restarted_with_its_clock_an_hour_back_is_not_locked_out() {
 
     // One master after convergence, and it stays so.
     until("a master, b backup", 15 * SECOND, || {
-        let (a, b) = (vhost(&lab, 0)?, vhost(&lab, 1)?);
+        let (a, b) = (vhost_of(&lab, 0)?, vhost_of(&lab, 1)?);
         (a["state"] == "MASTER" && b["state"] == "BACKUP").then_some(())
     });
     std::thread::sleep(5 * SECOND);
-    let (a, b) = (vhost(&lab, 0).unwrap(), vhost(&lab, 1).unwrap());
+    let (a, b) = (vhost_of(&lab, 0).unwrap(), vhost_of(&lab, 1).unwrap());
     assert_eq!(
         (a["state"].as_str(), b["state"].as_str()),
         (Some("MASTER"), Some("BACKUP"))
@@ -202,7 +180,7 @@ fn ucarp_never_repeats_a_counter() {
     let _o = peers::start(&lab, 1, Impl::Ours, &["-b", "1", "-k", "50"]);
     wait_state(&lab, 1, "BACKUP", 3 * SECOND);
     std::thread::sleep(10 * SECOND);
-    let ours = vhost(&lab, 1).unwrap();
+    let ours = vhost_of(&lab, 1).unwrap();
     assert_eq!(ours["state"], "BACKUP", "{ours}");
     assert!(ours["counters"]["adverts_received"].as_u64().unwrap() >= 9);
     assert_eq!(
