@@ -121,6 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 timeout: Duration::from_secs(parse_or("script-timeout", 60).unwrap_or(60).into()),
                 vhid,
                 managed: Vec::new(),
+                vmac: None,
             };
             config.hook_wait = scripts.longest_wait();
             ScriptHooks::new(scripts)

@@ -26,7 +26,8 @@ const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_REPLACE: u16 = 0x100;
-const NLM_F_CREATE: u16 = 0x400;
+pub(crate) const NLM_F_CREATE: u16 = 0x400;
+pub(crate) const NLM_F_EXCL: u16 = 0x200;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_LABEL: u16 = 3;
@@ -121,17 +122,24 @@ fn request(kind: u16, flags: u16, index: u32, address: ManagedAddress, label: &s
             }
         }
     }
+    message(kind, flags, &body)
+}
+
+/// A request to the kernel: the netlink header (asking for an
+/// acknowledgement) and `body`.
+pub(crate) fn message(kind: u16, flags: u16, body: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(16 + body.len());
     message.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
     message.extend_from_slice(&kind.to_ne_bytes());
     message.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | flags).to_ne_bytes());
     message.extend_from_slice(&1u32.to_ne_bytes()); // sequence
     message.extend_from_slice(&0u32.to_ne_bytes()); // port: the kernel
-    message.extend_from_slice(&body);
+    message.extend_from_slice(body);
     message
 }
 
-fn attribute(body: &mut Vec<u8>, kind: u16, data: &[u8]) {
+/// Appends one attribute (type, length, data, padding to 4 bytes).
+pub(crate) fn attribute(body: &mut Vec<u8>, kind: u16, data: &[u8]) {
     let len = 4 + data.len();
     body.extend_from_slice(&(len as u16).to_ne_bytes());
     body.extend_from_slice(&kind.to_ne_bytes());
@@ -140,7 +148,7 @@ fn attribute(body: &mut Vec<u8>, kind: u16, data: &[u8]) {
 }
 
 /// Sends one request and reads its acknowledgement.
-fn exchange(message: &[u8]) -> io::Result<()> {
+pub(crate) fn exchange(message: &[u8]) -> io::Result<()> {
     let socket: OwnedFd = socket(
         AddressFamily::Netlink,
         SockType::Raw,

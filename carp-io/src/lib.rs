@@ -42,6 +42,7 @@ mod spec;
 mod status;
 mod track;
 mod vhost;
+pub mod vmac;
 
 pub use error::IoError;
 pub use events::{Subscription, TransitionEvent};

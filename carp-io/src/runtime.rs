@@ -1065,10 +1065,14 @@ impl Runtime {
     fn addresses_removed(&mut self, removed: &[(u32, IpAddr)]) {
         for (index, addr) in removed {
             for vhost in self.virtual_hosts.values_mut() {
-                let ours = self
-                    .interfaces
-                    .get(&vhost.config.interface)
-                    .is_some_and(|iface| iface.info.index == *index);
+                // With a virtual MAC the addresses live on its device,
+                // whose index changes if it is made again: any removal of
+                // an owned address counts (putting it back is harmless).
+                let ours = vhost.config.vmac.is_some()
+                    || self
+                        .interfaces
+                        .get(&vhost.config.interface)
+                        .is_some_and(|iface| iface.info.index == *index);
                 if ours {
                     vhost.handle_address_removed(*addr);
                 }

@@ -73,6 +73,9 @@ pub struct ScriptConfig {
     /// Addresses the daemon owns: added before the up script, removed
     /// before the down script (and at every stop of a master).
     pub managed: Vec<crate::addrs::ManagedAddress>,
+    /// The virtual MAC device carrying the managed addresses
+    /// ([`crate::vmac`]); `None`: they go on the interface itself.
+    pub vmac: Option<crate::vmac::VirtualMac>,
 }
 
 impl ScriptConfig {
@@ -197,12 +200,20 @@ pub struct ScriptHooks {
     config: ScriptConfig,
     shared: Arc<Shared>,
     next_id: u64,
+    /// This virtual host's hold on its virtual MAC device: released (and
+    /// the device deleted when no one else holds it) once the last job
+    /// has run.
+    vmac: Option<crate::vmac::Lease>,
 }
 
 impl ScriptHooks {
-    /// Script hooks for one virtual host. (The `Result` is kept for callers
-    /// written when this started a thread.)
+    /// Script hooks for one virtual host; creates its virtual MAC device
+    /// if it has one (the error says why it could not).
     pub fn new(config: ScriptConfig) -> io::Result<ScriptHooks> {
+        let vmac = match &config.vmac {
+            Some(vmac) => Some(crate::vmac::Lease::acquire(&config.interface, vmac)?),
+            None => None,
+        };
         let shared = Arc::new(Shared::default());
         Supervisor::register(Slot {
             config: config.clone(),
@@ -212,6 +223,7 @@ impl ScriptHooks {
             config,
             shared,
             next_id: 0,
+            vmac,
         })
     }
 }
@@ -308,6 +320,7 @@ impl Hooks for ScriptHooks {
             Supervisor::wake(&self.config);
             thread::sleep(POLL);
         }
+        self.vmac = None;
     }
 }
 
@@ -642,19 +655,27 @@ fn manage_addresses(config: &ScriptConfig, hook: Hook) {
     if config.managed.is_empty() {
         return;
     }
-    let index = match nix::net::if_::if_nametoindex(config.interface.as_str()) {
+    let verb = if hook == Hook::Up { "add" } else { "remove" };
+    if hook == Hook::Up {
+        vmac_up(config, true);
+    }
+    let (device, label) = match &config.vmac {
+        Some(vmac) => (vmac.name.as_str(), vmac.name.clone()),
+        None => (
+            config.interface.as_str(),
+            crate::addrs::label(&config.interface, config.vhid),
+        ),
+    };
+    let index = match nix::net::if_::if_nametoindex(device) {
         Ok(index) => index,
         Err(e) => {
             error!(
-                "{}: cannot {} its addresses: interface {}: {e}",
-                config.who(),
-                if hook == Hook::Up { "add" } else { "remove" },
-                config.interface
+                "{}: cannot {verb} its addresses: interface {device}: {e}",
+                config.who()
             );
             return;
         }
     };
-    let label = crate::addrs::label(&config.interface, config.vhid);
     for address in &config.managed {
         let shown = format!("{}/{}", address.addr, address.prefix);
         let result = match hook {
@@ -664,13 +685,24 @@ fn manage_addresses(config: &ScriptConfig, hook: Hook) {
         match (hook, result) {
             (Hook::Up, Ok(())) => info!("{}: added {shown} to {}", config.who(), label),
             (Hook::Down, Ok(())) => info!("{}: removed {shown}", config.who()),
-            (_, Err(e)) => error!(
-                "{}: cannot {} {shown} on {}: {e}",
-                config.who(),
-                if hook == Hook::Up { "add" } else { "remove" },
-                config.interface
-            ),
+            (_, Err(e)) => error!("{}: cannot {verb} {shown} on {device}: {e}", config.who()),
         }
+    }
+    if hook == Hook::Down {
+        vmac_up(config, false);
+    }
+}
+
+/// Brings the virtual MAC device up or down, if there is one.
+fn vmac_up(config: &ScriptConfig, up: bool) {
+    let Some(vmac) = &config.vmac else { return };
+    if let Err(e) = crate::vmac::set_up(&config.interface, vmac, up) {
+        error!(
+            "{}: cannot bring virtual MAC device {} {}: {e}",
+            config.who(),
+            vmac.name,
+            if up { "up" } else { "down" }
+        );
     }
 }
 
@@ -991,6 +1023,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             vhid,
             managed: Vec::new(),
+            vmac: None,
         }
     }
 

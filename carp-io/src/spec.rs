@@ -45,6 +45,9 @@ pub enum SpecError {
     /// could not be read.
     #[error("no IPv6 source: {0}")]
     NoLinkLocal(String),
+    /// A virtual MAC carries owned addresses; there are none.
+    #[error("a virtual MAC (vmac) needs addresses the daemon owns (ADDRESS/PREFIX)")]
+    VmacWithoutOwnedAddresses,
 }
 
 /// A virtual address: the value, and the text the operator wrote (scripts
@@ -156,6 +159,10 @@ pub struct VirtualHostSpec {
     /// Re-announce the addresses this often while master
     /// (`--garp-refresh`, config `garp-refresh`).
     pub garp_refresh: Option<Duration>,
+    /// The owned addresses live on a virtual MAC device of this name
+    /// (`--vmac`, config `vmac`; [`crate::vmac`]). `None`: on the
+    /// interface.
+    pub vmac: Option<String>,
     /// Demotion group: members share one demotion (config `demote-group`).
     pub demote_group: Option<String>,
     /// Demotion for a while after start: how much and how long (config
@@ -212,6 +219,7 @@ impl VirtualHostSpec {
             demote_skew: true,
             replay: carp_engine::ReplayMode::default(),
             garp_refresh: None,
+            vmac: None,
             demote_group: None,
             startup_demote: (0, Duration::ZERO),
             scripts: ScriptSpec::default(),
@@ -343,7 +351,14 @@ impl VirtualHostSpec {
                 .iter()
                 .filter_map(VirtualAddress::managed)
                 .collect(),
+            vmac: self
+                .vmac
+                .as_deref()
+                .map(|name| crate::vmac::VirtualMac::new(self.vhid, Some(name))),
         };
+        if scripts.vmac.is_some() && scripts.managed.is_empty() {
+            return Err(SpecError::VmacWithoutOwnedAddresses);
+        }
         let mut config = VirtualHostConfig::new(&self.interface, engine);
         config.group = self.group;
         config.group6 = self.group6;
@@ -357,6 +372,7 @@ impl VirtualHostSpec {
         config.engine.demote_skew = self.demote_skew;
         config.engine.replay = self.replay;
         config.garp_refresh = self.garp_refresh;
+        config.vmac = scripts.vmac.as_ref().map(|v| v.mac);
         config.hook_wait = scripts.longest_wait();
         config.managed = scripts.managed.iter().map(|m| m.addr).collect();
         Ok((config, scripts))

@@ -103,6 +103,10 @@ pub struct VirtualHostConfig {
     /// caches outlive a takeover they missed (keepalived's
     /// `vrrp_garp_master_refresh`). `None`: only on takeover.
     pub garp_refresh: Option<Duration>,
+    /// The virtual MAC the managed addresses answer with
+    /// ([`crate::vmac`]): gratuitous ARPs and neighbour advertisements
+    /// announce it instead of the interface's own.
+    pub vmac: Option<carp_proto::ethernet::MacAddr>,
 }
 
 impl VirtualHostConfig {
@@ -123,6 +127,7 @@ impl VirtualHostConfig {
             hook_wait: Duration::from_secs(62),
             managed: Vec::new(),
             garp_refresh: None,
+            vmac: None,
         }
     }
 
@@ -778,7 +783,7 @@ impl VirtualHost {
     /// ARP per IPv4 address, one unsolicited neighbour advertisement per
     /// IPv6 address (from our IPv6 source, override flag set).
     fn announce(&mut self, iface: &mut Interface) -> bool {
-        let mac = iface.info.mac;
+        let mac = self.config.vmac.unwrap_or(iface.info.mac);
         let frames = self.config.ipv4_addresses().into_iter().map(|ip| {
             (
                 IpAddr::V4(ip),

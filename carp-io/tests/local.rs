@@ -86,6 +86,7 @@ fn scripts_for(vhid: u8, up: &Path, down: &Path, timeout: Duration) -> ScriptHoo
         timeout,
         vhid,
         managed: Vec::new(),
+        vmac: None,
     })
     .expect("starting the script thread")
 }

@@ -27,6 +27,7 @@ fn hooks(vhid: u8, up: &Path) -> ScriptHooks {
         timeout: Duration::from_secs(10),
         vhid,
         managed: Vec::new(),
+        vmac: None,
     })
     .unwrap()
 }

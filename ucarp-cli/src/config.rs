@@ -164,6 +164,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
     let services = daemon_services(&raw.daemon).map_err(at)?;
     let mut vhosts: Vec<VirtualHostSpec> = Vec::new();
     let mut seen: BTreeMap<VirtualHostId, usize> = BTreeMap::new();
+    let mut devices: BTreeMap<String, usize> = BTreeMap::new();
     if raw.vhost.is_empty() {
         return Err(error(None, "no [[vhost]]: nothing to run".into()));
     }
@@ -181,6 +182,23 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
                 ),
             }));
         }
+        if let Some(name) = &spec.vmac {
+            if let Some(first) = devices.insert(name.clone(), line) {
+                let span = merged
+                    .vmac_name
+                    .as_ref()
+                    .map(Spanned::span)
+                    .or_else(|| merged.vmac.as_ref().map(Spanned::span))
+                    .unwrap_or(table.span());
+                return Err(at(Located {
+                    span,
+                    message: format!(
+                        "vmac: device {name} is already used by the virtual host at line {first}; \
+                         give each its own vmac-name"
+                    ),
+                }));
+            }
+        }
         vhosts.push(spec);
     }
     Ok(ConfigFile {
@@ -193,6 +211,43 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
             || raw.vhost.iter().any(|v| v.get_ref().password.is_some()),
         warnings: Vec::new(),
     })
+}
+
+/// The virtual MAC device's name, if `vmac = true`: `vmac-name` or
+/// `ucarp<vhid>`. It carries owned addresses, so it needs some.
+fn vmac(raw: &RawVhost, spec: &VirtualHostSpec) -> Result<Option<String>, Located> {
+    let on = raw.vmac.as_ref().filter(|v| *v.get_ref());
+    match (on, &raw.vmac_name) {
+        (None, None) => Ok(None),
+        (None, Some(name)) => Err(Located {
+            span: name.span(),
+            message: "vmac-name: without vmac = true".into(),
+        }),
+        (Some(on), name) => {
+            if !spec.addresses.iter().any(|a| a.prefix.is_some()) {
+                return Err(Located {
+                    span: on.span(),
+                    message: "vmac: the virtual MAC carries addresses the daemon owns; \
+                              give them with a prefix length (addresses = [\"10.0.0.100/24\"])"
+                        .into(),
+                });
+            }
+            match name {
+                None => Ok(Some(carp_io::vmac::default_name(spec.vhid))),
+                Some(name) if carp_io::vmac::valid_name(name.get_ref()) => {
+                    Ok(Some(name.get_ref().clone()))
+                }
+                Some(name) => Err(Located {
+                    span: name.span(),
+                    message: format!(
+                        "vmac-name: {:?} cannot name a network device \
+                         (1 to 15 characters, no '/', ':' or spaces)",
+                        name.get_ref()
+                    ),
+                }),
+            }
+        }
+    }
 }
 
 /// `[daemon]`'s control-socket, control-group, metrics and events; an
@@ -287,6 +342,8 @@ struct RawVhost {
     demote_skew: Option<Spanned<bool>>,
     replay: Option<Spanned<String>>,
     garp_refresh: Option<Spanned<i64>>,
+    vmac: Option<Spanned<bool>>,
+    vmac_name: Option<Spanned<String>>,
     demote_group: Option<Spanned<String>>,
     startup_demote: Option<Spanned<i64>>,
     startup_demote_for: Option<Spanned<i64>>,
@@ -403,6 +460,8 @@ impl RawVhost {
             demote_skew: or(&self.demote_skew, &defaults.demote_skew),
             replay: or(&self.replay, &defaults.replay),
             garp_refresh: or(&self.garp_refresh, &defaults.garp_refresh),
+            vmac: or(&self.vmac, &defaults.vmac),
+            vmac_name: or(&self.vmac_name, &defaults.vmac_name),
             demote_group: or(&self.demote_group, &defaults.demote_group),
             startup_demote: or(&self.startup_demote, &defaults.startup_demote),
             startup_demote_for: or(&self.startup_demote_for, &defaults.startup_demote_for),
@@ -555,6 +614,7 @@ impl Checker<'_> {
             spec.replay = options::replay_mode(v.get_ref(), "replay")
                 .map_err(|e| Located::new(v.span(), e))?;
         }
+        spec.vmac = vmac(raw, &spec)?;
         if let Some(group) = &raw.demote_group {
             if group.get_ref().is_empty() {
                 return Err(Located {
@@ -773,7 +833,7 @@ mod tests {
         let text = include_str!("../../docs/ucarp.toml")
             .replace("/etc/ucarp/", &format!("{}/", dir.display()));
         let file = check(&text).unwrap();
-        assert_eq!(file.vhosts.len(), 5);
+        assert_eq!(file.vhosts.len(), 6);
         assert!(file.shutdown);
         let first = &file.vhosts[0];
         assert_eq!((first.interface.as_str(), first.vhid), ("eth0", 1));
@@ -782,15 +842,42 @@ mod tests {
         assert!(first.preempt);
         assert_eq!(first.scripts.up, Some(dir.join("vip-up.sh")));
         assert_eq!(file.vhosts[1].advskew, 100);
-        assert_eq!(file.vhosts[2].interface, "eth1");
-        let dual = &file.vhosts[3];
+        assert_eq!(file.vhosts[2].vmac.as_deref(), Some("vip-web"));
+        assert_eq!(file.vhosts[3].interface, "eth1");
+        let dual = &file.vhosts[4];
         assert_eq!(dual.addresses.len(), 2);
         assert_eq!(dual.sources, ["192.168.1.1".parse::<IpAddr>().unwrap()]);
         assert!(dual.needs_link_local());
         assert_eq!(dual.group6, carp_proto::DEFAULT_GROUP6);
         assert_eq!(
-            file.vhosts[4].peers,
+            file.vhosts[5].peers,
             ["192.168.1.2".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn a_virtual_mac_needs_owned_addresses_and_a_device_of_its_own() {
+        let owned = ONE.replace("10.0.0.100\"", "10.0.0.100/24\"");
+        let file = check(&format!("{owned}vmac = true\n")).unwrap();
+        assert_eq!(file.vhosts[0].vmac.as_deref(), Some("ucarp1"));
+        assert!(refusal(&format!("{ONE}vmac = true\n"))
+            .starts_with("/etc/ucarp/test.toml:7:8: vmac: the virtual MAC carries addresses"));
+        assert_eq!(
+            refusal(&format!("{owned}vmac-name = \"vip\"\n")),
+            "/etc/ucarp/test.toml:7:13: vmac-name: without vmac = true"
+        );
+        assert!(
+            refusal(&format!("{owned}vmac = true\nvmac-name = \"a:b\"\n"))
+                .starts_with("/etc/ucarp/test.toml:8:13: vmac-name: \"a:b\" cannot name"),
+        );
+        let second = owned.replace("vhid = 1", "vhid = 2");
+        let shared = format!(
+            "{owned}vmac = true\nvmac-name = \"vip\"\n{second}vmac = true\nvmac-name = \"vip\"\n"
+        );
+        assert_eq!(
+            refusal(&shared),
+            "/etc/ucarp/test.toml:16:13: vmac: device vip is already used by the virtual host \
+             at line 1; give each its own vmac-name"
         );
     }
 

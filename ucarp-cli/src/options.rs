@@ -108,6 +108,12 @@ pub struct RawArgs {
     /// Seconds between re-announcements while master.
     #[arg(long = "garp-refresh")]
     garp_refresh: Option<String>,
+    /// The owned addresses on a virtual MAC device.
+    #[arg(long = "vmac")]
+    vmac: bool,
+    /// That device's name (default ucarp<vhid>).
+    #[arg(long = "vmac-name")]
+    vmac_name: Option<String>,
     /// The control socket's path, or `none`.
     #[arg(long = "control-socket")]
     control_socket: Option<String>,
@@ -725,6 +731,26 @@ impl RawArgs {
         })
     }
 
+    /// The virtual MAC device's name with `--vmac`: `--vmac-name` or
+    /// `ucarp<vhid>`. It carries owned addresses, so it needs some.
+    fn vmac_device(&self, vhost: &VirtualHostSpec) -> Result<Option<String>, UsageError> {
+        match (self.vmac, &self.vmac_name) {
+            (false, None) => Ok(None),
+            (false, Some(_)) => fail("--vmac-name: without --vmac".into()),
+            (true, _) if !vhost.addresses.iter().any(|a| a.prefix.is_some()) => fail(
+                "--vmac: the virtual MAC carries addresses the daemon owns; \
+                 give them with a prefix length (-a 10.0.0.100/24)"
+                    .into(),
+            ),
+            (true, None) => Ok(Some(carp_io::vmac::default_name(vhost.vhid))),
+            (true, Some(name)) if carp_io::vmac::valid_name(name) => Ok(Some(name.clone())),
+            (true, Some(name)) => fail(format!(
+                "--vmac-name: {name:?} cannot name a network device \
+                 (1 to 15 characters, no '/', ':' or spaces)"
+            )),
+        }
+    }
+
     /// The options given that a configuration file sets instead.
     fn file_settings_given(&self) -> Vec<&'static str> {
         let values = [
@@ -755,6 +781,8 @@ impl RawArgs {
             (self.no_demote_skew, "--no-demote-skew"),
             (self.replay.is_some(), "--replay"),
             (self.garp_refresh.is_some(), "--garp-refresh"),
+            (self.vmac, "--vmac"),
+            (self.vmac_name.is_some(), "--vmac-name"),
             (self.control_socket.is_some(), "--control-socket"),
             (self.control_group.is_some(), "--control-group"),
             (self.metrics.is_some(), "--metrics"),
@@ -883,6 +911,7 @@ impl RawArgs {
             let seconds = number(Some(seconds), "--garp-refresh", 0, 1..=86400)?;
             vhost.garp_refresh = Some(Duration::from_secs(seconds));
         }
+        vhost.vmac = self.vmac_device(&vhost)?;
         if let Some(given) = &self.startup_demote {
             let option = "--startup-demote";
             let Some((demote, seconds)) = given.split_once(':') else {
@@ -1341,6 +1370,24 @@ mod tests {
             let error = virtual_address(bad, "-a").unwrap_err();
             assert!(error.0.contains("prefix length"), "{bad}: {}", error.0);
         }
+    }
+
+    #[test]
+    fn a_virtual_mac_needs_owned_addresses() {
+        let owned = ["-a", "10.0.0.10/24", "--vmac"];
+        assert_eq!(with(&owned).unwrap().vhost.vmac.as_deref(), Some("ucarp1"));
+        let named = with(&["-a", "10.0.0.10/24", "--vmac", "--vmac-name", "vip0"]);
+        assert_eq!(named.unwrap().vhost.vmac.as_deref(), Some("vip0"));
+        assert!(with(&[]).unwrap().vhost.vmac.is_none());
+        assert!(error(&["--vmac"]).starts_with("--vmac: the virtual MAC carries addresses"));
+        assert_eq!(
+            error(&["--vmac-name", "vip0"]),
+            "--vmac-name: without --vmac"
+        );
+        assert!(
+            error(&["-a", "10.0.0.10/24", "--vmac", "--vmac-name", "a b"])
+                .starts_with("--vmac-name: \"a b\" cannot name a network device")
+        );
     }
 
     #[test]

@@ -99,6 +99,7 @@ fn differences(old: &VirtualHostSpec, new: &VirtualHostSpec) -> Vec<&'static str
         (old.demote_skew != new.demote_skew, "demote-skew"),
         (old.replay != new.replay, "replay"),
         (old.garp_refresh != new.garp_refresh, "garp-refresh"),
+        (old.vmac != new.vmac, "vmac"),
         (old.startup_demote != new.startup_demote, "startup-demote"),
         (old.scripts.up != new.scripts.up, "upscript"),
         (old.scripts.down != new.scripts.down, "downscript"),

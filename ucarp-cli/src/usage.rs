@@ -41,6 +41,9 @@ pub const USAGE: &str = concat!(
 --replay=<mode>: refuse replayed adverts: enforce (default; safe with UCARP peers),
   strict (every peer is ucarp-rs), permissive (count and log only), off
 --garp-refresh=<seconds>: while master, announce the addresses again this often
+--vmac: put the owned addresses (-a <addr>/<prefix>) on a macvlan device with MAC
+  00:00:5e:00:01:<vhid>, so that a takeover changes no client's ARP entry
+--vmac-name=<name>: that device's name (default ucarp<vhid>)
 --control-socket=<path>: the control socket (default $RUNTIME_DIRECTORY or /run/ucarp,
   <if>.<vhid>.sock; none to disable)
 --control-group=<group>: a group that may use the control socket too

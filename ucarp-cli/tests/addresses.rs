@@ -193,3 +193,121 @@ fn releasing_at_a_stop_runs_no_down_script_without_shutdown() {
     let runs = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(runs.lines().count(), 1, "the start-up run only: {runs:?}");
 }
+
+/// host's `ip` output for `args`, in its namespace.
+fn ip(lab: &Lab, host: usize, args: &[&str]) -> String {
+    let output = lab.command(host, "ip").args(args).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+const VMAC: &str = "00:00:5e:00:01:07";
+
+/// `--vmac`: the address lives on a macvlan device with the virtual MAC,
+/// up only on the master. The client's neighbour entry for the address
+/// never changes across a takeover (watched with `ip monitor neigh`
+/// throughout), the client reaches the new master, a crash's leftover
+/// device is made again down and empty, a device deleted under the master
+/// is made again, and a clean stop deletes it.
+#[test]
+fn a_virtual_mac_keeps_the_clients_neighbour_entry() {
+    if !privileged("a_virtual_mac_keeps_the_clients_neighbour_entry") {
+        return;
+    }
+    let lab = Lab::new(3);
+    let start = |host: usize, skew: &str| {
+        peers::start(&lab, host, Impl::Ours, &["-a", OWNED, "--vmac", "-k", skew])
+    };
+    let mut a = start(0, "0");
+    peers::wait_master(&a, 6 * SECOND);
+    let mut b = start(1, "50");
+    test_support::control::wait_state(&lab, 1, "BACKUP", 3 * SECOND);
+    until("a holds the address on its device", 2 * SECOND, || {
+        ip(&lab, 0, &["-o", "-4", "addr", "show", "dev", "ucarp7"])
+            .contains(&format!("inet {OWNED}"))
+            .then_some(())
+    });
+    let a_device = ip(&lab, 0, &["link", "show", "ucarp7"]);
+    assert!(
+        a_device.contains(VMAC) && a_device.contains(",UP"),
+        "{a_device}"
+    );
+    let b_device = ip(&lab, 1, &["link", "show", "ucarp7"]);
+    assert!(b_device.contains(VMAC), "b has the device: {b_device}");
+    assert!(!b_device.contains(",UP"), "down on the backup: {b_device}");
+    assert!(!holds(&lab, 0), "not on eth0: {}", addresses(&lab, 0));
+    let arp_ignore = lab.in_ns(1, || {
+        std::fs::read_to_string("/proc/sys/net/ipv4/conf/eth0/arp_ignore").unwrap()
+    });
+    assert_eq!(arp_ignore.trim(), "1");
+
+    assert!(reachable(&lab, 2), "the client reaches a");
+    let entry = ip(&lab, 2, &["neigh", "show", VIP]);
+    assert!(
+        entry.contains(VMAC),
+        "the client learnt the virtual MAC: {entry}"
+    );
+
+    // Every change of the client's neighbour table while a dies and b
+    // takes over.
+    let monitor = Proc::spawn("monitor", {
+        let mut command = lab.command(2, "ip");
+        command.args(["monitor", "neigh"]);
+        command
+    });
+    a.kill9();
+    lab.set_cable(0, false);
+    peers::wait_master(&b, 6 * SECOND);
+    until("the client reaches b", 5 * SECOND, || {
+        reachable(&lab, 2).then_some(())
+    });
+    let b_holds = ip(&lab, 1, &["-o", "-4", "addr", "show", "dev", "ucarp7"]);
+    assert!(b_holds.contains(&format!("inet {OWNED}")), "{b_holds}");
+    std::thread::sleep(Duration::from_millis(300));
+    let changes = monitor.lines();
+    let moved: Vec<&String> = changes
+        .iter()
+        .filter(|l| l.starts_with(&format!("{VIP} ")) && l.contains("lladdr"))
+        .filter(|l| !l.contains(VMAC))
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "the entry changed: {moved:?} in {changes:?}"
+    );
+    let entry = ip(&lab, 2, &["neigh", "show", VIP]);
+    assert!(entry.contains(VMAC), "still the virtual MAC: {entry}");
+
+    // a comes back: its crash left the device up with the address; made
+    // again, down and empty.
+    lab.set_cable(0, true);
+    assert!(ip(&lab, 0, &["-o", "addr", "show", "dev", "ucarp7"]).contains(VIP));
+    let _a = start(0, "0");
+    test_support::control::wait_state(&lab, 0, "BACKUP", 5 * SECOND);
+    let remade = ip(&lab, 0, &["addr", "show", "dev", "ucarp7"]);
+    assert!(!remade.contains(VIP) && !remade.contains(",UP"), "{remade}");
+
+    // The device deleted under the master (a network restart): made
+    // again, with the address.
+    let status = lab
+        .command(1, "ip")
+        .args(["link", "del", "ucarp7"])
+        .status();
+    assert!(status.unwrap().success());
+    until("b makes its device again", 3 * SECOND, || {
+        ip(&lab, 1, &["-o", "-4", "addr", "show", "dev", "ucarp7"])
+            .contains(&format!("inet {OWNED}"))
+            .then_some(())
+    });
+    until("the client reaches b again", 5 * SECOND, || {
+        reachable(&lab, 2).then_some(())
+    });
+
+    // A clean stop of b deletes its device.
+    b.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(b.wait_exit(5 * SECOND).and_then(|s| s.code()), Some(0));
+    let gone = lab
+        .command(1, "ip")
+        .args(["link", "show", "ucarp7"])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "deleted at stop");
+}
