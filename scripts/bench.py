@@ -27,7 +27,7 @@ UCARP = "/usr/sbin/ucarp"
 VIP = "10.98.0.100"
 VIP6 = "fd98::100"
 QUICK = "--quick" in sys.argv
-# --only=takeover,takeover6,unicast,owned,tracked,false,planned,stddev,flood,rss,many runs just those sections.
+# --only=takeover,takeover6,unicast,owned,outage,tracked,false,planned,stddev,flood,rss,many runs just those sections.
 ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--only=")), None)
 
 
@@ -37,7 +37,8 @@ def wanted(section):
 # ff02::12); UCARP has no IPv6, so it is measured beside ours over IPv4.
 # "oursp": our binary with the other host as unicast peer (--peer).
 # "ourso": our binary owning the address (-a VIP/16): it adds it itself.
-IMPLS = {"ours": OURS, "ucarp": UCARP, "ours6": OURS, "oursp": OURS, "ourso": OURS}
+# "oursv": the same on a virtual MAC device (--vmac).
+IMPLS = {"ours": OURS, "ucarp": UCARP, "ours6": OURS, "oursp": OURS, "ourso": OURS, "oursv": OURS}
 _lab_counter = [0]
 
 
@@ -124,8 +125,10 @@ class Node:
         self.log_file = os.path.join(work, f"{lab.prefix}-{host}-{impl}.log")
         up = os.path.join(work, "up.sh")
         identity = ["-a", VIP6] if impl == "ours6" else ["-s", lab.addr(host), "-a", VIP]
-        if impl == "ourso":
+        if impl in ("ourso", "oursv"):
             identity = ["-s", lab.addr(host), "-a", VIP + "/16"]
+        if impl == "oursv":
+            identity += ["--vmac"]
         if impl == "oursp":
             identity += ["--peer", lab.addr(1 - host)]
         argv = [IMPLS[impl], "-i", "eth0", "-v", "9", "-p", "bench", "-f", "none", "-u", up] + identity + extra
@@ -324,6 +327,92 @@ def owned_takeover(work, reps):
                     continue
                 rule = "ucarp" if impl == "ucarp" else "ours"
                 out[impl].append(seen - last_master[-1] - master_down(rule, 1, 50, 1.0))
+    return out
+
+
+def ping_replies(path):
+    """Times of the echo replies in `ping -D -n` output."""
+    times = []
+    with open(path) as f:
+        for line in f:
+            if line.startswith("[") and "bytes from" in line:
+                times.append(float(line[1:line.index("]")]))
+    return times
+
+
+def client_outage(work, reps, variants):
+    """What a client sees when the master host dies: a third namespace
+    pings the address every 10 ms; the master's daemon is killed and its
+    cable cut at once (a dead host answers nothing). Per variant: the
+    longest gap between replies (the outage), and the first reply after
+    it minus the moment the backup's master-down time ran out after the
+    master's last advert (client-visible lateness: takeover lateness plus
+    the address, the ARP and the client's cache). Variants: ("ours" with
+    up/down scripts adding and removing the address, "ourso" owning it,
+    "oursv" owning it on a virtual MAC, "ucarp" with the scripts), each
+    optionally with a client that ignores gratuitous ARP (nftables drops
+    ARP requests whose sender is the address; its neighbour entries live
+    base_reachable_time_ms=5000 so the wait stays bounded)."""
+    up_adds = os.path.join(work, "up-adds.sh")
+    down_dels = os.path.join(work, "down-dels.sh")
+    with open(up_adds, "w") as f:
+        f.write("#!/bin/sh\nip addr add \"$2\"/16 dev \"$1\"\n")
+    with open(down_dels, "w") as f:
+        f.write("#!/bin/sh\nip addr del \"$2\"/16 dev \"$1\" 2>/dev/null\n")
+    os.chmod(up_adds, 0o755)
+    os.chmod(down_dels, 0o755)
+    out = {v: ([], []) for v in variants}
+    for rep in range(reps):
+        for variant in variants:
+            impl, deaf = variant
+            with lab(3) as l:
+                cap = Capture(l, work)
+                extra = ["-b", "1", "-k", "0"]
+                if impl in ("ours", "ucarp"):
+                    extra += ["-u", up_adds, "-d", down_dels]
+                m = Node(l, 0, impl, extra, work)
+                if not wait_until(m.is_master, 10):
+                    continue
+                b = Node(l, 1, impl, extra[:2] + ["-k", "50"] + extra[4:], work)
+                client = l.ns(2)
+                if deaf:
+                    sh("ip", "netns", "exec", client, "sysctl", "-q",
+                       "net.ipv4.neigh.eth0.base_reachable_time_ms=5000")
+                    rules = ("add table arp deaf\n"
+                             "add chain arp deaf input { type filter hook input priority 0; }\n"
+                             f"add rule arp deaf input arp operation request arp saddr ip {VIP} drop\n")
+                    subprocess.run(["ip", "netns", "exec", client, "nft", "-f", "-"], input=rules,
+                                   text=True, check=True)
+                time.sleep(2.0)
+                ping_path = os.path.join(work, f"{l.prefix}-ping.txt")
+                ping_file = open(ping_path, "w")
+                # Line-buffered, so that its replies can be watched as they come.
+                ping = subprocess.Popen(["ip", "netns", "exec", client, "stdbuf", "-oL",
+                                         "ping", "-D", "-n", "-i", "0.01", VIP],
+                                        stdout=ping_file, stderr=subprocess.DEVNULL)
+                time.sleep(0.7 + rep * 0.137 % 1)
+                m.stop()
+                sh("ip", "-n", l.br, "link", "set", "p0", "down")
+                cut = time.time()
+                limit = 30 if deaf else 10
+                wait_until(lambda: any(t > cut for t in ping_replies(ping_path)), limit)
+                time.sleep(0.2)
+                ping.send_signal(signal.SIGINT)
+                ping.wait()
+                ping_file.close()
+                adverts = cap.stop()
+                b.stop()
+                replies = ping_replies(ping_path)
+                before = [t for t in replies if t <= cut]
+                after = [t for t in replies if t > cut]
+                master_src = adverts[0][1] if adverts else None
+                last_master = [t for t, src in adverts if src == master_src and t <= cut]
+                if not before or not after or not last_master:
+                    continue
+                rule = "ucarp" if impl == "ucarp" else "ours"
+                down_at = last_master[-1] + master_down(rule, 1, 50, 1.0)
+                out[variant][0].append(after[0] - before[-1])
+                out[variant][1].append(after[0] - down_at)
     return out
 
 
@@ -589,9 +678,9 @@ def many_vhids(work, vhids, seconds):
 def main():
     if os.geteuid() != 0:
         sys.exit("bench: run as root (network namespaces)")
-    for tool in ("ip", "tcpdump", "nft"):
+    for tool in ("ip", "tcpdump", "nft", "ping"):
         if not shutil.which(tool):
-            sys.exit(f"bench: {tool} missing (apt-get install iproute2 tcpdump nftables)")
+            sys.exit(f"bench: {tool} missing (apt-get install iproute2 tcpdump nftables iputils-ping)")
     if not os.path.exists(UCARP):
         sys.exit("bench: /usr/sbin/ucarp missing (apt-get install ucarp)")
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "ucarp-cli", "-p", "carp-io", "--examples", "--bins"],
@@ -636,6 +725,27 @@ def main():
             rows.append(("unplanned takeover → address present (netlink), ours owning it (-a VIP/16), advbase 1", oo, u, ratio(oom, um)))
             rows.append(("  same run, ours with an up script adding it", o, u, ratio(om, um)))
             print(f"# owned: ourso {oo}; ours {o}; ucarp {u}", file=sys.stderr)
+        if wanted("outage"):
+            variants = [("ours", False), ("ourso", False), ("oursv", False), ("ucarp", False),
+                        ("ourso", True), ("oursv", True), ("ucarp", True)]
+            r = client_outage(work, reps, variants)
+            names = {"ours": "ours, up/down scripts", "ourso": "ours owning the address",
+                     "oursv": "ours owning it on a virtual MAC", "ucarp": "UCARP, up/down scripts"}
+            u_gap, u_gap_m = summary(r[("ucarp", False)][0])
+            u_late, u_late_m = summary(r[("ucarp", False)][1])
+            u_gap_d, u_gap_dm = summary(r[("ucarp", True)][0])
+            for (impl, deaf), (gaps, lates) in r.items():
+                if impl == "ucarp":
+                    continue
+                g, gm = summary(gaps)
+                lt, ltm = summary(lates)
+                who = names[impl] + (", client ignoring gratuitous ARP" if deaf else "")
+                rows.append((f"client outage (ping every 10 ms, master host dies), {who}: longest gap",
+                             g, u_gap_d if deaf else u_gap, ratio(gm, u_gap_dm if deaf else u_gap_m)))
+                if not deaf:
+                    rows.append((f"  same, first reply after the master-down time ran out, {who}",
+                                 lt, u_late, ratio(ltm, u_late_m)))
+            print(f"# outage: {r}", file=sys.stderr)
         if wanted("unicast"):
             # Same run: ours with a unicast peer, ours multicast, UCARP.
             r = unplanned_takeover(work, 1, 0, reps, impls=("oursp", "ours", "ucarp"))

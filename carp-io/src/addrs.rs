@@ -149,6 +149,40 @@ pub(crate) fn attribute(body: &mut Vec<u8>, kind: u16, data: &[u8]) {
 
 /// Sends one request and reads its acknowledgement.
 pub(crate) fn exchange(message: &[u8]) -> io::Result<()> {
+    let socket = request_socket()?;
+    send(socket.as_raw_fd(), message, MsgFlags::empty())?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let len = recv(socket.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+        if let Some(result) = acknowledgement(&buf[..len]) {
+            return result;
+        }
+    }
+}
+
+/// Sends one request (a GET) and returns the kernel's answer: its first
+/// message that is not an acknowledgement, or the error it sent.
+pub(crate) fn query(message: &[u8]) -> io::Result<Vec<u8>> {
+    let socket = request_socket()?;
+    send(socket.as_raw_fd(), message, MsgFlags::empty())?;
+    let mut buf = vec![0u8; 32 * 1024];
+    let len = recv(socket.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+    let datagram = &buf[..len];
+    if datagram.len() >= 16 && u16::from_ne_bytes([datagram[4], datagram[5]]) != NLMSG_ERROR {
+        let declared = u32::from_ne_bytes(datagram[0..4].try_into().expect("4 bytes")) as usize;
+        return Ok(datagram[..declared.min(len)].to_vec());
+    }
+    match acknowledgement(datagram) {
+        Some(Err(e)) => Err(e),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "netlink: no answer to the request",
+        )),
+    }
+}
+
+/// A netlink route socket for one request, its answer bounded in time.
+fn request_socket() -> io::Result<OwnedFd> {
     let socket: OwnedFd = socket(
         AddressFamily::Netlink,
         SockType::Raw,
@@ -161,14 +195,7 @@ pub(crate) fn exchange(message: &[u8]) -> io::Result<()> {
     // inside send(), behind its RTNL lock, which no timeout covers.
     let timeout = nix::sys::time::TimeVal::new(2, 0);
     nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
-    send(fd, message, MsgFlags::empty())?;
-    let mut buf = [0u8; 4096];
-    loop {
-        let len = recv(fd, &mut buf, MsgFlags::empty())?;
-        if let Some(result) = acknowledgement(&buf[..len]) {
-            return result;
-        }
-    }
+    Ok(socket)
 }
 
 /// The kernel's answer in a datagram: `Some(Ok)` for an ACK, `Some(Err)`

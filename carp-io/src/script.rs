@@ -79,6 +79,11 @@ pub struct ScriptConfig {
 }
 
 impl ScriptConfig {
+    /// Whether an owned address is IPv6.
+    fn has_ipv6(&self) -> bool {
+        self.managed.iter().any(|m| m.addr.is_ipv6())
+    }
+
     /// Which virtual host, for log lines: `vhid 7 on eth0`.
     fn who(&self) -> String {
         format!("vhid {} on {}", self.vhid, self.interface)
@@ -102,6 +107,9 @@ struct Job {
     /// `--shutdown`, a re-add after the addresses were removed under us,
     /// or a hook without a script).
     addresses_only: bool,
+    /// Its managed addresses were already removed, ahead of the script
+    /// running before it ([`Worker::release_early`]).
+    released_early: bool,
     /// What the environment says about the transition.
     context: Context,
     /// Dropped with the job: counts it out of [`Hooks::pending`].
@@ -211,7 +219,11 @@ impl ScriptHooks {
     /// if it has one (the error says why it could not).
     pub fn new(config: ScriptConfig) -> io::Result<ScriptHooks> {
         let vmac = match &config.vmac {
-            Some(vmac) => Some(crate::vmac::Lease::acquire(&config.interface, vmac)?),
+            Some(vmac) => Some(crate::vmac::Lease::acquire(
+                &config.interface,
+                vmac,
+                config.has_ipv6(),
+            )?),
             None => None,
         };
         let shared = Arc::new(Shared::default());
@@ -249,6 +261,7 @@ impl ScriptHooks {
             id: self.next_id,
             hook,
             addresses_only: script.is_none(),
+            released_early: false,
             script: script.unwrap_or_default(),
             context,
             _outstanding: Outstanding::new(&self.shared),
@@ -320,7 +333,9 @@ impl Hooks for ScriptHooks {
             Supervisor::wake(&self.config);
             thread::sleep(POLL);
         }
-        self.vmac = None;
+        if let Some(lease) = self.vmac.take() {
+            lease.release();
+        }
     }
 }
 
@@ -513,6 +528,7 @@ impl Worker {
     /// Moves this virtual host's scripts on as far as they go without
     /// waiting.
     fn step(&mut self) {
+        self.release_early();
         loop {
             if self.current.is_none() && !self.take_next() {
                 return;
@@ -552,6 +568,33 @@ impl Worker {
                 continue;
             }
             self.finish_current();
+        }
+    }
+
+    /// Removes the managed addresses at once when a down job is queued
+    /// behind a running script (a hung up script must not keep the address
+    /// on a host that is no longer master until its timeout): only down
+    /// jobs with no up job queued before them, so the addresses still end
+    /// in the state of the newest job. Adding waits its turn.
+    fn release_early(&mut self) {
+        if self.current.is_none() || self.slot.config.managed.is_empty() {
+            return;
+        }
+        let mut due = false;
+        {
+            let mut queue = Shared::lock(&self.slot.shared.queue);
+            for job in queue.iter_mut().take_while(|job| job.hook == Hook::Down) {
+                due |= !job.released_early;
+                job.released_early = true;
+            }
+        }
+        // Not under the queue's lock: the protocol thread queues jobs.
+        if due {
+            info!(
+                "{}: leaving master while a script runs: removing the addresses now",
+                self.slot.config.who()
+            );
+            manage_addresses(&self.slot.config, Hook::Down);
         }
     }
 
@@ -595,7 +638,9 @@ impl Worker {
                 }
                 let (hook, script, context, id) =
                     (job.hook, job.script.clone(), job.context.clone(), job.id);
-                manage_addresses(config, hook);
+                if !job.released_early {
+                    manage_addresses(config, hook);
+                }
                 if job.addresses_only {
                     self.current = Some(Current {
                         script,
@@ -656,8 +701,12 @@ fn manage_addresses(config: &ScriptConfig, hook: Hook) {
         return;
     }
     let verb = if hook == Hook::Up { "add" } else { "remove" };
-    if hook == Hook::Up {
-        vmac_up(config, true);
+    if hook == Hook::Up && !vmac_up(config, true) {
+        error!(
+            "{}: addresses not added: without its virtual MAC device up no client could reach them",
+            config.who()
+        );
+        return;
     }
     let (device, label) = match &config.vmac {
         Some(vmac) => (vmac.name.as_str(), vmac.name.clone()),
@@ -689,20 +738,22 @@ fn manage_addresses(config: &ScriptConfig, hook: Hook) {
         }
     }
     if hook == Hook::Down {
-        vmac_up(config, false);
+        let _ = vmac_up(config, false);
     }
 }
 
-/// Brings the virtual MAC device up or down, if there is one.
-fn vmac_up(config: &ScriptConfig, up: bool) {
-    let Some(vmac) = &config.vmac else { return };
-    if let Err(e) = crate::vmac::set_up(&config.interface, vmac, up) {
-        error!(
-            "{}: cannot bring virtual MAC device {} {}: {e}",
-            config.who(),
-            vmac.name,
-            if up { "up" } else { "down" }
-        );
+/// Brings the virtual MAC device up or down, if there is one; whether
+/// that worked (or there is none).
+fn vmac_up(config: &ScriptConfig, up: bool) -> bool {
+    let Some(vmac) = &config.vmac else {
+        return true;
+    };
+    match crate::vmac::set_up(&config.interface, vmac, up, config.has_ipv6()) {
+        Ok(()) => true,
+        Err(e) => {
+            error!("{}: {e}", config.who());
+            false
+        }
     }
 }
 

@@ -783,8 +783,16 @@ impl VirtualHost {
     /// ARP per IPv4 address, one unsolicited neighbour advertisement per
     /// IPv6 address (from our IPv6 source, override flag set).
     fn announce(&mut self, iface: &mut Interface) -> bool {
-        let mac = self.config.vmac.unwrap_or(iface.info.mac);
+        // Owned addresses on a virtual MAC answer with it; the rest live
+        // on the interface.
+        let managed = &self.config.managed;
+        let vmac = self.config.vmac;
+        let mac_of = |ip: IpAddr| match vmac {
+            Some(vmac) if managed.contains(&ip) => vmac,
+            _ => iface.info.mac,
+        };
         let frames = self.config.ipv4_addresses().into_iter().map(|ip| {
+            let mac = mac_of(IpAddr::V4(ip));
             (
                 IpAddr::V4(ip),
                 GratuitousArp { mac, ip }.to_frame().to_vec(),
@@ -799,7 +807,7 @@ impl VirtualHost {
             .filter_map(|target| {
                 let src = source6?;
                 let advert = NeighborAdvert {
-                    mac,
+                    mac: mac_of(IpAddr::V6(target)),
                     src,
                     target,
                     router,

@@ -28,11 +28,12 @@ use std::sync::Mutex;
 use carp_proto::ethernet::MacAddr;
 use log::{info, warn};
 
-use crate::addrs::{attribute, exchange, message, NLM_F_CREATE, NLM_F_EXCL};
-use crate::iface::InterfaceInfo;
+use crate::addrs::{attribute, exchange, message, query, NLM_F_CREATE, NLM_F_EXCL};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
+const IFLA_IFALIAS: u16 = 20;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_LINK: u16 = 5;
@@ -59,6 +60,11 @@ pub struct VirtualMac {
 }
 
 impl VirtualMac {
+    /// The vhid the MAC was made from.
+    pub fn vhid(&self) -> u8 {
+        self.mac.0[5]
+    }
+
     /// The virtual MAC of `vhid`, on a device called `name` (default
     /// `ucarp<vhid>`).
     pub fn new(vhid: u8, name: Option<&str>) -> VirtualMac {
@@ -91,70 +97,234 @@ pub fn valid_name(name: &str) -> bool {
             .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace())
 }
 
-/// How many of this process's virtual hosts use each device: a reload
-/// that restarts a virtual host creates its new hooks before the old ones
-/// finish, and the device must outlive both.
-static USERS: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
+/// The virtual hosts of this process using each device, by name: which
+/// one (interface, vhid) and how many holds (a reload that restarts a
+/// virtual host creates its new hooks before the old ones finish, and the
+/// device must outlive both).
+type Users = HashMap<String, (String, u8, usize)>;
+static USERS: Mutex<Option<Users>> = Mutex::new(None);
 
-/// One virtual host's use of its device; the last one dropped deletes it.
+/// One virtual host's hold on its device; the last one released deletes
+/// it.
 #[derive(Debug)]
 pub struct Lease {
+    parent: String,
     vmac: VirtualMac,
+    released: bool,
 }
 
 impl Lease {
-    /// Makes sure the device exists on `parent` with the virtual MAC, down
-    /// and without addresses if this process did not have it yet (a device
-    /// of ours left by an earlier run is deleted and made again, in case
-    /// its parent changed), and sets the ARP behaviour described above.
-    pub fn acquire(parent: &str, vmac: &VirtualMac) -> io::Result<Lease> {
+    /// Makes sure the device exists on `parent`, down and without
+    /// addresses if this process did not have it yet (a device of this
+    /// virtual host left by an earlier run is deleted and made again),
+    /// and sets the ARP behaviour described above. `ipv6`: whether IPv6
+    /// addresses will live on it (otherwise IPv6 is off there). Refused:
+    /// a device of that name that is not ours, or one this process already
+    /// uses for another virtual host.
+    pub fn acquire(parent: &str, vmac: &VirtualMac, ipv6: bool) -> io::Result<Lease> {
         let mut users = USERS.lock().unwrap_or_else(|e| e.into_inner());
-        let count = users
-            .get_or_insert_with(HashMap::new)
-            .entry(vmac.name.clone())
-            .or_default();
-        if *count == 0 {
-            create(parent, vmac)?;
+        let users = users.get_or_insert_with(HashMap::new);
+        let vhid = vmac.vhid();
+        match users.get_mut(&vmac.name) {
+            Some((user_parent, user_vhid, count)) => {
+                if (user_parent.as_str(), *user_vhid) != (parent, vhid) {
+                    return Err(io::Error::other(format!(
+                        "virtual MAC device {} is already used by vhid {user_vhid} on \
+                         {user_parent}; give each virtual host its own vmac-name",
+                        vmac.name
+                    )));
+                }
+                *count += 1;
+            }
+            None => {
+                create(parent, vmac, ipv6)?;
+                users.insert(vmac.name.clone(), (parent.to_string(), vhid, 1));
+            }
         }
-        *count += 1;
-        Ok(Lease { vmac: vmac.clone() })
+        Ok(Lease {
+            parent: parent.to_string(),
+            vmac: vmac.clone(),
+            released: false,
+        })
+    }
+
+    /// Lets go of the device now, deleting it if no one else holds it
+    /// (for a caller that may wait: the kernel takes its time).
+    pub fn release(mut self) {
+        self.released = true;
+        if self.last_out() {
+            delete_logged(&self.parent, &self.vmac);
+        }
+    }
+
+    /// Counts this hold out; whether it was the last.
+    fn last_out(&self) -> bool {
+        let mut users = USERS.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(users) = users.as_mut() else {
+            return false;
+        };
+        let Some((_, _, count)) = users.get_mut(&self.vmac.name) else {
+            return false;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return false;
+        }
+        users.remove(&self.vmac.name);
+        true
     }
 }
 
 impl Drop for Lease {
+    /// Dropped without [`Lease::release`] (maybe on the protocol thread):
+    /// the deletion, if due, happens on a thread of its own.
     fn drop(&mut self) {
-        let mut users = USERS.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(count) = users.as_mut().and_then(|u| u.get_mut(&self.vmac.name)) else {
-            return;
-        };
-        *count -= 1;
-        if *count > 0 {
+        if self.released || !self.last_out() {
             return;
         }
-        match delete(&self.vmac) {
-            Ok(()) => info!("deleted virtual MAC device {}", self.vmac.name),
-            Err(e) => warn!("cannot delete virtual MAC device {}: {e}", self.vmac.name),
+        let (parent, vmac) = (self.parent.clone(), self.vmac.clone());
+        let spawned = std::thread::Builder::new()
+            .name("ucarp-vmac".into())
+            .spawn(move || delete_logged(&parent, &vmac));
+        if let Err(e) = spawned {
+            warn!("cannot delete virtual MAC device {}: {e}", self.vmac.name);
         }
     }
 }
 
-/// Creates the device, first deleting one of ours of the same name.
-fn create(parent: &str, vmac: &VirtualMac) -> io::Result<()> {
+fn delete_logged(parent: &str, vmac: &VirtualMac) {
+    match delete(parent, vmac) {
+        Ok(true) => info!("deleted virtual MAC device {}", vmac.name),
+        Ok(false) => {}
+        Err(e) => warn!("cannot delete virtual MAC device {}: {e}", vmac.name),
+    }
+}
+
+/// What the kernel says of a device.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Device {
+    index: u32,
+    /// The interface it sits on (IFLA_LINK).
+    parent: Option<u32>,
+    /// Its alias: our ownership tag on ours.
+    alias: Option<String>,
+    /// Its kind (`macvlan`), if it has one.
+    kind: Option<String>,
+}
+
+/// The alias that marks a device as this virtual host's: a leftover is
+/// recognised by it, and nothing without it is ever touched.
+fn tag(parent: &str, vmac: &VirtualMac) -> String {
+    format!("ucarp-rs vhid {} on {parent}", vmac.vhid())
+}
+
+impl Device {
+    fn describe(&self) -> String {
+        format!(
+            "a {} device{}",
+            self.kind.as_deref().unwrap_or("plain"),
+            self.alias
+                .as_deref()
+                .map(|a| format!(" with alias {a:?}"))
+                .unwrap_or_default()
+        )
+    }
+
+    fn is_ours(&self, parent: &str, vmac: &VirtualMac) -> bool {
+        self.kind.as_deref() == Some("macvlan")
+            && self.alias.as_deref() == Some(tag(parent, vmac).as_str())
+    }
+}
+
+/// Looks a device up by name: `None` if there is none.
+fn device(name: &str) -> io::Result<Option<Device>> {
+    let mut body = Vec::new();
+    let mut name_z = name.as_bytes().to_vec();
+    name_z.push(0);
+    attribute(&mut body, IFLA_IFNAME, &name_z);
+    match query(&link_request(RTM_GETLINK, 0, 0, None, &body)) {
+        Ok(answer) => Ok(Some(parse_device(&answer))),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// An RTM_NEWLINK message's index, parent, alias and kind.
+fn parse_device(message: &[u8]) -> Device {
+    let mut device = Device::default();
+    if message.len() < 32 {
+        return device;
+    }
+    device.index = u32::from_ne_bytes(message[20..24].try_into().expect("4 bytes"));
+    for (kind, data) in attributes(&message[32..]) {
+        match kind {
+            IFLA_LINK if data.len() >= 4 => {
+                device.parent = Some(u32::from_ne_bytes(data[..4].try_into().expect("4 bytes")));
+            }
+            IFLA_IFALIAS => device.alias = Some(c_string(data)),
+            IFLA_LINKINFO => {
+                for (info, value) in attributes(data) {
+                    if info == IFLA_INFO_KIND {
+                        device.kind = Some(c_string(value));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    device
+}
+
+/// The attributes in `data`: (type without its flag bits, payload).
+fn attributes(mut data: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut found = Vec::new();
+    while data.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([data[0], data[1]]));
+        let kind = u16::from_ne_bytes([data[2], data[3]]) & 0x3fff;
+        if len < 4 || len > data.len() {
+            break;
+        }
+        found.push((kind, &data[4..len]));
+        data = data.get((len + 3) & !3..).unwrap_or_default();
+    }
+    found
+}
+
+fn c_string(data: &[u8]) -> String {
+    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    String::from_utf8_lossy(&data[..end]).into_owned()
+}
+
+/// Adds what was being done to an error about the device.
+fn context(vmac: &VirtualMac, what: &str) -> impl FnOnce(io::Error) -> io::Error {
+    let message = format!("virtual MAC device {}: {what}", vmac.name);
+    move |e| io::Error::new(e.kind(), format!("{message}: {e}"))
+}
+
+/// Creates the device, first deleting this virtual host's leftover of the
+/// same name.
+fn create(parent: &str, vmac: &VirtualMac, ipv6: bool) -> io::Result<()> {
     let parent_index = nix::net::if_::if_nametoindex(parent)
         .map_err(|e| io::Error::other(format!("interface {parent}: {e}")))?;
-    if let Ok(existing) = InterfaceInfo::lookup(&vmac.name) {
-        if existing.mac != vmac.mac {
-            return Err(io::Error::other(format!(
-                "a device named {} exists and is not a virtual MAC device \
-                 (its MAC is {}); name ours with --vmac-name",
-                vmac.name, existing.mac
-            )));
+    match device(&vmac.name).map_err(context(vmac, "looking it up"))? {
+        Some(existing) if existing.is_ours(parent, vmac) => {
+            info!(
+                "virtual MAC device {} left by an earlier run: made again",
+                vmac.name
+            );
+            exchange(&link_request(RTM_DELLINK, 0, existing.index, None, &[]))
+                .map_err(context(vmac, "deleting the leftover"))?;
         }
-        info!(
-            "virtual MAC device {} left by an earlier run: made again",
-            vmac.name
-        );
-        exchange(&link_request(RTM_DELLINK, 0, existing.index, None, &[]))?;
+        Some(existing) => {
+            return Err(io::Error::other(format!(
+                "a device named {} exists and is not vhid {}'s virtual MAC device on {parent} \
+                 (it is {}); give ours another name (vmac-name, --vmac-name)",
+                vmac.name,
+                vmac.vhid(),
+                existing.describe()
+            )))
+        }
+        None => {}
     }
     let mut body = Vec::new();
     let mut name = vmac.name.as_bytes().to_vec();
@@ -172,15 +342,19 @@ fn create(parent: &str, vmac: &VirtualMac) -> io::Result<()> {
     attribute(&mut info, IFLA_INFO_KIND, b"macvlan");
     attribute(&mut info, IFLA_INFO_DATA, &data);
     attribute(&mut body, IFLA_LINKINFO, &info);
-    exchange(&link_request(
-        RTM_NEWLINK,
-        NLM_F_CREATE | NLM_F_EXCL,
-        0,
-        None,
-        &body,
-    ))
-    .map_err(|e| io::Error::new(e.kind(), format!("creating macvlan {}: {e}", vmac.name)))?;
-    let index = nix::net::if_::if_nametoindex(vmac.name.as_str())?;
+    let create = link_request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0, None, &body);
+    exchange(&create).map_err(context(
+        vmac,
+        &format!("creating it as a macvlan on {parent}"),
+    ))?;
+    let index = nix::net::if_::if_nametoindex(vmac.name.as_str())
+        .map_err(|e| context(vmac, "looking it up after creating it")(e.into()))?;
+    let mut alias = Vec::new();
+    attribute(&mut alias, IFLA_IFALIAS, tag(parent, vmac).as_bytes());
+    if let Err(e) = exchange(&link_request(RTM_NEWLINK, 0, index, None, &alias)) {
+        let _ = exchange(&link_request(RTM_DELLINK, 0, index, None, &[]));
+        return Err(context(vmac, "marking it as ours (alias)")(e));
+    }
     no_link_local(index, &vmac.name);
     for (key, value) in [("arp_ignore", 1), ("arp_announce", 2), ("rp_filter", 2)] {
         raise_sysctl(&vmac.name, key, value);
@@ -188,11 +362,32 @@ fn create(parent: &str, vmac: &VirtualMac) -> io::Result<()> {
     for (key, value) in [("arp_ignore", 1), ("arp_announce", 2)] {
         raise_sysctl(parent, key, value);
     }
+    ipv6_quiet(&vmac.name, ipv6);
     info!(
         "virtual MAC device {} ({}) created on {parent}",
         vmac.name, vmac.mac
     );
     Ok(())
+}
+
+/// Keeps the device from configuring IPv6 of its own: no router
+/// advertisements taken, no addresses made from them; IPv6 off entirely
+/// if no IPv6 address will live there.
+fn ipv6_quiet(name: &str, ipv6: bool) {
+    let settings: &[(&str, u32)] = if ipv6 {
+        &[("accept_ra", 0), ("autoconf", 0)]
+    } else {
+        &[("disable_ipv6", 1)]
+    };
+    for (key, value) in settings {
+        let path = format!("/proc/sys/net/ipv6/conf/{name}/{key}");
+        if !std::path::Path::new(&path).exists() {
+            return; // no IPv6 in this kernel
+        }
+        if let Err(e) = std::fs::write(&path, format!("{value}\n")) {
+            warn!("cannot set net.ipv6.conf.{name}.{key} = {value}: {e}");
+        }
+    }
 }
 
 /// Asks for no IPv6 link-local address on the device (the kernel takes
@@ -252,27 +447,43 @@ fn why(key: &str) -> &'static str {
 }
 
 /// Brings the device up (before the addresses are added) or down (after
-/// they are removed). A device deleted under us is made again first.
-pub fn set_up(parent: &str, vmac: &VirtualMac, up: bool) -> io::Result<()> {
-    let index = match nix::net::if_::if_nametoindex(vmac.name.as_str()) {
-        Ok(index) => index,
-        Err(_) if !up => return Ok(()),
-        Err(_) => {
+/// they are removed). A device deleted under us is made again first; one
+/// that is no longer ours is not touched.
+pub fn set_up(parent: &str, vmac: &VirtualMac, up: bool, ipv6: bool) -> io::Result<()> {
+    let index = match device(&vmac.name).map_err(context(vmac, "looking it up"))? {
+        Some(device) if device.is_ours(parent, vmac) => device.index,
+        Some(device) => {
+            return Err(io::Error::other(format!(
+                "virtual MAC device {} is no longer ours (it is {}): not touched",
+                vmac.name,
+                device.describe()
+            )))
+        }
+        None if !up => return Ok(()),
+        None => {
             warn!("virtual MAC device {} vanished: made again", vmac.name);
-            create(parent, vmac)?;
+            create(parent, vmac, ipv6)?;
             nix::net::if_::if_nametoindex(vmac.name.as_str())?
         }
     };
-    exchange(&link_request(RTM_NEWLINK, 0, index, Some(up), &[]))
+    exchange(&link_request(RTM_NEWLINK, 0, index, Some(up), &[])).map_err(context(
+        vmac,
+        if up {
+            "bringing it up"
+        } else {
+            "taking it down"
+        },
+    ))
 }
 
-/// Deletes the device, if it is still ours.
-fn delete(vmac: &VirtualMac) -> io::Result<()> {
-    match InterfaceInfo::lookup(&vmac.name) {
-        Ok(info) if info.mac == vmac.mac => {
-            exchange(&link_request(RTM_DELLINK, 0, info.index, None, &[]))
+/// Deletes the device if it is ours; whether it did.
+fn delete(parent: &str, vmac: &VirtualMac) -> io::Result<bool> {
+    match device(&vmac.name)? {
+        Some(device) if device.is_ours(parent, vmac) => {
+            exchange(&link_request(RTM_DELLINK, 0, device.index, None, &[]))?;
+            Ok(true)
         }
-        _ => Ok(()),
+        _ => Ok(false),
     }
 }
 
@@ -318,6 +529,26 @@ mod tests {
         for bad in ["", "abcdefghijklmnop", "a/b", "a:b", "a b", ".", ".."] {
             assert!(!valid_name(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_link_message_gives_parent_alias_and_kind() {
+        let vmac = VirtualMac::new(7, None);
+        let mut attrs = Vec::new();
+        attribute(&mut attrs, IFLA_LINK, &3u32.to_ne_bytes());
+        attribute(&mut attrs, IFLA_IFALIAS, tag("eth0", &vmac).as_bytes());
+        let mut info = Vec::new();
+        attribute(&mut info, IFLA_INFO_KIND, b"macvlan\0");
+        attribute(&mut attrs, IFLA_LINKINFO, &info);
+        let device = parse_device(&link_request(RTM_NEWLINK, 0, 12, None, &attrs));
+        assert_eq!(device.index, 12);
+        assert_eq!(device.parent, Some(3));
+        assert!(device.is_ours("eth0", &vmac));
+        assert!(!device.is_ours("eth1", &vmac));
+        assert!(!device.is_ours("eth0", &VirtualMac::new(8, None)));
+        let plain = parse_device(&link_request(RTM_NEWLINK, 0, 4, None, &[]));
+        assert!(!plain.is_ours("eth0", &vmac));
+        assert_eq!(plain.describe(), "a plain device");
     }
 
     #[test]

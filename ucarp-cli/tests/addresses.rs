@@ -254,6 +254,25 @@ fn a_virtual_mac_keeps_the_clients_neighbour_entry() {
         command.args(["monitor", "neigh"]);
         command
     });
+    // The monitor is listening: it reports an entry added by hand.
+    until("the monitor reports", 3 * SECOND, || {
+        let _ = lab
+            .command(2, "ip")
+            .args([
+                "neigh",
+                "replace",
+                "10.99.0.250",
+                "lladdr",
+                "02:00:00:00:00:01",
+            ])
+            .args(["dev", "eth0"])
+            .status();
+        monitor
+            .lines()
+            .iter()
+            .any(|l| l.contains("10.99.0.250"))
+            .then_some(())
+    });
     a.kill9();
     lab.set_cable(0, false);
     peers::wait_master(&b, 6 * SECOND);
@@ -310,4 +329,60 @@ fn a_virtual_mac_keeps_the_clients_neighbour_entry() {
         .output()
         .unwrap();
     assert!(!gone.status.success(), "deleted at stop");
+}
+
+/// A master whose up script hangs is preempted: its owned address leaves
+/// at once, not when the script ends or times out (before, the removal
+/// waited in line behind the script: the address on two hosts meanwhile).
+#[test]
+fn a_hung_up_script_does_not_keep_the_address_after_preemption() {
+    if !privileged("a_hung_up_script_does_not_keep_the_address_after_preemption") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let dir = test_support::scripts::Dir::new("owned-hung");
+    let hang = dir.script("hang", "sleep 30\n");
+    let a = peers::start(&lab, 0, Impl::Ours, &["-a", OWNED, "-u", &hang, "-k", "50"]);
+    peers::wait_master(&a, 6 * SECOND);
+    until("a holds the address", 2 * SECOND, || {
+        holds(&lab, 0).then_some(())
+    });
+    let b = peers::start(&lab, 1, Impl::Ours, &["-a", OWNED, "-k", "0", "-P"]);
+    peers::wait_master(&b, 6 * SECOND);
+    test_support::control::wait_state(&lab, 0, "BACKUP", 3 * SECOND);
+    until("a releases the address", 2 * SECOND, || {
+        (!holds(&lab, 0)).then_some(())
+    });
+    assert!(holds(&lab, 1));
+}
+
+/// A device of the virtual MAC's name that is not ours refuses the start,
+/// says why, and is left alone, even a macvlan with the very MAC (another
+/// process's, for the same vhid on another interface): only our alias
+/// marks a device as ours. (Before, any device with the MAC was deleted
+/// as a leftover.)
+#[test]
+fn a_foreign_device_of_the_vmac_name_is_never_touched() {
+    if !privileged("a_foreign_device_of_the_vmac_name_is_never_touched") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let status = lab
+        .command(0, "ip")
+        .args(["link", "add", "ucarp7", "link", "eth0", "address", VMAC])
+        .args(["type", "macvlan"])
+        .status();
+    assert!(status.unwrap().success());
+    let before = ip(&lab, 0, &["-o", "link", "show", "ucarp7"]);
+    let mut a = peers::start(&lab, 0, Impl::Ours, &["-a", OWNED, "--vmac"]);
+    assert_eq!(a.wait_exit(5 * SECOND).and_then(|s| s.code()), Some(2));
+    assert!(
+        a.lines().iter().any(|l| l.contains(
+            "a device named ucarp7 exists and is not vhid 7's virtual MAC device on eth0"
+        )),
+        "{:?}",
+        a.lines()
+    );
+    let after = ip(&lab, 0, &["-o", "link", "show", "ucarp7"]);
+    assert_eq!(before, after, "left alone");
 }
