@@ -103,7 +103,12 @@ fn request(kind: u16, flags: u16, index: u32, address: ManagedAddress, label: &s
     match address.addr {
         IpAddr::V4(v4) => {
             attribute(&mut body, IFA_LOCAL, &v4.octets());
-            attribute(&mut body, IFA_ADDRESS, &v4.octets());
+            // A removal names the address alone: the kernel then matches
+            // it whatever its prefix (a leftover from before the prefix
+            // was changed goes too). IPv6 removals need the prefix.
+            if kind == RTM_NEWADDR {
+                attribute(&mut body, IFA_ADDRESS, &v4.octets());
+            }
             if kind == RTM_NEWADDR {
                 if address.prefix < 31 {
                     let host_bits = u32::MAX.checked_shr(u32::from(address.prefix)).unwrap_or(0);
@@ -248,6 +253,18 @@ mod tests {
         let text = m.windows(4).any(|w| w == [10, 1, 1, 255]);
         assert!(text, "broadcast 10.1.1.255");
         assert!(m.windows(11).any(|w| w == b"eth0:ucarp1"));
+    }
+
+    #[test]
+    fn an_ipv4_removal_names_the_address_alone() {
+        let address = ManagedAddress {
+            addr: "10.1.1.252".parse().unwrap(),
+            prefix: 24,
+        };
+        let m = request(RTM_DELADDR, 0, 3, address, "");
+        // header, ifaddrmsg, one IFA_LOCAL attribute
+        assert_eq!(m.len(), 16 + 8 + 8);
+        assert_eq!(u16::from_ne_bytes([m[26], m[27]]), IFA_LOCAL);
     }
 
     #[test]

@@ -87,9 +87,10 @@ impl LinkMonitor {
                 Err(Errno::EAGAIN) => return changes,
                 Err(Errno::EINTR) => continue,
                 // ENOBUFS: notifications were dropped; anything may have
-                // changed.
-                Err(_) => {
+                // changed, an address removal among them.
+                Err(errno) => {
                     changes.link = true;
+                    changes.lost = errno == Errno::ENOBUFS;
                     return changes;
                 }
             }
@@ -110,6 +111,9 @@ pub struct Changes {
     pub link: bool,
     /// Addresses removed: interface index and address.
     pub removed: Vec<(u32, std::net::IpAddr)>,
+    /// Notifications were lost (the socket's buffer overflowed): an
+    /// address may have been removed without a word.
+    pub lost: bool,
 }
 
 /// The address removals (RTM_DELADDR) in a datagram of netlink messages.

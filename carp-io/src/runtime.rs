@@ -654,6 +654,11 @@ impl Runtime {
                 _ => Default::default(),
             };
             self.addresses_removed(&changes.removed);
+            if changes.lost {
+                for vhost in self.virtual_hosts.values_mut() {
+                    vhost.handle_notifications_lost();
+                }
+            }
             let link_changed = changes.link;
             let recheck_due = Instant::now() >= self.next_link_check;
             let timer_soon = self

@@ -977,6 +977,25 @@ impl VirtualHost {
             "{}: {addr} was removed from {} while master; adding it back",
             self.id, self.id.interface
         );
+        self.put_back();
+    }
+
+    /// The kernel's address notifications were lost: a master puts back
+    /// what its hooks own in case one was removed unseen (adding an
+    /// address that is there changes nothing).
+    pub fn handle_notifications_lost(&mut self) {
+        if self.config.managed.is_empty() || self.engine.state() != State::Master {
+            return;
+        }
+        warn!(
+            "{}: address notifications were lost; adding its addresses again in case one was removed",
+            self.id
+        );
+        self.put_back();
+    }
+
+    /// Has the hooks add the owned addresses again, then announces them.
+    fn put_back(&mut self) {
         let done = self.hook_done(Some(Hook::Up));
         self.hooks.reassert(done);
         self.held.arps = self.held.arps.saturating_add(1);

@@ -386,3 +386,75 @@ fn a_foreign_device_of_the_vmac_name_is_never_touched() {
     let after = ip(&lab, 0, &["-o", "link", "show", "ucarp7"]);
     assert_eq!(before, after, "left alone");
 }
+
+/// Address notifications lost (the daemon's netlink buffer overflowed
+/// while it was stopped) hide a removal of its address: the master adds
+/// its addresses again anyway. (Before, the address stayed gone.)
+#[test]
+fn a_removal_hidden_by_lost_notifications_is_repaired() {
+    if !privileged("a_removal_hidden_by_lost_notifications_is_repaired") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let a = node(&lab, 0, "0");
+    peers::wait_master(&a, 6 * SECOND);
+    until("a holds the address", 2 * SECOND, || {
+        holds(&lab, 0).then_some(())
+    });
+    a.signal(nix::sys::signal::Signal::SIGSTOP);
+    // Thousands of address notifications fill the stopped daemon's
+    // netlink buffer; the removal of its own address comes after them.
+    let mut batch = String::from("link add fl0 type veth peer name fl1\n");
+    for i in 0..4000u32 {
+        batch += &format!("addr add 10.200.{}.{}/32 dev fl0\n", i / 250, i % 250 + 1);
+    }
+    batch += &format!("addr del {OWNED} dev eth0\n");
+    let mut ip_batch = lab
+        .command(0, "ip")
+        .args(["-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    ip_batch
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(batch.as_bytes())
+        .unwrap();
+    assert!(ip_batch.wait().unwrap().success());
+    assert!(!holds(&lab, 0));
+    a.signal(nix::sys::signal::Signal::SIGCONT);
+    until("a adds it back", 3 * SECOND, || {
+        holds(&lab, 0).then_some(())
+    });
+    assert!(
+        a.lines()
+            .iter()
+            .any(|l| l.contains("address notifications were lost")),
+        "{:?}",
+        a.lines()
+    );
+}
+
+/// A leftover with another prefix (the configuration changed between a
+/// crash and the restart) is removed at start too. (Before, only the
+/// configured prefix matched, and the old one stayed for good.)
+#[test]
+fn a_leftover_with_another_prefix_is_removed() {
+    if !privileged("a_leftover_with_another_prefix_is_removed") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let status = lab
+        .command(0, "ip")
+        .args(["addr", "add", &format!("{VIP}/24"), "dev", "eth0"])
+        .status();
+    assert!(status.unwrap().success());
+    let a = node(&lab, 0, "0");
+    test_support::control::wait_state(&lab, 0, "BACKUP", 3 * SECOND);
+    until("the /24 leftover is removed", 2 * SECOND, || {
+        (!addresses(&lab, 0).contains(&format!("inet {VIP}/24"))).then_some(())
+    });
+    drop(a);
+}
