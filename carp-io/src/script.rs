@@ -51,6 +51,10 @@ const POLL: Duration = Duration::from_millis(10);
 /// The script thread ends after this long with nothing to run; the next
 /// script starts a new one.
 pub const IDLE: Duration = Duration::from_secs(10);
+/// The first retry of a failed address add, and the longest wait between
+/// retries.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// The scripts and their arguments.
 #[derive(Debug, Clone)]
@@ -440,6 +444,7 @@ fn supervise() {
                 workers.push(Worker {
                     slot,
                     current: None,
+                    retry: None,
                 });
             }
             inbox.woken = false;
@@ -485,6 +490,9 @@ fn trim_memory() {
 struct Worker {
     slot: Slot,
     current: Option<Current>,
+    /// Adding the addresses failed while master: when to try again, and
+    /// the wait after that one (doubling up to [`RETRY_MAX`]).
+    retry: Option<(Instant, Duration)>,
 }
 
 /// A job being run, one address after the other.
@@ -522,13 +530,48 @@ enum Stop {
 
 impl Worker {
     fn idle(&self) -> bool {
-        self.current.is_none() && !self.slot.shared.busy()
+        self.current.is_none() && !self.slot.shared.busy() && self.retry.is_none()
+    }
+
+    /// Adds or removes the addresses for `hook`; a failed add is tried
+    /// again later (a master announcing an address it does not hold
+    /// must get it), a removal cancels that.
+    fn apply(&mut self, hook: Hook) {
+        let done = manage_addresses(&self.slot.config, hook);
+        self.retry =
+            (hook == Hook::Up && !done).then(|| (Instant::now() + RETRY_FIRST, RETRY_FIRST));
+    }
+
+    /// Tries a failed add again when due, if nothing newer is queued.
+    fn retry_addresses(&mut self) {
+        let Some((due, wait)) = self.retry else {
+            return;
+        };
+        let shared = &self.slot.shared;
+        if shared.stopping() || shared.closed.load(Ordering::Acquire) {
+            self.retry = None;
+            return;
+        }
+        if Instant::now() < due || self.current.is_some() || shared.busy() {
+            return;
+        }
+        warn!(
+            "{}: trying again to add its addresses",
+            self.slot.config.who()
+        );
+        if manage_addresses(&self.slot.config, Hook::Up) {
+            self.retry = None;
+        } else {
+            let wait = (wait * 2).min(RETRY_MAX);
+            self.retry = Some((Instant::now() + wait, wait));
+        }
     }
 
     /// Moves this virtual host's scripts on as far as they go without
     /// waiting.
     fn step(&mut self) {
         self.release_early();
+        self.retry_addresses();
         loop {
             if self.current.is_none() && !self.take_next() {
                 return;
@@ -594,7 +637,7 @@ impl Worker {
                 "{}: leaving master while a script runs: removing the addresses now",
                 self.slot.config.who()
             );
-            manage_addresses(&self.slot.config, Hook::Down);
+            self.apply(Hook::Down);
         }
     }
 
@@ -610,7 +653,7 @@ impl Worker {
                     shared.owed_down.store(false, Ordering::Release);
                     return self.take_next();
                 };
-                manage_addresses(config, Hook::Down);
+                self.apply(Hook::Down);
                 let context = Context {
                     state: State::Init,
                     reason: "shutdown (a down script cut short by the stop, run again)".into(),
@@ -639,7 +682,7 @@ impl Worker {
                 let (hook, script, context, id) =
                     (job.hook, job.script.clone(), job.context.clone(), job.id);
                 if !job.released_early {
-                    manage_addresses(config, hook);
+                    self.apply(hook);
                 }
                 if job.addresses_only {
                     self.current = Some(Current {
@@ -696,9 +739,9 @@ impl Worker {
 /// a script that starts a service on the address finds it there. Runs on
 /// the supervisor thread (the kernel may hold the request behind its RTNL
 /// lock; the protocol thread never waits for it).
-fn manage_addresses(config: &ScriptConfig, hook: Hook) {
+fn manage_addresses(config: &ScriptConfig, hook: Hook) -> bool {
     if config.managed.is_empty() {
-        return;
+        return true;
     }
     let verb = if hook == Hook::Up { "add" } else { "remove" };
     if hook == Hook::Up && !vmac_up(config, true) {
@@ -706,7 +749,7 @@ fn manage_addresses(config: &ScriptConfig, hook: Hook) {
             "{}: addresses not added: without its virtual MAC device up no client could reach them",
             config.who()
         );
-        return;
+        return false;
     }
     let (device, label) = match &config.vmac {
         Some(vmac) => (vmac.name.as_str(), vmac.name.clone()),
@@ -722,9 +765,10 @@ fn manage_addresses(config: &ScriptConfig, hook: Hook) {
                 "{}: cannot {verb} its addresses: interface {device}: {e}",
                 config.who()
             );
-            return;
+            return false;
         }
     };
+    let mut all_done = true;
     for address in &config.managed {
         let shown = format!("{}/{}", address.addr, address.prefix);
         let result = match hook {
@@ -734,12 +778,16 @@ fn manage_addresses(config: &ScriptConfig, hook: Hook) {
         match (hook, result) {
             (Hook::Up, Ok(())) => info!("{}: added {shown} to {}", config.who(), label),
             (Hook::Down, Ok(())) => info!("{}: removed {shown}", config.who()),
-            (_, Err(e)) => error!("{}: cannot {verb} {shown} on {device}: {e}", config.who()),
+            (_, Err(e)) => {
+                all_done = false;
+                error!("{}: cannot {verb} {shown} on {device}: {e}", config.who());
+            }
         }
     }
     if hook == Hook::Down {
-        let _ = vmac_up(config, false);
+        all_done &= vmac_up(config, false);
     }
+    all_done
 }
 
 /// Brings the virtual MAC device up or down, if there is one; whether

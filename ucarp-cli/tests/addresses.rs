@@ -458,3 +458,36 @@ fn a_leftover_with_another_prefix_is_removed() {
     });
     drop(a);
 }
+
+/// Adding the address fails at the takeover (here: another macvlan holds
+/// the virtual MAC, so ours cannot come up): the master keeps trying, and
+/// adds it once the cause is gone. (Before, it was logged and the master
+/// went on announcing an address it did not have.)
+#[test]
+fn a_failed_add_is_tried_again() {
+    if !privileged("a_failed_add_is_tried_again") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let a = peers::start(&lab, 0, Impl::Ours, &["-a", OWNED, "--vmac"]);
+    test_support::control::wait_state(&lab, 0, "BACKUP", 3 * SECOND);
+    for args in [
+        &[
+            "link", "add", "squat", "link", "eth0", "address", VMAC, "type", "macvlan",
+        ][..],
+        &["link", "set", "squat", "up"][..],
+    ] {
+        assert!(lab.command(0, "ip").args(args).status().unwrap().success());
+    }
+    peers::wait_master(&a, 6 * SECOND);
+    a.wait_for("the add failing", 3 * SECOND, |l| {
+        l.contains("addresses not added")
+    });
+    let on_device = || ip(&lab, 0, &["-o", "-4", "addr", "show", "dev", "ucarp7"]);
+    assert!(!on_device().contains(VIP));
+    let status = lab.command(0, "ip").args(["link", "del", "squat"]).status();
+    assert!(status.unwrap().success());
+    until("a adds it on a retry", 5 * SECOND, || {
+        on_device().contains(VIP).then_some(())
+    });
+}
