@@ -114,6 +114,10 @@ struct Job {
     /// Its managed addresses were already removed, ahead of the script
     /// running before it ([`Worker::release_early`]).
     released_early: bool,
+    /// The script alone: an addresses-only job queued just before it did
+    /// the addresses (an up transition, so that the gratuitous ARP waits
+    /// for the addresses and not for the script).
+    script_only: bool,
     /// What the environment says about the transition.
     context: Context,
     /// Dropped with the job: counts it out of [`Hooks::pending`].
@@ -260,12 +264,25 @@ impl ScriptHooks {
     /// Queues a job: `script` for every address (after the managed
     /// addresses), or the managed addresses alone (`None`).
     fn queue(&mut self, hook: Hook, script: Option<PathBuf>, context: Context, done: HookDone) {
+        self.queue_with(hook, script, context, done, false);
+    }
+
+    /// [`ScriptHooks::queue`]; `script_only`: without the addresses.
+    fn queue_with(
+        &mut self,
+        hook: Hook,
+        script: Option<PathBuf>,
+        context: Context,
+        done: HookDone,
+        script_only: bool,
+    ) {
         self.next_id += 1;
         let job = Job {
             id: self.next_id,
             hook,
             addresses_only: script.is_none(),
             released_early: false,
+            script_only,
             script: script.unwrap_or_default(),
             context,
             _outstanding: Outstanding::new(&self.shared),
@@ -292,6 +309,15 @@ impl Hooks for ScriptHooks {
             reason: transition.reason.to_string(),
         };
         match script.clone() {
+            // Owned addresses and an up script: the addresses as a job of
+            // their own, which the gratuitous ARP waits for, then the
+            // script, which nothing waits for (clients may come as soon as
+            // the address is there, as with keepalived).
+            Some(script) if hook == Hook::Up && !self.config.managed.is_empty() => {
+                self.queue(hook, None, context.clone(), done);
+                let (untracked, _) = HookDone::pair();
+                self.queue_with(hook, Some(script), context, untracked, true);
+            }
             Some(script) => self.queue(hook, Some(script), context, done),
             None if !self.config.managed.is_empty() => self.queue(hook, None, context, done),
             None => {}
@@ -681,7 +707,7 @@ impl Worker {
                 }
                 let (hook, script, context, id) =
                     (job.hook, job.script.clone(), job.context.clone(), job.id);
-                if !job.released_early {
+                if !job.released_early && !job.script_only {
                     self.apply(hook);
                 }
                 if job.addresses_only {

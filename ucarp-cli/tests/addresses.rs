@@ -491,3 +491,27 @@ fn a_failed_add_is_tried_again() {
         on_device().contains(VIP).then_some(())
     });
 }
+
+/// With an owned address and an up script, the gratuitous ARP goes out
+/// once the address is in place, not after the script (here one that
+/// sleeps 5 s): clients come as soon as the address is there. (Before,
+/// the announcement waited for the whole up script.)
+#[test]
+fn the_announcement_does_not_wait_for_the_up_script() {
+    if !privileged("the_announcement_does_not_wait_for_the_up_script") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let dir = test_support::scripts::Dir::new("owned-slow-up");
+    let slow = dir.script("slow", "sleep 5\n");
+    let capture = test_support::lab::Capture::start_filtered(&lab, "arp");
+    let a = peers::start(&lab, 0, Impl::Ours, &["-a", OWNED, "-u", &slow]);
+    peers::wait_master(&a, 6 * SECOND);
+    std::thread::sleep(SECOND);
+    let garps = capture
+        .stop()
+        .iter()
+        .filter(|f| f.len() >= 42 && f[28..32] == [10, 99, 0, 100] && f[38..42] == [10, 99, 0, 100])
+        .count();
+    assert!(garps >= 1, "announced while the up script runs");
+}
