@@ -254,17 +254,15 @@ fn a_virtual_mac_keeps_the_clients_neighbour_entry() {
         command.args(["monitor", "neigh"]);
         command
     });
-    // The monitor is listening: it reports an entry added by hand.
+    // The monitor is listening: it reports an entry changed by hand (to
+    // another MAC each time: setting the same one again is no change).
+    let mut attempt = 0u8;
     until("the monitor reports", 3 * SECOND, || {
+        attempt = attempt.wrapping_add(1);
+        let mac = format!("02:00:00:00:00:{attempt:02x}");
         let _ = lab
             .command(2, "ip")
-            .args([
-                "neigh",
-                "replace",
-                "10.99.0.250",
-                "lladdr",
-                "02:00:00:00:00:01",
-            ])
+            .args(["neigh", "replace", "10.99.0.250", "lladdr", &mac])
             .args(["dev", "eth0"])
             .status();
         monitor
