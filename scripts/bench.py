@@ -197,7 +197,9 @@ class Capture:
     def __init__(self, lab, work, arp=False):
         self.path = os.path.join(work, f"{lab.prefix}.pcap")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", lab.br, "tcpdump", "-i", "br0", "-U", "-w", self.path,
+            # --immediate-mode: without it the packets of the last moments
+            # before the stop (a takeover's announcement) stay in the ring.
+            ["ip", "netns", "exec", lab.br, "tcpdump", "--immediate-mode", "-i", "br0", "-U", "-w", self.path,
              "ip proto 112 or ip6 proto 112" + (" or arp" if arp else "")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
