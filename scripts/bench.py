@@ -803,6 +803,11 @@ def main():
             rows.append((f"backup CPU during a {kind} flood ({op}; {up_})",
                          f"{oc * 1000:.1f} ms CPU, {ot} takeovers", f"{uc * 1000:.1f} ms CPU, {ut} takeovers",
                          ratio(oc, uc)))
+            # Per packet: the two floods reach different rates.
+            sent = lambda p: int(p.split("sent=")[1].split()[0]) if "sent=" in p else 0
+            if sent(op) and sent(up_):
+                per_o, per_u = oc / sent(op) * 1e9, uc / sent(up_) * 1e9
+                rows.append((f"  same, CPU per packet sent", f"{per_o:.0f} ns", f"{per_u:.0f} ns", ratio(per_o, per_u)))
         if wanted("rss"):
             r = steady_rss(work)
             rows.append(("RSS of a steady master", f"{r['ours'][0]} KiB", f"{r['ucarp'][0]} KiB", ratio(r['ours'][0], r['ucarp'][0])))

@@ -33,7 +33,7 @@ use crate::iface::{self, LinkStatus};
 use crate::interface::{Interface, Receiver as GroupReceiver};
 use crate::link::LinkMonitor;
 use crate::ratelimit::RateLimitedLog;
-use crate::socket::Received6;
+use crate::socket::{Received6, RecvBatch};
 use crate::status::{HookReportCell, InterfaceStatus, RuntimeStatus, VirtualHostStatus};
 use crate::vhost::{wake, VirtualHost, VirtualHostConfig, VirtualHostId};
 use crate::{Hooks, IoError};
@@ -65,8 +65,14 @@ impl Default for RuntimeConfig {
 }
 
 /// Datagrams read per socket per wake-up before timers get a turn, so a
-/// flood cannot delay our own advertisements.
-const READ_BATCH: usize = 64;
+/// flood cannot delay our own advertisements by more than this much work
+/// (about a millisecond).
+const READ_BATCH: usize = 1024;
+/// A wake-up that read this many datagrams means a flood: see
+/// [`Runtime::coalesce`].
+const COALESCE_AT: usize = 16;
+/// How long a flooded loop lets packets gather before reading again.
+const COALESCE: Duration = Duration::from_millis(2);
 /// A periodic link re-check (about a millisecond of netlink dump) is put
 /// off when an engine timer is due sooner than this.
 const RECHECK_GUARD: Duration = Duration::from_millis(10);
@@ -601,6 +607,8 @@ impl Runtime {
             debug!("cannot lower timer slack: {e}");
         }
         let mut buf = [0u8; 2048];
+        let mut batch = RecvBatch::new();
+        let mut flooded = false;
         self.running = true;
         self.handle.heartbeat.beat();
         let ids: Vec<VirtualHostId> = self.virtual_hosts.keys().cloned().collect();
@@ -643,10 +651,20 @@ impl Runtime {
             {
                 vhost.flush_logs(now);
             }
-            let woke = self.wait();
-            if woke.adverts {
-                self.read_adverts(&mut buf);
+            // After a flooded read the pause comes here, before the wait
+            // and the read: whatever arrives during it is read before any
+            // timer fires (a genuine advert among the flood is never late
+            // for the master-down time).
+            if flooded {
+                self.coalesce();
             }
+            let woke = self.wait();
+            // A read that stopped at its bound left packets behind: no
+            // pause then, or a flood faster than bound / pause would fill
+            // the buffer and drop genuine adverts with the forged ones.
+            flooded = woke.adverts
+                && matches!(self.read_adverts(&mut buf, &mut batch),
+                            (read, false) if read >= COALESCE_AT);
             if woke.command {
                 self.run_commands();
             }
@@ -774,6 +792,20 @@ impl Runtime {
         }
     }
 
+    /// Under a flood: lets packets gather for a moment (never past the
+    /// next timer) so that the next wake-up reads a batch of them, instead
+    /// of waking, and switching tasks, for every one or two. The receive
+    /// buffer holds far more than that moment brings.
+    fn coalesce(&self) {
+        let mut pause = COALESCE;
+        if let Some(due) = self.next_timer() {
+            pause = pause.min(self.clock.until(due));
+        }
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+
     /// Arms the timerfd for `next` (the time to the next deadline); the
     /// timeout ppoll itself then needs: none, zero when a deadline is due,
     /// or `next` when there is no timerfd or arming it failed.
@@ -861,53 +893,65 @@ impl Runtime {
 
     /// Reads every receive socket (a bounded batch each), parses each
     /// datagram once and hands it to the virtual host owning its vhid.
-    fn read_adverts(&mut self, buf: &mut [u8]) {
+    /// Returns how many datagrams were read, and whether a socket still
+    /// had some when its bound ([`READ_BATCH`]) was reached.
+    fn read_adverts(&mut self, buf: &mut [u8], batch: &mut RecvBatch) -> (usize, bool) {
         let now = self.clock.now();
+        let at = Instant::now();
+        let mut read = 0;
+        let mut capped = false;
         for (name, iface) in self.interfaces.iter_mut() {
+            // One key for the interface's packets: no allocation each.
+            let mut id = VirtualHostId {
+                interface: name.clone(),
+                vhid: 0,
+            };
             for group_index in 0..iface.receivers.len() {
-                for _ in 0..READ_BATCH {
-                    let parsed = match &iface.receivers[group_index].1 {
-                        GroupReceiver::V4(receiver) => receiver.recv(buf).map(|bytes| {
-                            bytes.map(|bytes| {
-                                AdvertDatagram::parse(bytes)
-                                    .map(Received::from)
-                                    .map_err(|e| (ipv4_source(bytes), e))
-                            })
-                        }),
-                        GroupReceiver::V6(receiver) => receiver.recv(buf).map(|packet| {
-                            packet.map(|packet| parse_received6(&packet).map(Received::from))
-                        }),
+                let mut rounds = 0;
+                while rounds < READ_BATCH {
+                    let parsed: Vec<Parsed> = match &iface.receivers[group_index].1 {
+                        GroupReceiver::V4(receiver) => match receiver.recv_batch(batch) {
+                            Ok(0) => break,
+                            Ok(_) => batch
+                                .datagrams()
+                                .map(|bytes| {
+                                    AdvertDatagram::parse(bytes)
+                                        .map(Received::from)
+                                        .map_err(|e| (ipv4_source(bytes), e))
+                                })
+                                .collect(),
+                            Err(e) => {
+                                error!("interface {name}: receive failed: {e}");
+                                break;
+                            }
+                        },
+                        GroupReceiver::V6(receiver) => match receiver.recv(buf) {
+                            Ok(None) => break,
+                            Ok(Some(packet)) => {
+                                vec![parse_received6(&packet).map(Received::from)]
+                            }
+                            Err(e) => {
+                                error!("interface {name}: receive failed: {e}");
+                                break;
+                            }
+                        },
                     };
-                    let received = match parsed {
-                        // A unicast advert reaches every raw socket of its
-                        // family on the interface: one of them reads it.
-                        Ok(Some(Ok(received))) if !iface.handles(group_index, received.dst) => {
-                            continue
-                        }
-                        Ok(Some(Ok(received))) => received,
-                        Ok(Some(Err((source, e)))) => {
-                            iface.reject_malformed(source, e);
-                            continue;
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            error!("interface {name}: receive failed: {e}");
-                            break;
-                        }
-                    };
-                    let id = VirtualHostId {
-                        interface: name.clone(),
-                        vhid: received.advert.vhid,
-                    };
-                    match self.virtual_hosts.get_mut(&id) {
-                        Some(vhost) => vhost.receive(iface, now, received),
-                        // Another cluster's vhid on the segment: normal.
-                        None => iface.reject("wrong_vhid"),
+                    rounds += parsed.len();
+                    read += parsed.len();
+                    let full = parsed.len() == RecvBatch::LEN;
+                    for one in parsed {
+                        let hosts = &mut self.virtual_hosts;
+                        deliver(&mut id, iface, group_index, hosts, (now, at), one);
+                    }
+                    if matches!(iface.receivers[group_index].1, GroupReceiver::V4(_)) && !full {
+                        break;
                     }
                 }
+                capped |= rounds >= READ_BATCH;
             }
         }
         self.publish_interfaces();
+        (read, capped)
     }
 
     fn run_commands(&mut self) {
@@ -1323,6 +1367,38 @@ fn finish_elsewhere(mut hooks: Box<dyn Hooks>) {
 }
 
 /// The source of what claims to be an IPv4 datagram, for a rejection log.
+/// A datagram as the codec read it, or why it is not an advert (and from
+/// whom, when that is known).
+type Parsed = Result<Received, (Option<IpAddr>, ParseError)>;
+
+/// Hands a parsed datagram to the virtual host owning its vhid on the
+/// interface, or counts why no one takes it.
+fn deliver(
+    id: &mut VirtualHostId,
+    iface: &mut Interface,
+    group_index: usize,
+    virtual_hosts: &mut BTreeMap<VirtualHostId, VirtualHost>,
+    (now, at): (carp_engine::Time, Instant),
+    parsed: Parsed,
+) {
+    let received = match parsed {
+        // A unicast advert reaches every raw socket of its family on the
+        // interface: one of them reads it.
+        Ok(received) if !iface.handles(group_index, received.dst) => return,
+        Ok(received) => received,
+        Err((source, e)) => {
+            iface.reject_malformed(source, e);
+            return;
+        }
+    };
+    id.vhid = received.advert.vhid;
+    match virtual_hosts.get_mut(id) {
+        Some(vhost) => vhost.receive(iface, now, at, received),
+        // Another cluster's vhid on the segment: normal.
+        None => iface.reject("wrong_vhid"),
+    }
+}
+
 fn ipv4_source(bytes: &[u8]) -> Option<IpAddr> {
     let source: [u8; 4] = bytes.get(12..16)?.try_into().ok()?;
     Some(IpAddr::from(source))

@@ -76,6 +76,7 @@ impl AdvertReceiver {
         socket
             .set_nonblocking(true)
             .map_err(err("making the receive socket non-blocking"))?;
+        enlarge_receive_buffer(&socket, RECEIVE_BUFFER);
         Ok(AdvertReceiver { socket, index })
     }
 
@@ -103,6 +104,67 @@ impl AdvertReceiver {
         full_send(sent, carp.len())
     }
 
+    /// Reads as many datagrams as are waiting, up to [`RecvBatch::LEN`],
+    /// in one recvmmsg(2); 0 when nothing is waiting. Under a flood this
+    /// is one system call for many packets instead of one each.
+    #[allow(unsafe_code)] // recvmmsg(2); see SAFETY below
+    pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        let mut iovecs: Vec<libc::iovec> = batch
+            .bufs
+            .iter_mut()
+            .map(|buf| libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            })
+            .collect();
+        let mut headers: Vec<libc::mmsghdr> = iovecs
+            .iter_mut()
+            .map(|iovec| {
+                // SAFETY: msghdr is a plain C struct for which all-zero is
+                // a valid value (no name, no control data, no flags).
+                let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+                header.msg_iov = iovec;
+                header.msg_iovlen = 1;
+                libc::mmsghdr {
+                    msg_hdr: header,
+                    msg_len: 0,
+                }
+            })
+            .collect();
+        // SAFETY: the descriptor is a live socket we own. `headers` holds
+        // `headers.len()` initialised mmsghdr, each pointing at one iovec
+        // of `iovecs`, each at one buffer of `batch.bufs` with its true
+        // length; all three outlive the call and are not otherwise touched
+        // during it. The kernel writes at most iov_len bytes into each
+        // buffer and the received length into msg_len. MSG_DONTWAIT: it
+        // never blocks; no timeout is passed.
+        let received = unsafe {
+            libc::recvmmsg(
+                self.socket.as_raw_fd(),
+                headers.as_mut_ptr(),
+                headers.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if received < 0 {
+            let error = io::Error::last_os_error();
+            return match error.kind() {
+                io::ErrorKind::WouldBlock => {
+                    batch.count = 0;
+                    Ok(0)
+                }
+                _ => Err(error),
+            };
+        }
+        let count = received as usize;
+        for (len, header) in batch.lens.iter_mut().zip(&headers[..count]) {
+            *len = header.msg_len as usize;
+        }
+        batch.count = count;
+        Ok(count)
+    }
+
     /// Reads one datagram into `buf`; `Ok(None)` when nothing is waiting.
     pub fn recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<Option<&'a [u8]>> {
         match (&self.socket).read(buf) {
@@ -118,6 +180,58 @@ impl AsFd for AdvertReceiver {
         self.socket.as_fd()
     }
 }
+
+/// Buffers for [`AdvertReceiver::recv_batch`].
+#[derive(Debug)]
+pub struct RecvBatch {
+    bufs: Vec<[u8; 2048]>,
+    lens: Vec<usize>,
+    count: usize,
+}
+
+impl RecvBatch {
+    /// Datagrams read at most per call.
+    pub const LEN: usize = 64;
+
+    /// Empty buffers for [`RecvBatch::LEN`] datagrams.
+    pub fn new() -> RecvBatch {
+        RecvBatch {
+            bufs: vec![[0; 2048]; Self::LEN],
+            lens: vec![0; Self::LEN],
+            count: 0,
+        }
+    }
+
+    /// The datagrams the last call read.
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs
+            .iter()
+            .zip(&self.lens)
+            .take(self.count)
+            .map(|(buf, len)| &buf[..*len])
+    }
+}
+
+impl Default for RecvBatch {
+    fn default() -> RecvBatch {
+        RecvBatch::new()
+    }
+}
+
+/// Asks for a receive buffer of `bytes`: beyond the system's limit
+/// (SO_RCVBUFFORCE, which needs CAP_NET_ADMIN) or else up to it. A flood
+/// that fills the buffer would drop genuine adverts with the forged ones;
+/// 2 MiB hold about 20 ms of 100,000 packets a second while the loop is
+/// busy with the packets before them.
+pub fn enlarge_receive_buffer(socket: &impl AsFd, bytes: usize) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if setsockopt(socket, sockopt::RcvBufForce, &bytes).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &bytes);
+    }
+}
+
+/// The receive buffer asked for ([`enlarge_receive_buffer`]).
+pub const RECEIVE_BUFFER: usize = 2 << 20;
 
 /// What a raw IPv6 socket tells about one received CARP packet.
 #[derive(Debug)]
@@ -185,6 +299,7 @@ impl AdvertReceiver6 {
         socket
             .set_nonblocking(true)
             .map_err(err("making the IPv6 receive socket non-blocking"))?;
+        enlarge_receive_buffer(&socket, RECEIVE_BUFFER);
         Ok(AdvertReceiver6 { socket, index })
     }
 

@@ -556,7 +556,9 @@ impl VirtualHost {
 
     /// An advert for our vhid (either family), already parsed by the
     /// interface: the checks that need our configuration, then the engine.
-    pub fn receive(&mut self, iface: &mut Interface, now: Time, received: Received) {
+    /// `at`: when the batch it came in was read (a flood's rejections do
+    /// not each read the clock).
+    pub fn receive(&mut self, iface: &mut Interface, now: Time, at: Instant, received: Received) {
         match self.filter.check(received) {
             Ok(datagram) => {
                 debug!(
@@ -594,7 +596,7 @@ impl VirtualHost {
                 }
                 self.drain(iface, now);
             }
-            Err(rejected) => self.reject(received.src, rejected),
+            Err(rejected) => self.reject(received.src, rejected, at),
         }
     }
 
@@ -618,15 +620,13 @@ impl VirtualHost {
         });
     }
 
-    fn reject(&mut self, src: IpAddr, rejected: Rejected) {
+    fn reject(&mut self, src: IpAddr, rejected: Rejected, at: Instant) {
         self.with_status(|s| s.counters.reject(rejected.label()));
         if matches!(rejected, Rejected::OwnPacket) {
             return;
         }
         self.rejections
-            .record(Instant::now(), rejected.label(), || {
-                format!("{rejected} from {src}")
-            });
+            .record(at, rejected.label(), || format!("{rejected} from {src}"));
     }
 
     pub fn flush_logs(&mut self, now: Instant) {
