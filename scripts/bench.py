@@ -805,7 +805,7 @@ def main():
                          ratio(oc, uc)))
             # Per packet: the two floods reach different rates.
             sent = lambda p: int(p.split("sent=")[1].split()[0]) if "sent=" in p else 0
-            if sent(op) and sent(up_):
+            if kind == "forged" and sent(op) and sent(up_):
                 per_o, per_u = oc / sent(op) * 1e9, uc / sent(up_) * 1e9
                 rows.append((f"  same, CPU per packet sent", f"{per_o:.0f} ns", f"{per_u:.0f} ns", ratio(per_o, per_u)))
         if wanted("rss"):
