@@ -642,19 +642,29 @@ impl Worker {
 
     /// Removes the managed addresses at once when a down job is queued
     /// behind a running script (a hung up script must not keep the address
-    /// on a host that is no longer master until its timeout): only down
-    /// jobs with no up job queued before them, so the addresses still end
-    /// in the state of the newest job. Adding waits its turn.
+    /// on a host that is no longer master until its timeout): when the
+    /// newest queued job is a down job, so the addresses end in the state
+    /// of the newest job. Adding waits its turn.
     fn release_early(&mut self) {
         if self.current.is_none() || self.slot.config.managed.is_empty() {
             return;
         }
         let mut due = false;
         {
+            // Decided by the newest job: a down job last means the node
+            // is no longer master, whatever re-adds (a reassert) are queued
+            // before it; those then add nothing (their scripts still run
+            // in order).
             let mut queue = Shared::lock(&self.slot.shared.queue);
-            for job in queue.iter_mut().take_while(|job| job.hook == Hook::Down) {
-                due |= !job.released_early;
-                job.released_early = true;
+            if queue.back().is_some_and(|job| job.hook == Hook::Down) {
+                for job in queue.iter_mut() {
+                    if job.hook == Hook::Down {
+                        due |= !job.released_early;
+                        job.released_early = true;
+                    } else {
+                        job.script_only = true;
+                    }
+                }
             }
         }
         // Not under the queue's lock: the protocol thread queues jobs.
