@@ -1366,7 +1366,6 @@ fn finish_elsewhere(mut hooks: Box<dyn Hooks>) {
     }
 }
 
-/// The source of what claims to be an IPv4 datagram, for a rejection log.
 /// A datagram as the codec read it, or why it is not an advert (and from
 /// whom, when that is known).
 type Parsed = Result<Received, (Option<IpAddr>, ParseError)>;
@@ -1399,6 +1398,7 @@ fn deliver(
     }
 }
 
+/// The source of what claims to be an IPv4 datagram, for a rejection log.
 fn ipv4_source(bytes: &[u8]) -> Option<IpAddr> {
     let source: [u8; 4] = bytes.get(12..16)?.try_into().ok()?;
     Some(IpAddr::from(source))

@@ -536,6 +536,23 @@ struct Current {
     run: Option<Run>,
 }
 
+impl Current {
+    /// A job that runs no script (skipped, or addresses only): finished as
+    /// soon as it is taken.
+    fn without_scripts(job: Job) -> Current {
+        Current {
+            script: job.script.clone(),
+            context: job.context.clone(),
+            id: job.id,
+            hook: job.hook,
+            job: Some(job),
+            next_address: usize::MAX,
+            ended: Ended::Skipped,
+            run: None,
+        }
+    }
+}
+
 /// One script process.
 struct Run {
     child: Child,
@@ -702,17 +719,7 @@ impl Worker {
                 // once stopping.
                 if shared.is_cut(job.id) || (shared.stopping() && job.hook == Hook::Up) {
                     skipped(config, job.hook, "stopping");
-                    let (hook, id) = (job.hook, job.id);
-                    self.current = Some(Current {
-                        script: job.script.clone(),
-                        context: job.context.clone(),
-                        job: Some(job),
-                        id,
-                        hook,
-                        next_address: usize::MAX,
-                        ended: Ended::Skipped,
-                        run: None,
-                    });
+                    self.current = Some(Current::without_scripts(job));
                     return true;
                 }
                 let (hook, script, context, id) =
@@ -721,16 +728,7 @@ impl Worker {
                     self.apply(hook);
                 }
                 if job.addresses_only {
-                    self.current = Some(Current {
-                        script,
-                        context,
-                        job: Some(job),
-                        id,
-                        hook,
-                        next_address: usize::MAX,
-                        ended: Ended::Skipped,
-                        run: None,
-                    });
+                    self.current = Some(Current::without_scripts(job));
                     return true;
                 }
                 (Some(job), hook, script, context, id)
