@@ -1,10 +1,12 @@
 //! What the node needs to know about its interface, read with getifaddrs(3)
+//! at start and with two ioctls for each later re-check,
 //! in the caller's network namespace.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use carp_proto::ethernet::MacAddr;
 use nix::ifaddrs::getifaddrs;
+use nix::libc;
 use nix::net::if_::InterfaceFlags;
 
 use crate::IoError;
@@ -112,20 +114,78 @@ pub struct LinkStatus {
 
 /// The state of `name` now: `Ok(None)` if no such interface exists, `Err`
 /// if the kernel could not be asked (a transient failure, not "gone").
+///
+/// Two ioctls on a throwaway socket rather than getifaddrs(3): this runs
+/// on the protocol thread for every link notification and every periodic
+/// re-check, and getifaddrs dumps every link and every address of the
+/// namespace over netlink (and allocates the lot) to answer for one
+/// interface.
 pub fn link_status(name: &str) -> std::io::Result<Option<LinkStatus>> {
-    let entries = getifaddrs()?;
-    let mut status = None;
-    for entry in entries.filter(|e| e.interface_name == name) {
-        let index = entry
-            .address
-            .as_ref()
-            .and_then(|a| a.as_link_addr())
-            .map(|link| link.ifindex() as u32);
-        let previous: Option<LinkStatus> = status;
-        status = Some(LinkStatus {
-            index: index.or(previous.map(|s| s.index)).unwrap_or(0),
-            running: is_running(entry.flags),
-        });
+    let mut request = match InterfaceRequest::new(name) {
+        Some(request) => request,
+        // Longer than any interface name: no such interface.
+        None => return Ok(None),
+    };
+    let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::DGRAM, None)?;
+    let index = match request.ask(&socket, libc::SIOCGIFINDEX) {
+        Ok(()) => request.index(),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match request.ask(&socket, libc::SIOCGIFFLAGS) {
+        Ok(()) => Ok(Some(LinkStatus {
+            index,
+            running: is_running(request.flags()),
+        })),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(status)
+}
+
+/// A `struct ifreq` naming one interface, for the SIOCGIF* ioctls.
+struct InterfaceRequest(libc::ifreq);
+
+#[allow(unsafe_code)] // ioctl(2) and the ifreq union; see SAFETY below
+impl InterfaceRequest {
+    /// `None` if the name cannot be an interface's (too long, or a NUL).
+    fn new(name: &str) -> Option<InterfaceRequest> {
+        let bytes = name.as_bytes();
+        if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+            return None;
+        }
+        // SAFETY: ifreq is plain old data (a name array and a union of
+        // integers, addresses and pointers); all zeroes is a valid value.
+        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (slot, &byte) in request.ifr_name.iter_mut().zip(bytes) {
+            *slot = byte as libc::c_char;
+        }
+        Some(InterfaceRequest(request))
+    }
+
+    fn ask(&mut self, socket: &socket2::Socket, request: libc::Ioctl) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is a live socket we own; SIOCGIFINDEX and
+        // SIOCGIFFLAGS read the NUL-terminated name (checked in `new`) and
+        // write an int or a short into the union of the ifreq we pass,
+        // which outlives the call.
+        let result = unsafe { libc::ioctl(socket.as_raw_fd(), request, &mut self.0) };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    fn index(&self) -> u32 {
+        // SAFETY: every member of the union is an integer or plain data,
+        // and SIOCGIFINDEX wrote the int one.
+        let index = unsafe { self.0.ifr_ifru.ifru_ifindex };
+        index as u32
+    }
+
+    fn flags(&self) -> InterfaceFlags {
+        // SAFETY: as in `index`; SIOCGIFFLAGS wrote the short one.
+        let flags = unsafe { self.0.ifr_ifru.ifru_flags };
+        InterfaceFlags::from_bits_truncate(flags as u16 as libc::c_int)
+    }
 }

@@ -3,7 +3,7 @@
 //! carrier are noticed at once and an idle node does no polling work.
 //!
 //! Netlink only says that something changed on an interface index; the
-//! state itself is then read with getifaddrs ([`crate::iface::link_state`]),
+//! state itself is then read by name ([`crate::iface::link_status`]),
 //! which also tells a deleted or renamed interface apart. If the kernel
 //! drops notifications (ENOBUFS), the node re-reads the state as well.
 

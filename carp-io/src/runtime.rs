@@ -73,9 +73,12 @@ const READ_BATCH: usize = 1024;
 const COALESCE_AT: usize = 16;
 /// How long a flooded loop lets packets gather before reading again.
 const COALESCE: Duration = Duration::from_millis(2);
-/// A periodic link re-check (about a millisecond of netlink dump) is put
-/// off when an engine timer is due sooner than this.
+/// A periodic link re-check (a few system calls per interface) is put off
+/// when an engine timer is due sooner than this.
 const RECHECK_GUARD: Duration = Duration::from_millis(10);
+/// The periodic link re-check is done when the loop is awake anyway and
+/// it is due within this fraction of its interval.
+const RECHECK_EARLY: u32 = 4;
 /// Interface polling interval when netlink notifications are unavailable.
 const LINK_POLL_WITHOUT_NETLINK: Duration = Duration::from_millis(100);
 /// How long a command waits for the protocol loop's answer.
@@ -668,8 +671,8 @@ impl Runtime {
             if woke.command {
                 self.run_commands();
             }
-            // Timers before the link re-check: reading the interface list
-            // can take a millisecond, which must not delay an advert.
+            // Timers before the link re-check: reading interfaces costs
+            // system calls, which must not delay an advert.
             self.fire_timers();
             let now = Instant::now();
             if self
@@ -690,7 +693,10 @@ impl Runtime {
                 }
             }
             let link_changed = changes.link;
-            let recheck_due = Instant::now() >= self.next_link_check;
+            // Done a little early when awake anyway (for an advert, a
+            // timer): an idle daemon then never wakes just for it.
+            let recheck_due =
+                Instant::now() + self.link_check_interval() / RECHECK_EARLY >= self.next_link_check;
             let timer_soon = self
                 .next_timer()
                 .map(|due| self.clock.until(due))
