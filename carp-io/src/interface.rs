@@ -1,6 +1,7 @@
 //! Per-interface I/O, shared by every virtual host on the interface: one
-//! frame sender, one receive socket per CARP group in use (IPv4 or IPv6),
-//! the link state, and counters for packets no virtual host could claim.
+//! frame sender, one socket per CARP group in use (IPv4 or IPv6), one
+//! receive ring for all the IPv4 groups, the link state, and counters for
+//! packets no virtual host could claim.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -14,6 +15,7 @@ use carp_proto::{AdvertRepr, ParseError, Rejected};
 
 use crate::iface::InterfaceInfo;
 use crate::ratelimit::RateLimitedLog;
+use crate::ring::AdvertRing;
 use crate::socket::{AdvertReceiver, AdvertReceiver6, FrameSender};
 use crate::status::InterfaceStatus;
 use crate::IoError;
@@ -48,8 +50,11 @@ impl AsFd for Receiver {
 pub(crate) struct Interface {
     pub info: InterfaceInfo,
     sender: FrameSender,
-    /// One receive socket per group, each joined on this interface.
+    /// One socket per group, each joined on this interface. IPv6 ones
+    /// receive; IPv4 ones only join and send, the ring receives.
     pub receivers: Vec<(IpAddr, Receiver)>,
+    /// Every IPv4 advert arriving here, while an IPv4 group is in use.
+    pub ring: Option<AdvertRing>,
     /// Carrier as last reported to the virtual hosts.
     pub link_up: bool,
     /// Gone; only kept while virtual hosts on it ignore link state.
@@ -78,6 +83,7 @@ impl Interface {
             info,
             sender,
             receivers: Vec::new(),
+            ring: None,
             gone: false,
             ip_ident: seed as u16 | 1,
             rejected: BTreeMap::new(),
@@ -90,6 +96,9 @@ impl Interface {
     pub fn join(&mut self, group: IpAddr) -> Result<(), IoError> {
         if !self.receivers.iter().any(|(g, _)| *g == group) {
             let receiver = Receiver::open(&self.info, group)?;
+            if group.is_ipv4() && self.ring.is_none() {
+                self.ring = Some(AdvertRing::open(&self.info.name, self.info.index)?);
+            }
             self.receivers.push((group, receiver));
         }
         Ok(())
@@ -98,6 +107,38 @@ impl Interface {
     /// Leaves the groups no virtual host uses any more.
     pub fn retain_groups(&mut self, in_use: &[IpAddr]) {
         self.receivers.retain(|(g, _)| in_use.contains(g));
+        if !self.receivers.iter().any(|(g, _)| g.is_ipv4()) {
+            self.ring = None;
+        }
+    }
+
+    /// The descriptors to wait on for adverts: the ring, the IPv6 sockets.
+    pub fn receive_fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        let ipv6 = self
+            .receivers
+            .iter()
+            .filter_map(|(_, receiver)| match receiver {
+                Receiver::V6(receiver) => Some(receiver.as_fd()),
+                Receiver::V4(_) => None,
+            });
+        self.ring.iter().map(AsFd::as_fd).chain(ipv6)
+    }
+
+    /// Which group's virtual hosts an IPv4 advert sent to `dst` is for:
+    /// the group's own, or for a unicast destination the first IPv4
+    /// group's (where unicast peers are configured, as [`Self::handles`]
+    /// decides for sockets). `None` for a group not joined here, which the
+    /// ring sees when something else on the host joined it (a VRRP daemon
+    /// on 224.0.0.18, say).
+    pub fn group_index_v4(&self, dst: std::net::Ipv4Addr) -> Option<usize> {
+        let dst = IpAddr::V4(dst);
+        if let Some(index) = self.receivers.iter().position(|(g, _)| *g == dst) {
+            return Some(index);
+        }
+        if matches!(dst, IpAddr::V4(a) if a.is_multicast() || a.is_broadcast()) {
+            return None;
+        }
+        self.receivers.iter().position(|(g, _)| g.is_ipv4())
     }
 
     /// Opens everything again on the re-created interface `name`, with the
@@ -109,9 +150,14 @@ impl Interface {
         for (group, _) in &self.receivers {
             receivers.push((*group, Receiver::open(&info, *group)?));
         }
+        let ring = match self.ring {
+            Some(_) => Some(AdvertRing::open(&info.name, info.index)?),
+            None => None,
+        };
         self.info = info;
         self.sender = sender;
         self.receivers = receivers;
+        self.ring = ring;
         self.gone = false;
         Ok(())
     }

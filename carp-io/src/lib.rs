@@ -35,6 +35,7 @@ mod interface;
 pub mod link;
 mod node;
 pub mod ratelimit;
+pub mod ring;
 mod runtime;
 mod script;
 pub mod socket;

@@ -33,7 +33,7 @@ use crate::iface::{self, LinkStatus};
 use crate::interface::{Interface, Receiver as GroupReceiver};
 use crate::link::LinkMonitor;
 use crate::ratelimit::RateLimitedLog;
-use crate::socket::{Received6, RecvBatch};
+use crate::socket::Received6;
 use crate::status::{HookReportCell, InterfaceStatus, RuntimeStatus, VirtualHostStatus};
 use crate::vhost::{wake, VirtualHost, VirtualHostConfig, VirtualHostId};
 use crate::{Hooks, IoError};
@@ -68,6 +68,8 @@ impl Default for RuntimeConfig {
 /// flood cannot delay our own advertisements by more than this much work
 /// (about a millisecond).
 const READ_BATCH: usize = 1024;
+/// Datagrams parsed from a ring before they are delivered.
+const RING_BATCH: usize = 64;
 /// A wake-up that read this many datagrams means a flood: see
 /// [`Runtime::coalesce`].
 const COALESCE_AT: usize = 16;
@@ -610,7 +612,6 @@ impl Runtime {
             debug!("cannot lower timer slack: {e}");
         }
         let mut buf = [0u8; 2048];
-        let mut batch = RecvBatch::new();
         let mut flooded = false;
         self.running = true;
         self.handle.heartbeat.beat();
@@ -666,7 +667,7 @@ impl Runtime {
             // pause then, or a flood faster than bound / pause would fill
             // the buffer and drop genuine adverts with the forged ones.
             flooded = woke.adverts
-                && matches!(self.read_adverts(&mut buf, &mut batch),
+                && matches!(self.read_adverts(&mut buf),
                             (read, false) if read >= COALESCE_AT);
             if woke.command {
                 self.run_commands();
@@ -800,8 +801,8 @@ impl Runtime {
 
     /// Under a flood: lets packets gather for a moment (never past the
     /// next timer) so that the next wake-up reads a batch of them, instead
-    /// of waking, and switching tasks, for every one or two. The receive
-    /// buffer holds far more than that moment brings.
+    /// of waking, and switching tasks, for every one or two. The ring
+    /// (4096 packets) holds far more than that moment brings.
     fn coalesce(&self) {
         let mut pause = COALESCE;
         if let Some(due) = self.next_timer() {
@@ -874,8 +875,8 @@ impl Runtime {
         }
         let first_receiver = fds.len();
         for iface in self.interfaces.values() {
-            for (_, receiver) in &iface.receivers {
-                fds.push(PollFd::new(receiver.as_fd(), PollFlags::POLLIN));
+            for fd in iface.receive_fds() {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
             }
         }
         if let Err(e) = ppoll(&mut fds, timeout, None) {
@@ -897,62 +898,72 @@ impl Runtime {
         }
     }
 
-    /// Reads every receive socket (a bounded batch each), parses each
-    /// datagram once and hands it to the virtual host owning its vhid.
-    /// Returns how many datagrams were read, and whether a socket still
-    /// had some when its bound ([`READ_BATCH`]) was reached.
-    fn read_adverts(&mut self, buf: &mut [u8], batch: &mut RecvBatch) -> (usize, bool) {
+    /// Reads every interface's ring and IPv6 sockets (a bounded batch
+    /// each), parses each datagram once and hands it to the virtual host
+    /// owning its vhid. Returns how many datagrams were read, and whether
+    /// one still had some when its bound ([`READ_BATCH`]) was reached.
+    fn read_adverts(&mut self, buf: &mut [u8]) -> (usize, bool) {
         let now = self.clock.now();
         let at = Instant::now();
         let mut read = 0;
         let mut capped = false;
+        let mut parsed: Vec<Result<AdvertDatagram, (Option<IpAddr>, ParseError)>> =
+            Vec::with_capacity(RING_BATCH);
         for (name, iface) in self.interfaces.iter_mut() {
             // One key for the interface's packets: no allocation each.
             let mut id = VirtualHostId {
                 interface: name.clone(),
                 vhid: 0,
             };
+            let mut rounds = 0;
+            while rounds < READ_BATCH {
+                let Some(ring) = iface.ring.as_mut() else {
+                    break;
+                };
+                parsed.clear();
+                let count = ring.read(RING_BATCH, |bytes| {
+                    parsed.push(AdvertDatagram::parse(bytes).map_err(|e| (ipv4_source(bytes), e)));
+                });
+                rounds += count;
+                for one in parsed.drain(..) {
+                    let one = match one {
+                        Ok(datagram) => match iface.group_index_v4(datagram.dst) {
+                            Some(index) => (index, Ok(Received::from(datagram))),
+                            None => {
+                                iface.reject("other_group");
+                                continue;
+                            }
+                        },
+                        Err(e) => (0, Err(e)),
+                    };
+                    let hosts = &mut self.virtual_hosts;
+                    deliver(&mut id, iface, one.0, hosts, (now, at), one.1);
+                }
+                if count < RING_BATCH {
+                    break;
+                }
+            }
+            read += rounds;
+            capped |= rounds >= READ_BATCH;
             for group_index in 0..iface.receivers.len() {
                 let mut rounds = 0;
                 while rounds < READ_BATCH {
-                    let parsed: Vec<Parsed> = match &iface.receivers[group_index].1 {
-                        GroupReceiver::V4(receiver) => match receiver.recv_batch(batch) {
-                            Ok(0) => break,
-                            Ok(_) => batch
-                                .datagrams()
-                                .map(|bytes| {
-                                    AdvertDatagram::parse(bytes)
-                                        .map(Received::from)
-                                        .map_err(|e| (ipv4_source(bytes), e))
-                                })
-                                .collect(),
-                            Err(e) => {
-                                error!("interface {name}: receive failed: {e}");
-                                break;
-                            }
-                        },
+                    let one = match &iface.receivers[group_index].1 {
+                        GroupReceiver::V4(_) => break,
                         GroupReceiver::V6(receiver) => match receiver.recv(buf) {
                             Ok(None) => break,
-                            Ok(Some(packet)) => {
-                                vec![parse_received6(&packet).map(Received::from)]
-                            }
+                            Ok(Some(packet)) => parse_received6(&packet).map(Received::from),
                             Err(e) => {
                                 error!("interface {name}: receive failed: {e}");
                                 break;
                             }
                         },
                     };
-                    rounds += parsed.len();
-                    read += parsed.len();
-                    let full = parsed.len() == RecvBatch::LEN;
-                    for one in parsed {
-                        let hosts = &mut self.virtual_hosts;
-                        deliver(&mut id, iface, group_index, hosts, (now, at), one);
-                    }
-                    if matches!(iface.receivers[group_index].1, GroupReceiver::V4(_)) && !full {
-                        break;
-                    }
+                    rounds += 1;
+                    let hosts = &mut self.virtual_hosts;
+                    deliver(&mut id, iface, group_index, hosts, (now, at), one);
                 }
+                read += rounds;
                 capped |= rounds >= READ_BATCH;
             }
         }

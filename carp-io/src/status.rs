@@ -246,9 +246,10 @@ pub struct InterfaceStatus {
     pub index: u32,
     /// Up with carrier, as last seen.
     pub link_up: bool,
-    /// Packets no virtual host could claim, by cause: malformed ones, and
+    /// Packets no virtual host could claim, by cause: malformed ones,
     /// adverts for vhids nobody here runs (`wrong_vhid`, normal on a shared
-    /// segment).
+    /// segment) and IPv4 adverts to a group not joined here
+    /// (`other_group`).
     pub rejected: BTreeMap<&'static str, u64>,
 }
 

@@ -321,6 +321,74 @@ fn junk_and_forged_packets_are_counted_and_ignored() {
     assert!(counter(&line, "accepted") > 0);
 }
 
+/// IPv4 adverts are read from a ring that sees every protocol-112 frame
+/// the interface accepts, before the IP layer: adverts to a group this node
+/// did not join, and fragments the IP layer would have held for
+/// reassembly, are counted, never taken (even correctly signed ones); the
+/// node's own outgoing adverts are not read back.
+#[test]
+fn the_ring_counts_what_the_ip_layer_would_have_kept_away() {
+    if !privileged("the_ring_counts_what_the_ip_layer_would_have_kept_away") {
+        return;
+    }
+    let lab = Lab::new(3);
+    let mut a = node(&lab, 0, FAST);
+    let mut b = node(&lab, 1, SLOW);
+    a.wait_for("MASTER", 5 * SECOND, is_master);
+    let auth = VirtualHostAuth::new(
+        &Password::new(PASS.as_bytes()).unwrap(),
+        VHID,
+        &[IpAddr::V4(VIP.parse().unwrap())],
+    )
+    .unwrap();
+    // Signed leave adverts: taken, they would make b master at once.
+    let leave = |dst, counter| AdvertDatagram {
+        src: lab.addr(2),
+        dst,
+        ident: 1,
+        advert: AdvertRepr {
+            vhid: VHID,
+            advbase: 255,
+            advskew: 255,
+            demote: 0,
+            counter,
+            digest: auth.sign(counter),
+        },
+    };
+    let other_group = leave(Ipv4Addr::new(224, 0, 0, 99), 1 << 40)
+        .to_bytes()
+        .to_vec();
+    let mut fragment = leave(carp_proto::DEFAULT_GROUP, 2 << 40)
+        .to_bytes()
+        .to_vec();
+    fragment[6] = 0x20; // more fragments, offset 0
+    refill_ip_checksum(&mut fragment);
+    const EACH: u64 = 100;
+    lab.in_ns(2, || {
+        let socket = raw_sender(lab.addr(2));
+        for _ in 0..EACH {
+            send_raw(&socket, &other_group);
+            send_raw(&socket, &fragment);
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    });
+    std::thread::sleep(SECOND / 2);
+    let line = counters(&mut b);
+    assert_eq!(counter(&line, "other_group"), EACH, "{line}");
+    assert_eq!(counter(&line, "fragmented"), EACH, "{line}");
+    assert!(
+        !b.lines().iter().any(|l| is_master(l)),
+        "an advert not for this node caused a takeover"
+    );
+    let line = counters(&mut a);
+    assert!(counter(&line, "sent") > 3, "{line}");
+    assert_eq!(
+        counter(&line, "accepted"),
+        0,
+        "read its own adverts: {line}"
+    );
+}
+
 fn refill_ip_checksum(datagram: &mut [u8]) {
     datagram[10..12].copy_from_slice(&[0, 0]);
     let sum = carp_proto::checksum::checksum(&datagram[..20]);

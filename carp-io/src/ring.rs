@@ -1,0 +1,356 @@
+//! IPv4 adverts received through a `PACKET_MMAP` ring (TPACKET_V2), one
+//! per interface, shared by every IPv4 group on it.
+//!
+//! Why not the raw IPv4 socket: under a flood of forged adverts (valid
+//! checksums, wrong digest) most of the daemon's CPU went to receiving
+//! each datagram through the socket, about two thirds of it in the
+//! kernel's per-message work in recvmmsg(2) (copying it out, freeing its
+//! buffer, the queue lock), even 64 at a time (docs/BENCHMARKS.md, runs N
+//! and P). With a ring the kernel copies each packet into memory shared
+//! with us while it receives it, and the loop reads the ring in place: no
+//! system call per packet or per batch. UCARP's libpcap receives the same
+//! way.
+//!
+//! What the raw socket did that the ring does not, and how it is made up:
+//! - Protocol 112 only, and not frames for other hosts, our own outgoing
+//!   ones or loopback copies: a classic BPF filter on the socket, run in
+//!   the kernel before anything is copied.
+//! - Only groups joined with this interface: the ring sees every group the
+//!   interface accepts, so the runtime keeps what is addressed to one of
+//!   its groups or to a unicast address ([`crate::interface`]) and counts
+//!   the rest.
+//! - Reassembly: a fragmented advert (never sent by any implementation)
+//!   is refused by the codec and counted as malformed.
+//! - Firewall rules: like libpcap, the ring sees adverts before netfilter,
+//!   so an INPUT rule dropping protocol 112 no longer hides adverts from
+//!   the daemon (documented in ucarp(8)).
+//!
+//! The raw IPv4 sockets stay open: they join the groups (which makes the
+//! interface accept their frames), send to unicast peers, and keep the
+//! kernel from answering unicast adverts with "protocol unreachable"; a
+//! filter that accepts nothing keeps them from queueing copies.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use nix::libc;
+use socket2::{Domain, Socket, Type};
+
+use crate::IoError;
+
+/// Room for one packet: the TPACKET_V2 header, the link-layer address the
+/// kernel writes after it, and an IPv4 CARP datagram with room to spare
+/// (56 bytes; 96 with the most IP options). Longer packets are cut, and
+/// then refused by the codec.
+const FRAME_SIZE: usize = 256;
+/// One page per block: the ring needs no contiguous memory beyond that.
+const BLOCK_SIZE: usize = 4096;
+/// 1 MiB: 4096 packets, about 30 ms of a 130,000-packet-a-second flood
+/// while the loop is busy with the packets before them (the raw socket's
+/// 2 MiB receive buffer held about 2,700).
+const BLOCKS: usize = 256;
+const FRAMES: usize = BLOCKS * BLOCK_SIZE / FRAME_SIZE;
+const RING_SIZE: usize = BLOCKS * BLOCK_SIZE;
+
+/// Receives the IPv4 CARP datagrams arriving on one interface.
+#[derive(Debug)]
+pub struct AdvertRing {
+    socket: Socket,
+    map: NonNull<u8>,
+    /// The frame the kernel fills after the last one read.
+    next: usize,
+    /// Frames the kernel found the ring full for: a packet lost.
+    losing: u64,
+}
+
+// SAFETY: the mapping belongs to this value alone (nothing else holds its
+// address), so moving it to another thread moves the only way to it.
+#[allow(unsafe_code)]
+unsafe impl Send for AdvertRing {}
+
+impl AdvertRing {
+    /// Opens the ring on interface `index` (`iface` names it in errors).
+    pub fn open(iface: &str, index: u32) -> Result<AdvertRing, IoError> {
+        let err = |op| move |e| IoError::socket(op, iface, e);
+        // Protocol 0 until bound: such a socket receives nothing, so no
+        // other interface's packets enter the ring before the bind.
+        let socket = Socket::new(Domain::PACKET, Type::DGRAM, None)
+            .map_err(err("opening a packet socket for IPv4 adverts"))?;
+        attach_filter(&socket, &ADVERTS_ONLY).map_err(err("filtering the packet socket"))?;
+        // Our own sends are never wanted; the filter drops them too, on
+        // kernels without this option (before 4.20).
+        let _ = set_int(&socket, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1);
+        set_int(
+            &socket,
+            libc::SOL_PACKET,
+            libc::PACKET_VERSION,
+            libc::tpacket_versions::TPACKET_V2 as libc::c_int,
+        )
+        .map_err(err("asking for TPACKET_V2"))?;
+        request_ring(&socket).map_err(err("setting up the receive ring"))?;
+        let map = map_ring(&socket).map_err(err("mapping the receive ring"))?;
+        let ring = AdvertRing {
+            socket,
+            map,
+            next: 0,
+            losing: 0,
+        };
+        bind(&ring.socket, index).map_err(err("binding the packet socket to the interface"))?;
+        ring.socket
+            .set_nonblocking(true)
+            .map_err(err("making the packet socket non-blocking"))?;
+        Ok(ring)
+    }
+
+    /// Hands each waiting datagram (IPv4 header first) to `each`, up to
+    /// `max` of them, and gives its frame back to the kernel; returns how
+    /// many there were.
+    pub fn read(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> usize {
+        let mut count = 0;
+        while count < max {
+            let Some(datagram) = self.peek() else { break };
+            each(datagram);
+            self.release();
+            count += 1;
+        }
+        count
+    }
+
+    /// Times the kernel found the ring full and dropped a packet, as told
+    /// by the frames after such a drop.
+    pub fn losses_seen(&self) -> u64 {
+        self.losing
+    }
+
+    #[allow(unsafe_code)] // reads the shared ring; see SAFETY below
+    fn peek(&mut self) -> Option<&[u8]> {
+        let frame = self.frame();
+        let status = self.status().load(Ordering::Acquire);
+        if status & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        if status & libc::TP_STATUS_LOSING != 0 {
+            self.losing += 1;
+        }
+        // SAFETY: the frame is FRAME_SIZE bytes inside the mapping and
+        // 16-byte aligned (FRAME_SIZE and the page-aligned mapping are);
+        // with TP_STATUS_USER set (read with Acquire above) the kernel has
+        // finished writing it and leaves it alone until we hand it back in
+        // `release`, so reading the header and the data is race-free.
+        let header = unsafe { frame.cast::<libc::tpacket2_hdr>().as_ptr().read() };
+        let start = usize::from(header.tp_net);
+        let len = header.tp_snaplen as usize;
+        if start.checked_add(len).is_none_or(|end| end > FRAME_SIZE) {
+            // Never written by a kernel; skipped rather than trusted.
+            return Some(&[]);
+        }
+        // SAFETY: as above; start + len is within the frame (checked), and
+        // the slice lives no longer than the borrow of self, which
+        // `release` needs mutably before the frame can be reused.
+        Some(unsafe { std::slice::from_raw_parts(frame.as_ptr().add(start), len) })
+    }
+
+    fn release(&mut self) {
+        self.status()
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        self.next = (self.next + 1) % FRAMES;
+    }
+
+    #[allow(unsafe_code)] // pointer arithmetic in the mapping
+    fn frame(&self) -> NonNull<u8> {
+        // SAFETY: next < FRAMES, so the offset is inside the RING_SIZE
+        // bytes mapped.
+        unsafe { self.map.add(self.next * FRAME_SIZE) }
+    }
+
+    /// The frame's status word, which the kernel and we hand over with.
+    #[allow(unsafe_code)] // the status word shared with the kernel
+    fn status(&self) -> &AtomicU32 {
+        // SAFETY: tp_status is the first field of the frame: aligned, in
+        // the mapping, and alive as long as self. The kernel writes it with
+        // release semantics (smp_wmb then the store) and reads it after a
+        // barrier, so an atomic view of it is what both sides expect.
+        unsafe { AtomicU32::from_ptr(self.frame().cast::<u32>().as_ptr()) }
+    }
+}
+
+impl Drop for AdvertRing {
+    #[allow(unsafe_code)] // munmap(2)
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made in `open` with this size and is
+        // unmapped once; no slice into it outlives the borrow of self.
+        unsafe {
+            libc::munmap(self.map.as_ptr().cast(), RING_SIZE);
+        }
+    }
+}
+
+impl AsFd for AdvertRing {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+const fn statement(code: u32, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+/// Accepts IPv4 protocol 112 arriving for this host (unicast to our MAC,
+/// multicast, broadcast); drops the rest (SOCK_DGRAM: offset 0 is the IP
+/// header).
+const ADVERTS_ONLY: [libc::sock_filter; 6] = [
+    // A = protocol
+    statement(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 9),
+    jump(
+        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+        carp_proto::IP_PROTOCOL_CARP as u32,
+        0,
+        3,
+    ),
+    // A = packet type: HOST 0, BROADCAST 1, MULTICAST 2; OTHERHOST 3,
+    // OUTGOING 4, LOOPBACK 5 and above are not for us.
+    statement(
+        libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+        (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32,
+    ),
+    jump(
+        libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+        libc::PACKET_OTHERHOST as u32,
+        1,
+        0,
+    ),
+    statement(libc::BPF_RET | libc::BPF_K, u32::MAX),
+    statement(libc::BPF_RET | libc::BPF_K, 0),
+];
+
+/// Accepts nothing: for the raw IPv4 sockets, whose adverts the ring
+/// reads.
+pub(crate) const NOTHING: [libc::sock_filter; 1] = [statement(libc::BPF_RET | libc::BPF_K, 0)];
+
+#[allow(unsafe_code)] // setsockopt(2) with a filter program
+pub(crate) fn attach_filter(socket: &Socket, program: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: the descriptor is a live socket we own; fprog points at
+    // `program`, which outlives the call (the kernel copies it), with its
+    // true length.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    check(result)
+}
+
+#[allow(unsafe_code)] // setsockopt(2)
+fn set_int(
+    socket: &Socket,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a live socket; the value is a c_int that outlives the call,
+    // passed with its size.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    check(result)
+}
+
+#[allow(unsafe_code)] // setsockopt(2) with the ring's geometry
+fn request_ring(socket: &Socket) -> io::Result<()> {
+    let request = libc::tpacket_req {
+        tp_block_size: BLOCK_SIZE as libc::c_uint,
+        tp_block_nr: BLOCKS as libc::c_uint,
+        tp_frame_size: FRAME_SIZE as libc::c_uint,
+        tp_frame_nr: FRAMES as libc::c_uint,
+    };
+    // SAFETY: a live socket; the request outlives the call and is passed
+    // with its size.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_RX_RING,
+            (&request as *const libc::tpacket_req).cast(),
+            std::mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
+        )
+    };
+    check(result)
+}
+
+#[allow(unsafe_code)] // mmap(2)
+fn map_ring(socket: &Socket) -> io::Result<NonNull<u8>> {
+    // SAFETY: maps the ring the kernel set up for this socket, shared and
+    // of its exact size; the result is checked before use and unmapped by
+    // AdvertRing's Drop.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            RING_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            socket.as_raw_fd(),
+            0,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(map.cast()).ok_or_else(|| io::Error::other("mmap returned null"))
+}
+
+#[allow(unsafe_code)] // bind(2) with a sockaddr_ll
+fn bind(socket: &Socket, index: u32) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain data; all zeroes is valid.
+    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    address.sll_family = libc::AF_PACKET as u16;
+    address.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+    address.sll_ifindex = index as i32;
+    // SAFETY: a live socket; the address outlives the call and is passed
+    // with its size.
+    let result = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&address as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    check(result)
+}
+
+fn check(result: libc::c_int) -> io::Result<()> {
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
