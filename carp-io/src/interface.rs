@@ -50,10 +50,11 @@ impl AsFd for Receiver {
 pub(crate) struct Interface {
     pub info: InterfaceInfo,
     sender: FrameSender,
-    /// One socket per group, each joined on this interface. IPv6 ones
-    /// receive; IPv4 ones only join and send, the ring receives.
+    /// One receive socket per group, each joined on this interface (IPv4
+    /// ones receive unicast adverts only).
     pub receivers: Vec<(IpAddr, Receiver)>,
-    /// Every IPv4 advert arriving here, while an IPv4 group is in use.
+    /// Multicast and broadcast IPv4 adverts arriving here, while an IPv4
+    /// group is in use.
     pub ring: Option<AdvertRing>,
     /// Carrier as last reported to the virtual hosts.
     pub link_up: bool,
@@ -112,33 +113,48 @@ impl Interface {
         }
     }
 
-    /// The descriptors to wait on for adverts: the ring, the IPv6 sockets.
+    /// The descriptors to wait on for adverts: the ring and the sockets.
     pub fn receive_fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
-        let ipv6 = self
+        let sockets = self.receivers.iter().map(|(_, receiver)| receiver.as_fd());
+        self.ring.iter().map(AsFd::as_fd).chain(sockets)
+    }
+
+    /// Which group's virtual hosts a multicast or broadcast IPv4 advert
+    /// sent to `dst` is for. `None` for a group not joined here, which the
+    /// ring sees when something else on the host joined it (a VRRP daemon
+    /// on 224.0.0.18, say), or for 255.255.255.255.
+    pub fn group_index_v4(&self, dst: std::net::Ipv4Addr) -> Option<usize> {
+        self.receivers
+            .iter()
+            .position(|(g, _)| *g == IpAddr::V4(dst))
+    }
+
+    /// The ring was full and the kernel dropped `count` packets: a flood
+    /// outran the loop, and genuine adverts may be among them.
+    pub fn ring_overflowed(&mut self, count: u64) {
+        *self.rejected.entry("receive_overflow").or_default() += count;
+        self.event("receive_overflow", || {
+            format!("{count} packets dropped: the receive ring was full (a flood?)")
+        });
+    }
+
+    /// Reads and clears every socket's pending error, logging the ring's
+    /// (ENETDOWN: the interface went down; it resumes when it comes up).
+    pub fn take_errors(&mut self) {
+        if let Some(Ok(Some(e))) = self.ring.as_ref().map(AdvertRing::take_error) {
+            self.event("receive_error", || format!("receive ring: {e}"));
+        }
+        let errors: Vec<std::io::Error> = self
             .receivers
             .iter()
             .filter_map(|(_, receiver)| match receiver {
-                Receiver::V6(receiver) => Some(receiver.as_fd()),
-                Receiver::V4(_) => None,
-            });
-        self.ring.iter().map(AsFd::as_fd).chain(ipv6)
-    }
-
-    /// Which group's virtual hosts an IPv4 advert sent to `dst` is for:
-    /// the group's own, or for a unicast destination the first IPv4
-    /// group's (where unicast peers are configured, as [`Self::handles`]
-    /// decides for sockets). `None` for a group not joined here, which the
-    /// ring sees when something else on the host joined it (a VRRP daemon
-    /// on 224.0.0.18, say).
-    pub fn group_index_v4(&self, dst: std::net::Ipv4Addr) -> Option<usize> {
-        let dst = IpAddr::V4(dst);
-        if let Some(index) = self.receivers.iter().position(|(g, _)| *g == dst) {
-            return Some(index);
+                Receiver::V4(r) => r.take_error().ok().flatten(),
+                Receiver::V6(r) => r.take_error().ok().flatten(),
+            })
+            .collect();
+        for e in errors {
+            self.event("receive_error", || format!("receive socket: {e}"));
         }
-        if matches!(dst, IpAddr::V4(a) if a.is_multicast() || a.is_broadcast()) {
-            return None;
-        }
-        self.receivers.iter().position(|(g, _)| g.is_ipv4())
     }
 
     /// Opens everything again on the re-created interface `name`, with the

@@ -1,5 +1,7 @@
-//! IPv4 adverts received through a `PACKET_MMAP` ring (TPACKET_V2), one
-//! per interface, shared by every IPv4 group on it.
+//! Multicast (and `-M` broadcast) IPv4 adverts received through a
+//! `PACKET_MMAP` ring (TPACKET_V2), one per interface, shared by every
+//! IPv4 group on it. Unicast adverts (to unicast peers) still come through
+//! the raw IPv4 socket and the whole IP layer.
 //!
 //! Why not the raw IPv4 socket: under a flood of forged adverts (valid
 //! checksums, wrong digest) most of the daemon's CPU went to receiving
@@ -12,23 +14,29 @@
 //! way.
 //!
 //! What the raw socket did that the ring does not, and how it is made up:
-//! - Protocol 112 only, and not frames for other hosts, our own outgoing
-//!   ones or loopback copies: a classic BPF filter on the socket, run in
-//!   the kernel before anything is copied.
+//! - Protocol 112 only, multicast or broadcast frames only, and only those
+//!   received by this very interface (a VLAN device on top of it hands its
+//!   packets to the parent's packet sockets too): a classic BPF filter on
+//!   the socket, run in the kernel before anything is copied. Our own
+//!   frames never reach an `ETH_P_IP` packet socket.
 //! - Only groups joined with this interface: the ring sees every group the
 //!   interface accepts, so the runtime keeps what is addressed to one of
-//!   its groups or to a unicast address ([`crate::interface`]) and counts
-//!   the rest.
+//!   its groups and counts the rest (`other_group`).
 //! - Reassembly: a fragmented advert (never sent by any implementation)
 //!   is refused by the codec and counted as malformed.
 //! - Firewall rules: like libpcap, the ring sees adverts before netfilter,
-//!   so an INPUT rule dropping protocol 112 no longer hides adverts from
-//!   the daemon (documented in ucarp(8)).
+//!   so an INPUT rule dropping protocol 112 no longer hides multicast
+//!   adverts from the daemon (documented in ucarp(8)).
+//! - A full buffer: the kernel counts what it could not store; the ring
+//!   reads that count ([`AdvertRing::dropped`]) when a frame says so.
+//! - An interface taken down: the socket reports ENETDOWN once, which the
+//!   runtime reads ([`AdvertRing::take_error`]); the kernel hooks the
+//!   socket in again when the interface comes back up.
 //!
-//! The raw IPv4 sockets stay open: they join the groups (which makes the
-//! interface accept their frames), send to unicast peers, and keep the
-//! kernel from answering unicast adverts with "protocol unreachable"; a
-//! filter that accepts nothing keeps them from queueing copies.
+//! The raw IPv4 sockets stay: they join the groups (which makes the
+//! interface accept their frames), send to unicast peers, and receive
+//! unicast adverts; their filter drops multicast and broadcast
+//! destinations, which the ring reads.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -45,14 +53,14 @@ use crate::IoError;
 /// (56 bytes; 96 with the most IP options). Longer packets are cut, and
 /// then refused by the codec.
 const FRAME_SIZE: usize = 256;
-/// One page per block: the ring needs no contiguous memory beyond that.
-const BLOCK_SIZE: usize = 4096;
 /// 1 MiB: 4096 packets, about 30 ms of a 130,000-packet-a-second flood
 /// while the loop is busy with the packets before them (the raw socket's
-/// 2 MiB receive buffer held about 2,700).
-const BLOCKS: usize = 256;
-const FRAMES: usize = BLOCKS * BLOCK_SIZE / FRAME_SIZE;
-const RING_SIZE: usize = BLOCKS * BLOCK_SIZE;
+/// 2 MiB receive buffer held about 2,700). In blocks of one page (the
+/// kernel wants page-aligned blocks; pages are 4 to 64 KiB), so the ring
+/// needs no contiguous memory beyond a page; frames never straddle blocks
+/// because FRAME_SIZE divides every page size.
+const RING_SIZE: usize = 1 << 20;
+const FRAMES: usize = RING_SIZE / FRAME_SIZE;
 
 /// Receives the IPv4 CARP datagrams arriving on one interface.
 #[derive(Debug)]
@@ -61,8 +69,9 @@ pub struct AdvertRing {
     map: NonNull<u8>,
     /// The frame the kernel fills after the last one read.
     next: usize,
-    /// Frames the kernel found the ring full for: a packet lost.
-    losing: u64,
+    /// Packets the kernel dropped because the ring was full, not yet
+    /// taken by [`AdvertRing::dropped`].
+    dropped: u64,
 }
 
 // SAFETY: the mapping belongs to this value alone (nothing else holds its
@@ -78,10 +87,7 @@ impl AdvertRing {
         // other interface's packets enter the ring before the bind.
         let socket = Socket::new(Domain::PACKET, Type::DGRAM, None)
             .map_err(err("opening a packet socket for IPv4 adverts"))?;
-        attach_filter(&socket, &ADVERTS_ONLY).map_err(err("filtering the packet socket"))?;
-        // Our own sends are never wanted; the filter drops them too, on
-        // kernels without this option (before 4.20).
-        let _ = set_int(&socket, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1);
+        attach_filter(&socket, &adverts_only(index)).map_err(err("filtering the packet socket"))?;
         set_int(
             &socket,
             libc::SOL_PACKET,
@@ -95,7 +101,7 @@ impl AdvertRing {
             socket,
             map,
             next: 0,
-            losing: 0,
+            dropped: 0,
         };
         bind(&ring.socket, index).map_err(err("binding the packet socket to the interface"))?;
         ring.socket
@@ -118,10 +124,16 @@ impl AdvertRing {
         count
     }
 
-    /// Times the kernel found the ring full and dropped a packet, as told
-    /// by the frames after such a drop.
-    pub fn losses_seen(&self) -> u64 {
-        self.losing
+    /// Packets lost to a full ring since the last call.
+    pub fn dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// The socket's pending error, cleared by reading it: ENETDOWN after
+    /// the interface went down (or away). Until read, poll(2) reports it
+    /// on every call.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.socket.take_error()
     }
 
     #[allow(unsafe_code)] // reads the shared ring; see SAFETY below
@@ -132,7 +144,9 @@ impl AdvertRing {
             return None;
         }
         if status & libc::TP_STATUS_LOSING != 0 {
-            self.losing += 1;
+            // Set on every frame after a drop until the statistics are
+            // read, which also resets them.
+            self.dropped += statistics(&self.socket).map_or(0, |s| u64::from(s.tp_drops));
         }
         // SAFETY: the frame is FRAME_SIZE bytes inside the mapping and
         // 16-byte aligned (FRAME_SIZE and the page-aligned mapping are);
@@ -211,37 +225,47 @@ const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     }
 }
 
-/// Accepts IPv4 protocol 112 arriving for this host (unicast to our MAC,
-/// multicast, broadcast); drops the rest (SOCK_DGRAM: offset 0 is the IP
-/// header).
-const ADVERTS_ONLY: [libc::sock_filter; 6] = [
-    // A = protocol
-    statement(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 9),
-    jump(
-        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
-        carp_proto::IP_PROTOCOL_CARP as u32,
-        0,
-        3,
-    ),
-    // A = packet type: HOST 0, BROADCAST 1, MULTICAST 2; OTHERHOST 3,
-    // OUTGOING 4, LOOPBACK 5 and above are not for us.
-    statement(
-        libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
-        (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32,
-    ),
+/// Accepts IPv4 protocol 112 received by interface `index` itself as a
+/// multicast or broadcast frame; drops the rest (SOCK_DGRAM: offset 0 is
+/// the IP header).
+fn adverts_only(index: u32) -> [libc::sock_filter; 9] {
+    const DROP: u8 = 8;
+    let ancillary = |what: libc::c_int| (libc::SKF_AD_OFF + what) as u32;
+    [
+        // 0: A = protocol
+        statement(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 9),
+        jump(JEQ, u32::from(carp_proto::IP_PROTOCOL_CARP), 0, DROP - 2),
+        // 2: A = the receiving device (a VLAN's, when it came through one)
+        statement(LD_W, ancillary(libc::SKF_AD_IFINDEX)),
+        jump(JEQ, index, 0, DROP - 4),
+        // 4: A = packet type: HOST 0, BROADCAST 1, MULTICAST 2, OTHERHOST 3
+        statement(LD_W, ancillary(libc::SKF_AD_PKTTYPE)),
+        jump(JEQ, libc::PACKET_BROADCAST as u32, 1, 0),
+        jump(JEQ, libc::PACKET_MULTICAST as u32, 0, DROP - 7),
+        // 7: the whole packet (cut to the frame)
+        statement(libc::BPF_RET | libc::BPF_K, u32::MAX),
+        // 8:
+        statement(libc::BPF_RET | libc::BPF_K, 0),
+    ]
+}
+
+const LD_W: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+
+/// For the raw IPv4 sockets: accepts unicast destinations only (below
+/// 224.0.0.0); multicast and broadcast adverts are the ring's.
+pub(crate) const UNICAST_ONLY: [libc::sock_filter; 4] = [
+    // A = destination address
+    statement(LD_W, 16),
     jump(
         libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
-        libc::PACKET_OTHERHOST as u32,
+        0xe000_0000,
         1,
         0,
     ),
     statement(libc::BPF_RET | libc::BPF_K, u32::MAX),
     statement(libc::BPF_RET | libc::BPF_K, 0),
 ];
-
-/// Accepts nothing: for the raw IPv4 sockets, whose adverts the ring
-/// reads.
-pub(crate) const NOTHING: [libc::sock_filter; 1] = [statement(libc::BPF_RET | libc::BPF_K, 0)];
 
 #[allow(unsafe_code)] // setsockopt(2) with a filter program
 pub(crate) fn attach_filter(socket: &Socket, program: &[libc::sock_filter]) -> io::Result<()> {
@@ -287,9 +311,15 @@ fn set_int(
 
 #[allow(unsafe_code)] // setsockopt(2) with the ring's geometry
 fn request_ring(socket: &Socket) -> io::Result<()> {
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|page| usize::try_from(page).ok())
+        .filter(|&page| RING_SIZE % page == 0 && page % FRAME_SIZE == 0)
+        .ok_or_else(|| io::Error::other("unusable page size"))?;
     let request = libc::tpacket_req {
-        tp_block_size: BLOCK_SIZE as libc::c_uint,
-        tp_block_nr: BLOCKS as libc::c_uint,
+        tp_block_size: page as libc::c_uint,
+        tp_block_nr: (RING_SIZE / page) as libc::c_uint,
         tp_frame_size: FRAME_SIZE as libc::c_uint,
         tp_frame_nr: FRAMES as libc::c_uint,
     };
@@ -305,6 +335,28 @@ fn request_ring(socket: &Socket) -> io::Result<()> {
         )
     };
     check(result)
+}
+
+/// The kernel's counts since the last read (which resets them).
+#[allow(unsafe_code)] // getsockopt(2)
+fn statistics(socket: &Socket) -> io::Result<libc::tpacket_stats> {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: a live socket; the kernel writes at most `len` bytes into
+    // `stats`, which outlives the call, and the new length into `len`.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut stats as *mut libc::tpacket_stats).cast(),
+            &mut len,
+        )
+    };
+    check(result).map(|()| stats)
 }
 
 #[allow(unsafe_code)] // mmap(2)

@@ -33,7 +33,7 @@ use crate::iface::{self, LinkStatus};
 use crate::interface::{Interface, Receiver as GroupReceiver};
 use crate::link::LinkMonitor;
 use crate::ratelimit::RateLimitedLog;
-use crate::socket::Received6;
+use crate::socket::{Received6, RecvBatch};
 use crate::status::{HookReportCell, InterfaceStatus, RuntimeStatus, VirtualHostStatus};
 use crate::vhost::{wake, VirtualHost, VirtualHostConfig, VirtualHostId};
 use crate::{Hooks, IoError};
@@ -68,8 +68,6 @@ impl Default for RuntimeConfig {
 /// flood cannot delay our own advertisements by more than this much work
 /// (about a millisecond).
 const READ_BATCH: usize = 1024;
-/// Datagrams parsed from a ring before they are delivered.
-const RING_BATCH: usize = 64;
 /// A wake-up that read this many datagrams means a flood: see
 /// [`Runtime::coalesce`].
 const COALESCE_AT: usize = 16;
@@ -612,6 +610,7 @@ impl Runtime {
             debug!("cannot lower timer slack: {e}");
         }
         let mut buf = [0u8; 2048];
+        let mut batch = RecvBatch::new();
         let mut flooded = false;
         self.running = true;
         self.handle.heartbeat.beat();
@@ -667,7 +666,7 @@ impl Runtime {
             // pause then, or a flood faster than bound / pause would fill
             // the buffer and drop genuine adverts with the forged ones.
             flooded = woke.adverts
-                && matches!(self.read_adverts(&mut buf),
+                && matches!(self.read_adverts(&mut buf, &mut batch),
                             (read, false) if read >= COALESCE_AT);
             if woke.command {
                 self.run_commands();
@@ -839,7 +838,7 @@ impl Runtime {
 
     /// Sleeps until a datagram, a command, a link notification, or the next
     /// deadline (engine timer, link re-check, log summary, hook wait).
-    fn wait(&self) -> Woke {
+    fn wait(&mut self) -> Woke {
         let now = Instant::now();
         let mut deadlines = vec![self.next_link_check.saturating_duration_since(now)];
         self.handle.heartbeat.beat();
@@ -879,6 +878,7 @@ impl Runtime {
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
             }
         }
+
         if let Err(e) = ppoll(&mut fds, timeout, None) {
             if e != nix::errno::Errno::EINTR {
                 error!("poll failed: {e}");
@@ -891,79 +891,93 @@ impl Runtime {
             // (non-blocking: returns at once).
             let _ = timer.wait();
         }
-        Woke {
+        let failed = fds[first_receiver..]
+            .iter()
+            .any(|fd| fd.revents().is_some_and(|r| r.contains(PollFlags::POLLERR)));
+        let woke = Woke {
             command: ready(&fds[0]),
             link: self.link.is_some() && ready(&fds[link_fd]),
             adverts: fds[first_receiver..].iter().any(ready),
+        };
+        drop(fds);
+        if failed {
+            // A pending socket error (the ring's ENETDOWN when the
+            // interface goes down) is reported by every poll until read:
+            // read, or the loop would spin.
+            for iface in self.interfaces.values_mut() {
+                iface.take_errors();
+            }
         }
+        woke
     }
 
-    /// Reads every interface's ring and IPv6 sockets (a bounded batch
+    /// Reads every interface's ring and receive sockets (a bounded batch
     /// each), parses each datagram once and hands it to the virtual host
     /// owning its vhid. Returns how many datagrams were read, and whether
     /// one still had some when its bound ([`READ_BATCH`]) was reached.
-    fn read_adverts(&mut self, buf: &mut [u8]) -> (usize, bool) {
+    fn read_adverts(&mut self, buf: &mut [u8], batch: &mut RecvBatch) -> (usize, bool) {
         let now = self.clock.now();
         let at = Instant::now();
         let mut read = 0;
         let mut capped = false;
         let mut parsed: Vec<Result<AdvertDatagram, (Option<IpAddr>, ParseError)>> =
-            Vec::with_capacity(RING_BATCH);
+            Vec::with_capacity(RecvBatch::LEN);
         for (name, iface) in self.interfaces.iter_mut() {
             // One key for the interface's packets: no allocation each.
             let mut id = VirtualHostId {
                 interface: name.clone(),
                 vhid: 0,
             };
-            let mut rounds = 0;
-            while rounds < READ_BATCH {
-                let Some(ring) = iface.ring.as_mut() else {
-                    break;
-                };
-                parsed.clear();
-                let count = ring.read(RING_BATCH, |bytes| {
-                    parsed.push(AdvertDatagram::parse(bytes).map_err(|e| (ipv4_source(bytes), e)));
-                });
-                rounds += count;
-                for one in parsed.drain(..) {
-                    let one = match one {
-                        Ok(datagram) => match iface.group_index_v4(datagram.dst) {
-                            Some(index) => (index, Ok(Received::from(datagram))),
-                            None => {
-                                iface.reject("other_group");
-                                continue;
-                            }
-                        },
-                        Err(e) => (0, Err(e)),
-                    };
-                    let hosts = &mut self.virtual_hosts;
-                    deliver(&mut id, iface, one.0, hosts, (now, at), one.1);
-                }
-                if count < RING_BATCH {
-                    break;
-                }
-            }
+            let rounds = read_ring(
+                &mut id,
+                iface,
+                &mut self.virtual_hosts,
+                (now, at),
+                &mut parsed,
+            );
             read += rounds;
             capped |= rounds >= READ_BATCH;
             for group_index in 0..iface.receivers.len() {
                 let mut rounds = 0;
                 while rounds < READ_BATCH {
-                    let one = match &iface.receivers[group_index].1 {
-                        GroupReceiver::V4(_) => break,
+                    let parsed: Vec<Parsed> = match &iface.receivers[group_index].1 {
+                        GroupReceiver::V4(receiver) => match receiver.recv_batch(batch) {
+                            Ok(0) => break,
+                            Ok(_) => batch
+                                .datagrams()
+                                .map(|bytes| {
+                                    AdvertDatagram::parse(bytes)
+                                        .map(Received::from)
+                                        .map_err(|e| (ipv4_source(bytes), e))
+                                })
+                                .collect(),
+                            Err(e) => {
+                                error!("interface {name}: receive failed: {e}");
+                                break;
+                            }
+                        },
                         GroupReceiver::V6(receiver) => match receiver.recv(buf) {
                             Ok(None) => break,
-                            Ok(Some(packet)) => parse_received6(&packet).map(Received::from),
+                            Ok(Some(packet)) => {
+                                vec![parse_received6(&packet).map(Received::from)]
+                            }
                             Err(e) => {
                                 error!("interface {name}: receive failed: {e}");
                                 break;
                             }
                         },
                     };
-                    rounds += 1;
-                    let hosts = &mut self.virtual_hosts;
-                    deliver(&mut id, iface, group_index, hosts, (now, at), one);
+                    rounds += parsed.len();
+                    read += parsed.len();
+                    let full = parsed.len() == RecvBatch::LEN;
+                    for one in parsed {
+                        let hosts = &mut self.virtual_hosts;
+                        deliver(&mut id, iface, group_index, hosts, (now, at), one);
+                    }
+                    if matches!(iface.receivers[group_index].1, GroupReceiver::V4(_)) && !full {
+                        break;
+                    }
                 }
-                read += rounds;
                 capped |= rounds >= READ_BATCH;
             }
         }
@@ -1389,6 +1403,50 @@ type Parsed = Result<Received, (Option<IpAddr>, ParseError)>;
 
 /// Hands a parsed datagram to the virtual host owning its vhid on the
 /// interface, or counts why no one takes it.
+/// Reads the interface's ring (multicast and broadcast IPv4 adverts), up
+/// to [`READ_BATCH`] datagrams in batches, and delivers each to the
+/// virtual hosts of the group it was sent to; returns how many it read.
+fn read_ring(
+    id: &mut VirtualHostId,
+    iface: &mut Interface,
+    virtual_hosts: &mut BTreeMap<VirtualHostId, VirtualHost>,
+    (now, at): (carp_engine::Time, Instant),
+    parsed: &mut Vec<Result<AdvertDatagram, (Option<IpAddr>, ParseError)>>,
+) -> usize {
+    let mut rounds = 0;
+    while rounds < READ_BATCH {
+        let Some(ring) = iface.ring.as_mut() else {
+            break;
+        };
+        parsed.clear();
+        let count = ring.read(RecvBatch::LEN, |bytes| {
+            parsed.push(AdvertDatagram::parse(bytes).map_err(|e| (ipv4_source(bytes), e)));
+        });
+        let dropped = ring.dropped();
+        if dropped > 0 {
+            iface.ring_overflowed(dropped);
+        }
+        rounds += count;
+        for one in parsed.drain(..) {
+            let (index, one) = match one {
+                Ok(datagram) => match iface.group_index_v4(datagram.dst) {
+                    Some(index) => (index, Ok(Received::from(datagram))),
+                    None => {
+                        iface.reject("other_group");
+                        continue;
+                    }
+                },
+                Err(e) => (0, Err(e)),
+            };
+            deliver(id, iface, index, virtual_hosts, (now, at), one);
+        }
+        if count < RecvBatch::LEN {
+            break;
+        }
+    }
+    rounds
+}
+
 fn deliver(
     id: &mut VirtualHostId,
     iface: &mut Interface,

@@ -1,10 +1,11 @@
 //! The sockets a node uses.
 //!
 //! Receiving IPv4: a raw IPv4 socket for protocol 112 per group, bound to
-//! the interface, joins the group there; the datagrams themselves are read
-//! from the interface's ring ([`crate::ring`]), and the raw socket's filter
-//! accepts nothing. Only CARP/VRRP datagrams reach the ring, so unrelated
-//! traffic never wakes the node.
+//! the interface, joins the group there and receives unicast adverts (to
+//! unicast peers); multicast and broadcast ones, the usual case and the
+//! way floods come, are read from the interface's ring ([`crate::ring`]),
+//! and the raw socket's filter drops them. Only CARP/VRRP datagrams reach
+//! either, so unrelated traffic never wakes the node.
 //! IPv6: a raw IPv6 socket for protocol 112 with ff02::12 (or
 //! the configured group) joined, which also makes the kernel send the MLD
 //! reports switches with MLD snooping need. A raw IPv6 socket hands over
@@ -27,7 +28,7 @@
 //! MAC between their ports, while the real MAC tells an operator with a
 //! capture which host sent each advert.
 
-use std::io::{self, IoSliceMut};
+use std::io::{self, IoSliceMut, Read};
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -38,8 +39,9 @@ use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type}
 
 use crate::IoError;
 
-/// Joins a CARP group on one interface and sends adverts to unicast peers;
-/// what arrives is read from the interface's [`crate::ring::AdvertRing`].
+/// Joins a CARP group on one interface, receives unicast CARP datagrams
+/// (IPv4 header included) and sends adverts to unicast peers; multicast
+/// ones are read from the interface's [`crate::ring::AdvertRing`].
 #[derive(Debug)]
 pub struct AdvertReceiver {
     socket: Socket,
@@ -55,8 +57,7 @@ impl AdvertReceiver {
         let protocol = Protocol::from(i32::from(carp_proto::IP_PROTOCOL_CARP));
         let socket = Socket::new(Domain::IPV4, Type::RAW, Some(protocol))
             .map_err(err("opening a raw IPv4 socket for protocol 112"))?;
-        // The ring reads every advert: no copies queued here.
-        crate::ring::attach_filter(&socket, &crate::ring::NOTHING)
+        crate::ring::attach_filter(&socket, &crate::ring::UNICAST_ONLY)
             .map_err(err("filtering the raw socket"))?;
         socket
             .bind_device(Some(iface.as_bytes()))
@@ -81,6 +82,7 @@ impl AdvertReceiver {
         socket
             .set_nonblocking(true)
             .map_err(err("making the receive socket non-blocking"))?;
+        enlarge_receive_buffer(&socket, RECEIVE_BUFFER);
         Ok(AdvertReceiver { socket, index })
     }
 
@@ -107,11 +109,125 @@ impl AdvertReceiver {
         )?;
         full_send(sent, carp.len())
     }
+
+    /// Reads as many datagrams as are waiting, up to [`RecvBatch::LEN`],
+    /// in one recvmmsg(2); 0 when nothing is waiting. Under a flood this
+    /// is one system call for many packets instead of one each.
+    #[allow(unsafe_code)] // recvmmsg(2); see SAFETY below
+    pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        let mut iovecs: Vec<libc::iovec> = batch
+            .bufs
+            .iter_mut()
+            .map(|buf| libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            })
+            .collect();
+        let mut headers: Vec<libc::mmsghdr> = iovecs
+            .iter_mut()
+            .map(|iovec| {
+                // SAFETY: msghdr is a plain C struct for which all-zero is
+                // a valid value (no name, no control data, no flags).
+                let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+                header.msg_iov = iovec;
+                header.msg_iovlen = 1;
+                libc::mmsghdr {
+                    msg_hdr: header,
+                    msg_len: 0,
+                }
+            })
+            .collect();
+        // SAFETY: the descriptor is a live socket we own. `headers` holds
+        // `headers.len()` initialised mmsghdr, each pointing at one iovec
+        // of `iovecs`, each at one buffer of `batch.bufs` with its true
+        // length; all three outlive the call and are not otherwise touched
+        // during it. The kernel writes at most iov_len bytes into each
+        // buffer and the received length into msg_len. MSG_DONTWAIT: it
+        // never blocks; no timeout is passed.
+        let received = unsafe {
+            libc::recvmmsg(
+                self.socket.as_raw_fd(),
+                headers.as_mut_ptr(),
+                headers.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if received < 0 {
+            let error = io::Error::last_os_error();
+            return match error.kind() {
+                io::ErrorKind::WouldBlock => {
+                    batch.count = 0;
+                    Ok(0)
+                }
+                _ => Err(error),
+            };
+        }
+        let count = received as usize;
+        for (len, header) in batch.lens.iter_mut().zip(&headers[..count]) {
+            *len = header.msg_len as usize;
+        }
+        batch.count = count;
+        Ok(count)
+    }
+
+    /// Reads one datagram into `buf`; `Ok(None)` when nothing is waiting.
+    pub fn recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<Option<&'a [u8]>> {
+        match (&self.socket).read(buf) {
+            Ok(len) => Ok(Some(&buf[..len])),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl AdvertReceiver {
+    /// The socket's pending error, cleared by reading it.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.socket.take_error()
+    }
 }
 
 impl AsFd for AdvertReceiver {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
+    }
+}
+
+/// Buffers for [`AdvertReceiver::recv_batch`].
+#[derive(Debug)]
+pub struct RecvBatch {
+    bufs: Vec<[u8; 2048]>,
+    lens: Vec<usize>,
+    count: usize,
+}
+
+impl RecvBatch {
+    /// Datagrams read at most per call.
+    pub const LEN: usize = 64;
+
+    /// Empty buffers for [`RecvBatch::LEN`] datagrams.
+    pub fn new() -> RecvBatch {
+        RecvBatch {
+            bufs: vec![[0; 2048]; Self::LEN],
+            lens: vec![0; Self::LEN],
+            count: 0,
+        }
+    }
+
+    /// The datagrams the last call read.
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs
+            .iter()
+            .zip(&self.lens)
+            .take(self.count)
+            .map(|(buf, len)| &buf[..*len])
+    }
+}
+
+impl Default for RecvBatch {
+    fn default() -> RecvBatch {
+        RecvBatch::new()
     }
 }
 
@@ -284,6 +400,13 @@ impl AdvertReceiver6 {
             extension_header,
             payload: &buf[..len],
         }))
+    }
+}
+
+impl AdvertReceiver6 {
+    /// The socket's pending error, cleared by reading it.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.socket.take_error()
     }
 }
 

@@ -248,8 +248,8 @@ pub struct InterfaceStatus {
     pub link_up: bool,
     /// Packets no virtual host could claim, by cause: malformed ones,
     /// adverts for vhids nobody here runs (`wrong_vhid`, normal on a shared
-    /// segment) and IPv4 adverts to a group not joined here
-    /// (`other_group`).
+    /// segment), IPv4 adverts to a group not joined here (`other_group`)
+    /// and packets lost to a full receive ring (`receive_overflow`).
     pub rejected: BTreeMap<&'static str, u64>,
 }
 
