@@ -389,6 +389,13 @@ impl Engine {
         self.transmits.pop_front()
     }
 
+    /// Whether [`Engine::poll_event`] or [`Engine::poll_transmit`] has
+    /// something: a runtime with many engines asks this first, instead of
+    /// visiting every one after each event.
+    pub fn has_output(&self) -> bool {
+        !self.events.is_empty() || !self.transmits.is_empty()
+    }
+
     /// Next transition, in order.
     pub fn poll_event(&mut self) -> Option<Transition> {
         self.events.pop_front()

@@ -72,7 +72,7 @@ const READ_BATCH: usize = 1024;
 /// [`Runtime::coalesce`].
 const COALESCE_AT: usize = 16;
 /// How long a flooded loop lets packets gather before reading again.
-const COALESCE: Duration = Duration::from_millis(2);
+const COALESCE: Duration = Duration::from_millis(5);
 /// A periodic link re-check (a few system calls per interface) is put off
 /// when an engine timer is due sooner than this.
 const RECHECK_GUARD: Duration = Duration::from_millis(10);
@@ -723,13 +723,14 @@ impl Runtime {
             .virtual_hosts
             .values_mut()
             .chain(self.leaving.iter_mut())
+            .filter(|v| !v.settled())
         {
             if let Some(iface) = self.interfaces.get_mut(&vhost.config.interface) {
                 vhost.drain(iface, now);
                 vhost.release_held(iface, now);
             }
         }
-        for vhost in self.virtual_hosts.values_mut() {
+        for vhost in self.virtual_hosts.values_mut().filter(|v| !v.settled()) {
             if let Some(iface) = self.interfaces.get_mut(&vhost.config.interface) {
                 vhost.refresh(iface, now);
             }

@@ -669,6 +669,18 @@ impl VirtualHost {
         }
     }
 
+    /// Whether [`VirtualHost::drain`], [`VirtualHost::release_held`] and
+    /// [`VirtualHost::refresh`] would do nothing now: with hundreds of
+    /// virtual hosts, the loop skips those after every wake-up (under a
+    /// flood, hundreds of times a second).
+    pub fn settled(&self) -> bool {
+        !self.engine.has_output()
+            && self.in_flight.is_empty()
+            && self.held.arps == 0
+            && self.held.leave.is_none()
+            && self.config.garp_refresh.is_none()
+    }
+
     /// Whether a stopped virtual host still has something to send.
     pub fn holds_leave(&self) -> bool {
         self.held.leave.is_some()
@@ -849,6 +861,9 @@ impl VirtualHost {
     /// Forgets finished actions, and gives up on the oldest one once it has
     /// been the oldest for `hook_wait` (a hook that never reports).
     fn settle_hooks(&mut self) {
+        if self.in_flight.is_empty() {
+            return;
+        }
         let now = Instant::now();
         while let Some(oldest) = self.in_flight.front_mut() {
             if oldest.finished.load(Ordering::Acquire) {
