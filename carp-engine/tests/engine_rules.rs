@@ -115,7 +115,10 @@ fn takeover_sends_arp_then_advert_and_a_delayed_arp_two_adverts_later() {
     e.handle_timeout(at(3.0));
     assert!(e.has_output());
     let (events, transmits) = drain(&mut e);
-    assert!(!e.has_output(), "a runtime would skip an engine with output");
+    assert!(
+        !e.has_output(),
+        "a runtime would skip an engine with output"
+    );
     assert_eq!(events[1].hook, Some(Hook::Up));
     assert_eq!(transmits[0], Transmit::GratuitousArp);
     assert!(matches!(transmits[1], Transmit::Advert(_)));

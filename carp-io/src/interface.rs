@@ -56,6 +56,8 @@ pub(crate) struct Interface {
     /// Multicast and broadcast IPv4 adverts arriving here, while an IPv4
     /// group is in use.
     pub ring: Option<AdvertRing>,
+    /// What the last poll found readable: the ring, then each receiver.
+    readable: Vec<bool>,
     /// Carrier as last reported to the virtual hosts.
     pub link_up: bool,
     /// Gone; only kept while virtual hosts on it ignore link state.
@@ -85,6 +87,7 @@ impl Interface {
             sender,
             receivers: Vec::new(),
             ring: None,
+            readable: Vec::new(),
             gone: false,
             ip_ident: seed as u16 | 1,
             rejected: BTreeMap::new(),
@@ -117,6 +120,27 @@ impl Interface {
     pub fn receive_fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
         let sockets = self.receivers.iter().map(|(_, receiver)| receiver.as_fd());
         self.ring.iter().map(AsFd::as_fd).chain(sockets)
+    }
+
+    /// Takes what the last poll said of [`Interface::receive_fds`], in
+    /// their order, from `flags`.
+    pub fn mark_readable(&mut self, flags: &mut impl Iterator<Item = bool>) {
+        let ring = self.ring.is_some() && flags.next().unwrap_or(false);
+        self.readable.clear();
+        self.readable.push(ring);
+        for _ in &self.receivers {
+            self.readable.push(flags.next().unwrap_or(false));
+        }
+    }
+
+    /// Whether the last poll found the ring readable.
+    pub fn ring_readable(&self) -> bool {
+        self.readable.first().copied().unwrap_or(false)
+    }
+
+    /// Whether the last poll found receiver `index` readable.
+    pub fn readable(&self, index: usize) -> bool {
+        self.readable.get(index + 1).copied().unwrap_or(false)
     }
 
     /// Which group's virtual hosts a multicast or broadcast IPv4 advert

@@ -895,12 +895,18 @@ impl Runtime {
         let failed = fds[first_receiver..]
             .iter()
             .any(|fd| fd.revents().is_some_and(|r| r.contains(PollFlags::POLLERR)));
+        let readable: Vec<bool> = fds[first_receiver..].iter().map(ready).collect();
         let woke = Woke {
             command: ready(&fds[0]),
             link: self.link.is_some() && ready(&fds[link_fd]),
             adverts: fds[first_receiver..].iter().any(ready),
         };
         drop(fds);
+        // Only what has something is read: no system call for the others.
+        let mut readable = readable.into_iter();
+        for iface in self.interfaces.values_mut() {
+            iface.mark_readable(&mut readable);
+        }
         if failed {
             // A pending socket error (the ring's ENETDOWN when the
             // interface goes down) is reported by every poll until read:
@@ -939,6 +945,9 @@ impl Runtime {
             read += rounds;
             capped |= rounds >= READ_BATCH;
             for group_index in 0..iface.receivers.len() {
+                if !iface.readable(group_index) {
+                    continue;
+                }
                 let mut rounds = 0;
                 while rounds < READ_BATCH {
                     let parsed: Vec<Parsed> = match &iface.receivers[group_index].1 {
@@ -1415,7 +1424,7 @@ fn read_ring(
     parsed: &mut Vec<Result<AdvertDatagram, (Option<IpAddr>, ParseError)>>,
 ) -> usize {
     let mut rounds = 0;
-    while rounds < READ_BATCH {
+    while rounds < READ_BATCH && iface.ring_readable() {
         let Some(ring) = iface.ring.as_mut() else {
             break;
         };
