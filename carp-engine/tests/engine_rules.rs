@@ -117,7 +117,7 @@ fn takeover_sends_arp_then_advert_and_a_delayed_arp_two_adverts_later() {
     let (events, transmits) = drain(&mut e);
     assert!(
         !e.has_output(),
-        "a runtime would skip an engine with output"
+        "drained, yet it claims output: a runtime would visit it for nothing"
     );
     assert_eq!(events[1].hook, Some(Hook::Up));
     assert_eq!(transmits[0], Transmit::GratuitousArp);

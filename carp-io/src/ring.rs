@@ -14,8 +14,9 @@
 //! way.
 //!
 //! What the raw socket did that the ring does not, and how it is made up:
-//! - Protocol 112 only, multicast or broadcast frames only, and only those
-//!   received by this very interface (a VLAN device on top of it hands its
+//! - Protocol 112 only, to an IP multicast or broadcast destination in a
+//!   multicast or broadcast frame only, and only what was received by this
+//!   very interface (a VLAN device on top of it hands its
 //!   packets to the parent's packet sockets too): a classic BPF filter on
 //!   the socket, run in the kernel before anything is copied. Our own
 //!   frames never reach an `ETH_P_IP` packet socket.
@@ -34,9 +35,10 @@
 //!   socket in again when the interface comes back up.
 //!
 //! The raw IPv4 sockets stay: they join the groups (which makes the
-//! interface accept their frames), send to unicast peers, and receive
-//! unicast adverts; their filter drops multicast and broadcast
-//! destinations, which the ring reads.
+//! interface accept their frames), send to unicast peers, and receive the
+//! rest: unicast adverts, and a group's adverts arriving in a unicast frame
+//! (bridges and access points with multicast-to-unicast send those); their
+//! filter drops exactly what the ring reads.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -225,47 +227,70 @@ const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     }
 }
 
-/// Accepts IPv4 protocol 112 received by interface `index` itself as a
-/// multicast or broadcast frame; drops the rest (SOCK_DGRAM: offset 0 is
-/// the IP header).
-fn adverts_only(index: u32) -> [libc::sock_filter; 9] {
-    const DROP: u8 = 8;
-    let ancillary = |what: libc::c_int| (libc::SKF_AD_OFF + what) as u32;
+/// Whether a packet is the ring's: an IP multicast or broadcast
+/// destination in a multicast or broadcast frame. Everything else (unicast
+/// adverts, and a group's adverts in a unicast frame, which some bridges
+/// and access points send) is the raw sockets': the two filters below
+/// split the traffic with this same test, so nothing is read twice or
+/// by neither.
+///
+/// The ring's: IPv4 protocol 112 received by interface `index` itself
+/// (SOCK_DGRAM: offset 0 is the IP header).
+fn adverts_only(index: u32) -> [libc::sock_filter; 11] {
+    const ACCEPT: u8 = 9;
+    const DROP: u8 = 10;
     [
         // 0: A = protocol
-        statement(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 9),
+        statement(LD_B, 9),
         jump(JEQ, u32::from(carp_proto::IP_PROTOCOL_CARP), 0, DROP - 2),
         // 2: A = the receiving device (a VLAN's, when it came through one)
         statement(LD_W, ancillary(libc::SKF_AD_IFINDEX)),
         jump(JEQ, index, 0, DROP - 4),
-        // 4: A = packet type: HOST 0, BROADCAST 1, MULTICAST 2, OTHERHOST 3
+        // 4: A = destination address: 224.0.0.0 and above
+        statement(LD_W, 16),
+        jump(JGE, FIRST_MULTICAST, 0, DROP - 6),
+        // 6: A = packet type: HOST 0, BROADCAST 1, MULTICAST 2, OTHERHOST 3
         statement(LD_W, ancillary(libc::SKF_AD_PKTTYPE)),
-        jump(JEQ, libc::PACKET_BROADCAST as u32, 1, 0),
-        jump(JEQ, libc::PACKET_MULTICAST as u32, 0, DROP - 7),
-        // 7: the whole packet (cut to the frame)
+        jump(JEQ, libc::PACKET_BROADCAST as u32, ACCEPT - 8, 0),
+        jump(JEQ, libc::PACKET_MULTICAST as u32, ACCEPT - 9, DROP - 9),
+        // 9: the whole packet (cut to the frame)
         statement(libc::BPF_RET | libc::BPF_K, u32::MAX),
-        // 8:
+        // 10:
         statement(libc::BPF_RET | libc::BPF_K, 0),
     ]
 }
 
+/// The raw IPv4 sockets': what [`adverts_only`] leaves (offset 0 is the IP
+/// header there too: raw_rcv hands the whole datagram to the filter).
+pub(crate) const NOT_THE_RINGS: [libc::sock_filter; 7] = {
+    const ACCEPT: u8 = 5;
+    const DROP: u8 = 6;
+    [
+        // 0: A = destination address
+        statement(LD_W, 16),
+        jump(JGE, FIRST_MULTICAST, 0, ACCEPT - 2),
+        // 2: A = packet type
+        statement(LD_W, ancillary(libc::SKF_AD_PKTTYPE)),
+        jump(JEQ, libc::PACKET_BROADCAST as u32, DROP - 4, 0),
+        jump(JEQ, libc::PACKET_MULTICAST as u32, DROP - 5, ACCEPT - 5),
+        // 5:
+        statement(libc::BPF_RET | libc::BPF_K, u32::MAX),
+        // 6:
+        statement(libc::BPF_RET | libc::BPF_K, 0),
+    ]
+};
+
+/// 224.0.0.0: multicast, then reserved, then 255.255.255.255 above it.
+const FIRST_MULTICAST: u32 = 0xe000_0000;
+const LD_B: u32 = libc::BPF_LD | libc::BPF_B | libc::BPF_ABS;
 const LD_W: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
 const JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+const JGE: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
 
-/// For the raw IPv4 sockets: accepts unicast destinations only (below
-/// 224.0.0.0); multicast and broadcast adverts are the ring's.
-pub(crate) const UNICAST_ONLY: [libc::sock_filter; 4] = [
-    // A = destination address
-    statement(LD_W, 16),
-    jump(
-        libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
-        0xe000_0000,
-        1,
-        0,
-    ),
-    statement(libc::BPF_RET | libc::BPF_K, u32::MAX),
-    statement(libc::BPF_RET | libc::BPF_K, 0),
-];
+/// The offset of an ancillary load (packet type, receiving device).
+const fn ancillary(what: libc::c_int) -> u32 {
+    (libc::SKF_AD_OFF + what) as u32
+}
 
 #[allow(unsafe_code)] // setsockopt(2) with a filter program
 pub(crate) fn attach_filter(socket: &Socket, program: &[libc::sock_filter]) -> io::Result<()> {

@@ -1,9 +1,10 @@
 //! The protocol thread: any number of virtual hosts on any number of
 //! interfaces, driven by one loop.
 //!
-//! Per interface: one frame sender, one receive socket per CARP group in
-//! use (each datagram is parsed once and handed to the virtual host that
-//! owns its vhid), and the link state. Per virtual host: its engine, hooks
+//! Per interface: one frame sender, one receive ring for multicast IPv4
+//! adverts and one socket per CARP group in use (each datagram is parsed
+//! once and handed to the virtual host that owns its vhid), and the link
+//! state. Per virtual host: its engine, hooks
 //! and status. One netlink socket follows every interface. Virtual hosts
 //! are added, replaced and removed while running through
 //! [`RuntimeHandle`]; a removed one leaves cleanly (down hook, then the
@@ -71,7 +72,8 @@ const READ_BATCH: usize = 1024;
 /// A wake-up that read this many datagrams means a flood: see
 /// [`Runtime::coalesce`].
 const COALESCE_AT: usize = 16;
-/// How long a flooded loop lets packets gather before reading again.
+/// How long a flooded loop lets packets gather before reading again, at
+/// most: see [`coalescing_pause`].
 const COALESCE: Duration = Duration::from_millis(5);
 /// A periodic link re-check (a few system calls per interface) is put off
 /// when an engine timer is due sooner than this.
@@ -611,7 +613,8 @@ impl Runtime {
         }
         let mut buf = [0u8; 2048];
         let mut batch = RecvBatch::new();
-        let mut flooded = false;
+        let mut pause: Option<Duration> = None;
+        let mut last_read = Instant::now();
         self.running = true;
         self.handle.heartbeat.beat();
         let ids: Vec<VirtualHostId> = self.virtual_hosts.keys().cloned().collect();
@@ -658,16 +661,21 @@ impl Runtime {
             // and the read: whatever arrives during it is read before any
             // timer fires (a genuine advert among the flood is never late
             // for the master-down time).
-            if flooded {
-                self.coalesce();
+            if let Some(pause) = pause.take() {
+                self.coalesce(pause);
             }
             let woke = self.wait();
-            // A read that stopped at its bound left packets behind: no
-            // pause then, or a flood faster than bound / pause would fill
-            // the buffer and drop genuine adverts with the forged ones.
-            flooded = woke.adverts
-                && matches!(self.read_adverts(&mut buf, &mut batch),
-                            (read, false) if read >= COALESCE_AT);
+            if woke.adverts {
+                let started = Instant::now();
+                // A read that stopped at its bound left packets behind: no
+                // pause then, or a flood faster than bound / pause would
+                // fill the buffers and drop genuine adverts with the
+                // forged ones.
+                if let (read, false) = self.read_adverts(&mut buf, &mut batch) {
+                    pause = coalescing_pause(read, started - last_read);
+                }
+                last_read = started;
+            }
             if woke.command {
                 self.run_commands();
             }
@@ -799,12 +807,10 @@ impl Runtime {
         }
     }
 
-    /// Under a flood: lets packets gather for a moment (never past the
+    /// Under a flood: lets packets gather for `pause` (never past the
     /// next timer) so that the next wake-up reads a batch of them, instead
-    /// of waking, and switching tasks, for every one or two. The ring
-    /// (4096 packets) holds far more than that moment brings.
-    fn coalesce(&self) {
-        let mut pause = COALESCE;
+    /// of waking, and switching tasks, for every one or two.
+    fn coalesce(&self, mut pause: Duration) {
         if let Some(due) = self.next_timer() {
             pause = pause.min(self.clock.until(due));
         }
@@ -1413,6 +1419,21 @@ type Parsed = Result<Received, (Option<IpAddr>, ParseError)>;
 
 /// Hands a parsed datagram to the virtual host owning its vhid on the
 /// interface, or counts why no one takes it.
+/// The pause before reading again after a read of `read` datagrams that
+/// gathered over `window`: none below [`COALESCE_AT`] (no flood), else
+/// as long as it takes the same rate to bring half a [`READ_BATCH`], at
+/// most [`COALESCE`]. So the pause never lets more gather than one
+/// bounded read takes (the next timer is never late for a backlog) and
+/// stays far below what the ring (4096 packets) and the sockets' 2 MiB
+/// buffers (about 2,700) hold, however fast the flood.
+fn coalescing_pause(read: usize, window: Duration) -> Option<Duration> {
+    if read < COALESCE_AT {
+        return None;
+    }
+    let per_packet = window / u32::try_from(read).unwrap_or(u32::MAX);
+    Some(COALESCE.min(per_packet * (READ_BATCH / 2) as u32))
+}
+
 /// Reads the interface's ring (multicast and broadcast IPv4 adverts), up
 /// to [`READ_BATCH`] datagrams in batches, and delivers each to the
 /// virtual hosts of the group it was sent to; returns how many it read.
@@ -1509,4 +1530,22 @@ fn parse_received6(
 fn join(addresses: &[std::net::IpAddr]) -> String {
     let parts: Vec<String> = addresses.iter().map(ToString::to_string).collect();
     parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coalescing_pause_lets_half_a_read_gather_at_most() {
+        let ms = Duration::from_millis;
+        assert_eq!(coalescing_pause(COALESCE_AT - 1, ms(1)), None);
+        // 100,000 a second: 512 take 5.12 ms, so the cap.
+        assert_eq!(coalescing_pause(100, ms(1)), Some(COALESCE));
+        // 1,000,000 a second: 512 µs, 512 packets.
+        assert_eq!(
+            coalescing_pause(1000, ms(1)),
+            Some(Duration::from_micros(512))
+        );
+    }
 }

@@ -2,9 +2,10 @@
 //!
 //! Receiving IPv4: a raw IPv4 socket for protocol 112 per group, bound to
 //! the interface, joins the group there and receives unicast adverts (to
-//! unicast peers); multicast and broadcast ones, the usual case and the
-//! way floods come, are read from the interface's ring ([`crate::ring`]),
-//! and the raw socket's filter drops them. Only CARP/VRRP datagrams reach
+//! unicast peers); multicast and broadcast ones in multicast and broadcast
+//! frames, the usual case and the way floods come, are read from the
+//! interface's ring ([`crate::ring`]), and the raw socket's filter drops
+//! those. Only CARP/VRRP datagrams reach
 //! either, so unrelated traffic never wakes the node.
 //! IPv6: a raw IPv6 socket for protocol 112 with ff02::12 (or
 //! the configured group) joined, which also makes the kernel send the MLD
@@ -57,7 +58,7 @@ impl AdvertReceiver {
         let protocol = Protocol::from(i32::from(carp_proto::IP_PROTOCOL_CARP));
         let socket = Socket::new(Domain::IPV4, Type::RAW, Some(protocol))
             .map_err(err("opening a raw IPv4 socket for protocol 112"))?;
-        crate::ring::attach_filter(&socket, &crate::ring::UNICAST_ONLY)
+        crate::ring::attach_filter(&socket, &crate::ring::NOT_THE_RINGS)
             .map_err(err("filtering the raw socket"))?;
         socket
             .bind_device(Some(iface.as_bytes()))

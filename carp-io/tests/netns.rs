@@ -582,3 +582,51 @@ fn a_full_receive_ring_is_counted() {
     assert!(dropped >= 1000, "{line}");
     assert!(counter(&line, "bad_digest") + dropped >= 6000, "{line}");
 }
+
+/// A group's adverts can arrive in unicast frames (bridges and access
+/// points doing multicast-to-unicast send them so): the IP layer takes
+/// them, and the split between the ring and the raw sockets must not lose
+/// them.
+#[test]
+fn a_groups_advert_in_a_unicast_frame_is_heard() {
+    if !privileged("a_groups_advert_in_a_unicast_frame_is_heard") {
+        return;
+    }
+    use carp_io::iface::InterfaceInfo;
+    use carp_proto::datagram::AdvertFrame;
+    let lab = Lab::new(3);
+    let a = node(&lab, 0, FAST);
+    let mut b = node(&lab, 1, SLOW);
+    a.wait_for("MASTER", 5 * SECOND, is_master);
+    let b_mac = lab.in_ns(1, || InterfaceInfo::lookup("eth0").unwrap().mac);
+    const EACH: u64 = 100;
+    lab.in_ns(2, || {
+        let info = InterfaceInfo::lookup("eth0").unwrap();
+        let sender = carp_io::socket::FrameSender::open("eth0", info.index).unwrap();
+        let frame = AdvertFrame {
+            eth_src: info.mac,
+            eth_dst: b_mac,
+            datagram: AdvertDatagram {
+                src: lab.addr(2),
+                dst: carp_proto::DEFAULT_GROUP,
+                ident: 1,
+                advert: AdvertRepr {
+                    vhid: VHID,
+                    advbase: 1,
+                    advskew: 0,
+                    demote: 0,
+                    counter: 1,
+                    digest: [0; 20],
+                },
+            },
+        }
+        .to_bytes();
+        for _ in 0..EACH {
+            sender.send(&frame).unwrap();
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    });
+    std::thread::sleep(SECOND / 2);
+    let line = counters(&mut b);
+    assert_eq!(counter(&line, "bad_digest"), EACH, "{line}");
+}
