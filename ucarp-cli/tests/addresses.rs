@@ -354,6 +354,57 @@ fn a_hung_up_script_does_not_keep_the_address_after_preemption() {
     assert!(holds(&lab, 1));
 }
 
+/// The same with a re-add queued between the hung up script and the down
+/// job (the master found its address removed under it and queued putting
+/// it back; here the address came back meanwhile, as after lost
+/// notifications): the newest job, the down job, decides, so the address
+/// still goes at once, and the queued re-add adds nothing. (Before, the
+/// re-add stopped the early release: the backup kept the address until
+/// the up script's timeout.)
+#[test]
+fn a_readd_queued_behind_a_hung_up_script_does_not_keep_the_address() {
+    if !privileged("a_readd_queued_behind_a_hung_up_script_does_not_keep_the_address") {
+        return;
+    }
+    let lab = Lab::new(2);
+    let dir = test_support::scripts::Dir::new("owned-hung-readd");
+    let hang = dir.script("hang", "sleep 30\n");
+    let args = [
+        "-a",
+        OWNED,
+        "-u",
+        &hang,
+        "-k",
+        "50",
+        "--script-timeout",
+        "60",
+    ];
+    let a = peers::start(&lab, 0, Impl::Ours, &args);
+    peers::wait_master(&a, 6 * SECOND);
+    until("a holds the address", 2 * SECOND, || {
+        holds(&lab, 0).then_some(())
+    });
+    // Removed under the master: a re-add is queued behind the hung script.
+    let mark = a.mark();
+    ip(&lab, 0, &["addr", "del", OWNED, "dev", "eth0"]);
+    a.wait_for_after(mark, "the removal noticed", 3 * SECOND, |l| {
+        l.contains("10.99.0.100") && l.contains("removed")
+    });
+    ip(&lab, 0, &["addr", "add", OWNED, "dev", "eth0"]);
+    let b = peers::start(&lab, 1, Impl::Ours, &["-a", OWNED, "-k", "0", "-P"]);
+    peers::wait_master(&b, 6 * SECOND);
+    test_support::control::wait_state(&lab, 0, "BACKUP", 3 * SECOND);
+    until("a releases the address", 2 * SECOND, || {
+        (!holds(&lab, 0)).then_some(())
+    });
+    std::thread::sleep(SECOND);
+    assert!(
+        !holds(&lab, 0),
+        "the queued re-add put the address back on a backup"
+    );
+    assert!(holds(&lab, 1));
+}
+
 /// A device of the virtual MAC's name that is not ours refuses the start,
 /// says why, and is left alone, even a macvlan with the very MAC (another
 /// process's, for the same vhid on another interface): only our alias
