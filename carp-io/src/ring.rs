@@ -292,49 +292,49 @@ const fn ancillary(what: libc::c_int) -> u32 {
     (libc::SKF_AD_OFF + what) as u32
 }
 
-#[allow(unsafe_code)] // setsockopt(2) with a filter program
 pub(crate) fn attach_filter(socket: &Socket, program: &[libc::sock_filter]) -> io::Result<()> {
     let fprog = libc::sock_fprog {
         len: program.len() as u16,
         filter: program.as_ptr().cast_mut(),
     };
-    // SAFETY: the descriptor is a live socket we own; fprog points at
-    // `program`, which outlives the call (the kernel copies it), with its
-    // true length.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&fprog as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    check(result)
+    // The kernel copies the program during the call.
+    set_option(socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
 }
 
-#[allow(unsafe_code)] // setsockopt(2)
 fn set_int(
     socket: &Socket,
     level: libc::c_int,
     option: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: a live socket; the value is a c_int that outlives the call,
-    // passed with its size.
+    set_option(socket, level, option, &value)
+}
+
+/// setsockopt(2) with `value` as the option's struct: for the options
+/// neither socket2 nor nix wraps. `T` must be the C type the option reads.
+#[allow(unsafe_code)] // setsockopt(2)
+pub(crate) fn set_option<T>(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: the descriptor is a live socket; `value` points at a T that
+    // outlives the call and its exact size is passed, so the kernel reads
+    // no more than the value; callers pass the C type the option expects
+    // (and any pointer inside it, a filter program, outlives the call).
     let result = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             level,
             option,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     check(result)
 }
 
-#[allow(unsafe_code)] // setsockopt(2) with the ring's geometry
 fn request_ring(socket: &Socket) -> io::Result<()> {
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
@@ -348,18 +348,7 @@ fn request_ring(socket: &Socket) -> io::Result<()> {
         tp_frame_size: FRAME_SIZE as libc::c_uint,
         tp_frame_nr: FRAMES as libc::c_uint,
     };
-    // SAFETY: a live socket; the request outlives the call and is passed
-    // with its size.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_RX_RING,
-            (&request as *const libc::tpacket_req).cast(),
-            std::mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
-        )
-    };
-    check(result)
+    set_option(socket, libc::SOL_PACKET, libc::PACKET_RX_RING, &request)
 }
 
 /// The kernel's counts since the last read (which resets them).

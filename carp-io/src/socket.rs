@@ -427,26 +427,8 @@ fn full_send(sent: usize, len: usize) -> io::Result<()> {
 
 /// Turns on an `IPPROTO_IPV6` boolean option that neither socket2 nor nix
 /// wraps (the `IPV6_RECV*` ancillary data requests).
-#[allow(unsafe_code)]
 fn set_ipv6_flag(socket: &Socket, option: libc::c_int) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: the descriptor is a live socket we own; the value points at
-    // a c_int that outlives the call, and its exact size is passed, which
-    // is what the kernel reads for these options.
-    let result = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IPV6,
-            option,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::ring::set_option(socket, libc::IPPROTO_IPV6, option, &1 as &libc::c_int)
 }
 
 /// Sends whole Ethernet frames out of one interface.
