@@ -631,6 +631,22 @@ def wait_lines(path, text, count, timeout):
     return None
 
 
+def write_vhosts(path, srcip, vhids, skew, up=None):
+    """A --config file: `vhids` virtual hosts on eth0, each with one
+    address 10.97.<vhid>.1 and the advskew `skew(vhid)` (None: none)."""
+    with open(path, "w") as f:
+        f.write(f'[daemon]\nfacility = "none"\n[defaults]\ninterface = "eth0"\n'
+                f'srcip = "{srcip}"\npassword = "bench"\n')
+        if up:
+            f.write(f'upscript = "{up}"\n')
+        for v in range(1, vhids + 1):
+            f.write(f'[[vhost]]\nvhid = {v}\n')
+            if skew(v) is not None:
+                f.write(f'advskew = {skew(v)}\n')
+            f.write(f'addresses = ["10.97.{v}.1"]\n')
+    return path
+
+
 def many_vhids(work, vhids, seconds):
     """`vhids` virtual hosts at advbase 1 on one interface, master on host 0
     and backup on host 1: ours as one process per host (--config), UCARP as
@@ -646,14 +662,8 @@ def many_vhids(work, vhids, seconds):
             logs = {}
 
             def ours_config(host, changed_skew=None):
-                path = os.path.join(work, f"{l.prefix}-{host}.toml")
-                with open(path, "w") as f:
-                    f.write(f'[daemon]\nfacility = "none"\n[defaults]\ninterface = "eth0"\n'
-                            f'srcip = "{l.addr(host)}"\npassword = "bench"\nupscript = "{up}"\n')
-                    for v in range(1, vhids + 1):
-                        skew = 100 * host if v != 100 or changed_skew is None else changed_skew
-                        f.write(f'[[vhost]]\nvhid = {v}\nadvskew = {skew}\naddresses = ["10.97.{v}.1"]\n')
-                return path
+                skew = lambda v: 100 * host if v != 100 or changed_skew is None else changed_skew
+                return write_vhosts(os.path.join(work, f"{l.prefix}-{host}.toml"), l.addr(host), vhids, skew, up)
 
             def ucarp_one(host, v, skew):
                 log = os.path.join(work, f"{l.prefix}-{host}-{v}-{skew}.log")
@@ -704,12 +714,7 @@ def many_vhids(work, vhids, seconds):
             out[impl] = {"cpu": cpu, "rss": rss, "processes": len(procs[0]), "applied": applied}
     # Ours without scripts: no script thread ever starts.
     with lab(1) as l:
-        path = os.path.join(work, f"{l.prefix}-noscripts.toml")
-        with open(path, "w") as f:
-            f.write(f'[daemon]\nfacility = "none"\n[defaults]\ninterface = "eth0"\n'
-                    f'srcip = "{l.addr(0)}"\npassword = "bench"\n')
-            for v in range(1, vhids + 1):
-                f.write(f'[[vhost]]\nvhid = {v}\naddresses = ["10.97.{v}.1"]\n')
+        path = write_vhosts(os.path.join(work, f"{l.prefix}-noscripts.toml"), l.addr(0), vhids, lambda v: None)
         log = os.path.join(work, f"{l.prefix}-noscripts.log")
         with open(log, "w") as f:
             p = l.spawn(0, [OURS, "--config", path], stdout=f, stderr=f)
@@ -738,12 +743,8 @@ def flood_many(work, vhids, seconds):
     with lab(3) as l:
         logs, procs = {}, {}
         for host, skew in ((0, 0), (1, 100)):
-            path = os.path.join(work, f"{l.prefix}-flood-{host}.toml")
-            with open(path, "w") as f:
-                f.write(f'[daemon]\nfacility = "none"\n[defaults]\ninterface = "eth0"\n'
-                        f'srcip = "{l.addr(host)}"\npassword = "bench"\nupscript = "{up}"\n')
-                for v in range(1, vhids + 1):
-                    f.write(f'[[vhost]]\nvhid = {v}\nadvskew = {skew}\naddresses = ["10.97.{v}.1"]\n')
+            path = write_vhosts(os.path.join(work, f"{l.prefix}-flood-{host}.toml"), l.addr(host), vhids,
+                                lambda v: skew, up)
             logs[host] = os.path.join(work, f"{l.prefix}-flood-{host}.log")
             with open(logs[host], "w") as f:
                 procs[host] = l.spawn(host, [OURS, "--config", path],

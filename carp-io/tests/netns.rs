@@ -260,18 +260,14 @@ fn junk_and_forged_packets_are_counted_and_ignored() {
         &[IpAddr::V4(VIP.parse().unwrap())],
     )
     .unwrap();
-    let forged = |advbase, advskew, counter, digest| AdvertDatagram {
-        src: attacker,
-        dst: carp_proto::DEFAULT_GROUP,
-        ident: 1,
-        advert: AdvertRepr {
-            vhid: VHID,
-            advbase,
-            advskew,
-            demote: 0,
+    let forged = |advbase, advskew, counter, digest| {
+        advert(
+            attacker,
+            carp_proto::DEFAULT_GROUP,
+            (advbase, advskew),
             counter,
             digest,
-        },
+        )
     };
     // A leave advert with a wrong digest: accepted, it would make b take over.
     let bad_digest = forged(255, 255, 1, [0u8; 20]).to_bytes().to_vec();
@@ -342,19 +338,7 @@ fn the_ring_counts_what_the_ip_layer_would_have_kept_away() {
     )
     .unwrap();
     // Signed leave adverts: taken, they would make b master at once.
-    let leave = |dst, counter| AdvertDatagram {
-        src: lab.addr(2),
-        dst,
-        ident: 1,
-        advert: AdvertRepr {
-            vhid: VHID,
-            advbase: 255,
-            advskew: 255,
-            demote: 0,
-            counter,
-            digest: auth.sign(counter),
-        },
-    };
+    let leave = |dst, counter| advert(lab.addr(2), dst, (255, 255), counter, auth.sign(counter));
     let other_group = leave(Ipv4Addr::new(224, 0, 0, 99), 1 << 40)
         .to_bytes()
         .to_vec();
@@ -387,6 +371,30 @@ fn the_ring_counts_what_the_ip_layer_would_have_kept_away() {
         0,
         "read its own adverts: {line}"
     );
+}
+
+/// An advert for `VHID` from `src` to `dst` at (advbase, advskew), signed
+/// or not as `digest` says.
+fn advert(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    (advbase, advskew): (u8, u8),
+    counter: u64,
+    digest: [u8; 20],
+) -> AdvertDatagram {
+    AdvertDatagram {
+        src,
+        dst,
+        ident: 1,
+        advert: AdvertRepr {
+            vhid: VHID,
+            advbase,
+            advskew,
+            demote: 0,
+            counter,
+            digest,
+        },
+    }
 }
 
 fn refill_ip_checksum(datagram: &mut [u8]) {
@@ -553,20 +561,7 @@ fn a_full_receive_ring_is_counted() {
     let a = node(&lab, 0, FAST);
     let mut b = node(&lab, 1, SLOW);
     a.wait_for("MASTER", 5 * SECOND, is_master);
-    let forged = AdvertDatagram {
-        src: lab.addr(2),
-        dst: carp_proto::DEFAULT_GROUP,
-        ident: 1,
-        advert: AdvertRepr {
-            vhid: VHID,
-            advbase: 1,
-            advskew: 0,
-            demote: 0,
-            counter: 1,
-            digest: [0; 20],
-        },
-    }
-    .to_bytes();
+    let forged = advert(lab.addr(2), carp_proto::DEFAULT_GROUP, (1, 0), 1, [0; 20]).to_bytes();
     // The ring holds 4096 packets; b reads none while stopped.
     b.signal(Signal::SIGSTOP);
     lab.in_ns(2, || {
@@ -606,19 +601,7 @@ fn a_groups_advert_in_a_unicast_frame_is_heard() {
         let frame = AdvertFrame {
             eth_src: info.mac,
             eth_dst: b_mac,
-            datagram: AdvertDatagram {
-                src: lab.addr(2),
-                dst: carp_proto::DEFAULT_GROUP,
-                ident: 1,
-                advert: AdvertRepr {
-                    vhid: VHID,
-                    advbase: 1,
-                    advskew: 0,
-                    demote: 0,
-                    counter: 1,
-                    digest: [0; 20],
-                },
-            },
+            datagram: advert(lab.addr(2), carp_proto::DEFAULT_GROUP, (1, 0), 1, [0; 20]),
         }
         .to_bytes();
         for _ in 0..EACH {
