@@ -407,6 +407,22 @@ impl Proc {
         self.wait_for_after(0, what, timeout, pred)
     }
 
+    /// The lines matching `pred`, each with its arrival time in seconds
+    /// since `since` and the process's name: what a failing test prints
+    /// to show who did what when.
+    pub fn transcript(&self, since: Instant, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| pred(l))
+            .map(|(at, l)| {
+                let secs = at.saturating_duration_since(since).as_secs_f64();
+                format!("{secs:8.3} {}: {l}", self.name)
+            })
+            .collect()
+    }
+
     /// Number of lines seen so far (to wait for lines after a point).
     pub fn mark(&self) -> usize {
         self.lines.lock().unwrap().len()
