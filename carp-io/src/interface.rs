@@ -65,6 +65,10 @@ pub(crate) struct Interface {
     ip_ident: u16,
     /// Packets no virtual host could claim.
     pub rejected: BTreeMap<&'static str, u64>,
+    /// `rejected` changed since the runtime last published this
+    /// interface's status: an advert a virtual host took changes nothing
+    /// here, and then costs no copy of it.
+    unpublished: bool,
     /// Link events, rate-limited.
     events: RateLimitedLog,
     /// Malformed packets, rate-limited.
@@ -91,6 +95,7 @@ impl Interface {
             gone: false,
             ip_ident: seed as u16 | 1,
             rejected: BTreeMap::new(),
+            unpublished: false,
             events,
             rejections,
         })
@@ -157,6 +162,7 @@ impl Interface {
     /// outran the loop, and genuine adverts may be among them.
     pub fn ring_overflowed(&mut self, count: u64) {
         *self.rejected.entry("receive_overflow").or_default() += count;
+        self.unpublished = true;
         self.event("receive_overflow", || {
             format!("{count} packets dropped: the receive ring was full (a flood?)")
         });
@@ -283,6 +289,13 @@ impl Interface {
     /// Counts a packet no virtual host claims.
     pub fn reject(&mut self, label: &'static str) {
         *self.rejected.entry(label).or_default() += 1;
+        self.unpublished = true;
+    }
+
+    /// Whether the status changed since it was last taken for publishing;
+    /// clears that.
+    pub fn take_unpublished(&mut self) -> bool {
+        std::mem::take(&mut self.unpublished)
     }
 
     pub fn status(&self) -> InterfaceStatus {

@@ -343,6 +343,8 @@ pub struct Runtime {
     /// advert interval, 3 ms of a master-down time), a timerfd to the
     /// task's timer slack (50 µs). `None`: ppoll's timeout after all.
     timer: Option<TimerFd>,
+    /// Reads interfaces' index and carrier (re-checks, tracking).
+    links: iface::LinkReader,
 }
 
 impl Runtime {
@@ -354,6 +356,8 @@ impl Runtime {
         for end in [&waker, &wake_end] {
             end.set_nonblocking(true).map_err(control)?;
         }
+        let links = iface::LinkReader::new()
+            .map_err(|e| IoError::socket("creating the interface-state socket", "-", e))?;
         let link = LinkMonitor::open(0)
             .map_err(|e| {
                 warn!(
@@ -398,6 +402,7 @@ impl Runtime {
             )
             .map_err(|e| warn!("no timerfd ({e}); timers may fire up to 0.1 % late"))
             .ok(),
+            links,
         })
     }
 
@@ -594,7 +599,10 @@ impl Runtime {
         self.publish_interfaces();
     }
 
-    fn publish_interfaces(&self) {
+    fn publish_interfaces(&mut self) {
+        for iface in self.interfaces.values_mut() {
+            iface.take_unpublished();
+        }
         let mut cells = self.handle.status.lock().unwrap_or_else(|e| e.into_inner());
         cells.interfaces = self
             .interfaces
@@ -611,8 +619,7 @@ impl Runtime {
         if let Err(e) = nix::sys::prctl::set_timerslack(1) {
             debug!("cannot lower timer slack: {e}");
         }
-        let mut buf = [0u8; 2048];
-        let mut batch = RecvBatch::new();
+        let mut scratch = Scratch::new();
         let mut pause: Option<Duration> = None;
         let mut last_read = Instant::now();
         self.running = true;
@@ -671,7 +678,7 @@ impl Runtime {
                 // pause then, or a flood faster than bound / pause would
                 // fill the buffers and drop genuine adverts with the
                 // forged ones.
-                if let (read, false) = self.read_adverts(&mut buf, &mut batch) {
+                if let (read, false) = self.read_adverts(&mut scratch) {
                     pause = coalescing_pause(read, started - last_read);
                 }
                 last_read = started;
@@ -847,12 +854,8 @@ impl Runtime {
     /// deadline (engine timer, link re-check, log summary, hook wait).
     fn wait(&mut self) -> Woke {
         let now = Instant::now();
-        let mut deadlines = vec![self.next_link_check.saturating_duration_since(now)];
         self.handle.heartbeat.beat();
-        deadlines.extend(self.config.heartbeat);
-        if let Some(due) = self.next_timer() {
-            deadlines.push(self.clock.until(due));
-        }
+        let timer = self.next_timer().map(|due| self.clock.until(due));
         let instants = self
             .virtual_hosts
             .values()
@@ -866,11 +869,14 @@ impl Runtime {
                 ]
             })
             .chain(self.interfaces.values().map(Interface::next_log_flush))
-            .flatten();
-        for at in instants {
-            deadlines.push(at.saturating_duration_since(now));
-        }
-        let timeout = self.arm_timer(deadlines.into_iter().min());
+            .flatten()
+            .map(|at| at.saturating_duration_since(now));
+        let earliest = instants
+            .chain([self.next_link_check.saturating_duration_since(now)])
+            .chain(self.config.heartbeat)
+            .chain(timer)
+            .min();
+        let timeout = self.arm_timer(earliest);
         let mut fds = vec![PollFd::new(self.waker.as_fd(), PollFlags::POLLIN)];
         if let Some(timer) = &self.timer {
             fds.push(PollFd::new(timer.as_fd(), PollFlags::POLLIN));
@@ -928,26 +934,22 @@ impl Runtime {
     /// each), parses each datagram once and hands it to the virtual host
     /// owning its vhid. Returns how many datagrams were read, and whether
     /// one still had some when its bound ([`READ_BATCH`]) was reached.
-    fn read_adverts(&mut self, buf: &mut [u8], batch: &mut RecvBatch) -> (usize, bool) {
+    fn read_adverts(&mut self, scratch: &mut Scratch) -> (usize, bool) {
         let now = self.clock.now();
         let at = Instant::now();
         let mut read = 0;
         let mut capped = false;
-        let mut parsed: Vec<Result<AdvertDatagram, (Option<IpAddr>, ParseError)>> =
-            Vec::with_capacity(RecvBatch::LEN);
+        let Scratch {
+            buf,
+            batch,
+            ring: parsed,
+            sockets: received,
+            id,
+        } = scratch;
         for (name, iface) in self.interfaces.iter_mut() {
-            // One key for the interface's packets: no allocation each.
-            let mut id = VirtualHostId {
-                interface: name.clone(),
-                vhid: 0,
-            };
-            let rounds = read_ring(
-                &mut id,
-                iface,
-                &mut self.virtual_hosts,
-                (now, at),
-                &mut parsed,
-            );
+            // One key for the interface's packets (its buffer reused).
+            id.interface.clone_from(name);
+            let rounds = read_ring(id, iface, &mut self.virtual_hosts, (now, at), parsed);
             read += rounds;
             capped |= rounds >= READ_BATCH;
             for group_index in 0..iface.receivers.len() {
@@ -956,17 +958,15 @@ impl Runtime {
                 }
                 let mut rounds = 0;
                 while rounds < READ_BATCH {
-                    let parsed: Vec<Parsed> = match &iface.receivers[group_index].1 {
+                    received.clear();
+                    match &iface.receivers[group_index].1 {
                         GroupReceiver::V4(receiver) => match receiver.recv_batch(batch) {
                             Ok(0) => break,
-                            Ok(_) => batch
-                                .datagrams()
-                                .map(|bytes| {
-                                    AdvertDatagram::parse(bytes)
-                                        .map(Received::from)
-                                        .map_err(|e| (ipv4_source(bytes), e))
-                                })
-                                .collect(),
+                            Ok(_) => received.extend(batch.datagrams().map(|bytes| {
+                                AdvertDatagram::parse(bytes)
+                                    .map(Received::from)
+                                    .map_err(|e| (ipv4_source(bytes), e))
+                            })),
                             Err(e) => {
                                 error!("interface {name}: receive failed: {e}");
                                 break;
@@ -975,20 +975,20 @@ impl Runtime {
                         GroupReceiver::V6(receiver) => match receiver.recv(buf) {
                             Ok(None) => break,
                             Ok(Some(packet)) => {
-                                vec![parse_received6(&packet).map(Received::from)]
+                                received.push(parse_received6(&packet).map(Received::from));
                             }
                             Err(e) => {
                                 error!("interface {name}: receive failed: {e}");
                                 break;
                             }
                         },
-                    };
-                    rounds += parsed.len();
-                    read += parsed.len();
-                    let full = parsed.len() == RecvBatch::LEN;
-                    for one in parsed {
+                    }
+                    rounds += received.len();
+                    read += received.len();
+                    let full = received.len() == RecvBatch::LEN;
+                    for one in received.drain(..) {
                         let hosts = &mut self.virtual_hosts;
-                        deliver(&mut id, iface, group_index, hosts, (now, at), one);
+                        deliver(id, iface, group_index, hosts, (now, at), one);
                     }
                     if matches!(iface.receivers[group_index].1, GroupReceiver::V4(_)) && !full {
                         break;
@@ -997,7 +997,14 @@ impl Runtime {
                 capped |= rounds >= READ_BATCH;
             }
         }
-        self.publish_interfaces();
+        // Counts changed only when a packet was rejected here.
+        let mut changed = false;
+        for iface in self.interfaces.values_mut() {
+            changed |= iface.take_unpublished();
+        }
+        if changed {
+            self.publish_interfaces();
+        }
         (read, capped)
     }
 
@@ -1224,7 +1231,7 @@ impl Runtime {
     fn check_links(&mut self) {
         let names: Vec<String> = self.interfaces.keys().cloned().collect();
         for name in names {
-            let status = iface::link_status(&name);
+            let status = self.links.status(&name);
             let iface = self.interfaces.get_mut(&name).expect("listed above");
             match status {
                 Err(e) => iface.event("interface_unreadable", || {
@@ -1255,7 +1262,9 @@ impl Runtime {
         let up: BTreeMap<String, Option<bool>> = names
             .into_iter()
             .map(|name| {
-                let running = iface::link_status(name)
+                let running = self
+                    .links
+                    .status(name)
                     .ok()
                     .map(|s| s.is_some_and(|s| s.running));
                 (name.to_string(), running)
@@ -1417,8 +1426,40 @@ fn finish_elsewhere(mut hooks: Box<dyn Hooks>) {
 /// whom, when that is known).
 type Parsed = Result<Received, (Option<IpAddr>, ParseError)>;
 
-/// Hands a parsed datagram to the virtual host owning its vhid on the
-/// interface, or counts why no one takes it.
+/// An IPv4 datagram read from a ring, parsed, or why it is not an advert.
+type ParsedV4 = Result<AdvertDatagram, (Option<IpAddr>, ParseError)>;
+
+/// The receive path's buffers, allocated once for the loop's lifetime: a
+/// wake-up for one advert then costs no allocation (at one advert a second
+/// the allocator's cold paths were a measurable part of a wake-up).
+struct Scratch {
+    /// One IPv6 datagram.
+    buf: [u8; 2048],
+    /// A `recvmmsg` batch of IPv4 datagrams.
+    batch: RecvBatch,
+    /// A batch from a ring, parsed.
+    ring: Vec<ParsedV4>,
+    /// A batch from a receive socket, parsed.
+    sockets: Vec<Parsed>,
+    /// The key looked up for each datagram.
+    id: VirtualHostId,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            buf: [0; 2048],
+            batch: RecvBatch::new(),
+            ring: Vec::with_capacity(RecvBatch::LEN),
+            sockets: Vec::with_capacity(RecvBatch::LEN),
+            id: VirtualHostId {
+                interface: String::new(),
+                vhid: 0,
+            },
+        }
+    }
+}
+
 /// The pause before reading again after a read of `read` datagrams that
 /// gathered over `window`: none below [`COALESCE_AT`] (no flood), else
 /// as long as it takes the same rate to bring half a [`READ_BATCH`], at
@@ -1442,7 +1483,7 @@ fn read_ring(
     iface: &mut Interface,
     virtual_hosts: &mut BTreeMap<VirtualHostId, VirtualHost>,
     (now, at): (carp_engine::Time, Instant),
-    parsed: &mut Vec<Result<AdvertDatagram, (Option<IpAddr>, ParseError)>>,
+    parsed: &mut Vec<ParsedV4>,
 ) -> usize {
     let mut rounds = 0;
     while rounds < READ_BATCH && iface.ring_readable() {
@@ -1478,6 +1519,8 @@ fn read_ring(
     rounds
 }
 
+/// Hands a parsed datagram to the virtual host owning its vhid on the
+/// interface, or counts why no one takes it.
 fn deliver(
     id: &mut VirtualHostId,
     iface: &mut Interface,
