@@ -119,8 +119,10 @@ fn clean_shutdown_hands_over_at_once() {
     a.send("shutdown-hook");
     let line = b.wait_for_after(mark, "takeover", 5 * SECOND, is_master);
     let took = before.elapsed();
+    // The cause is in the line; the bound only shows it was not b's own
+    // master-down (3.2 s), with room for a loaded machine.
     assert!(
-        took < Duration::from_millis(500),
+        took < Duration::from_millis(1500),
         "handover took {took:?}: {line}"
     );
     assert!(line.contains("leave advertisement"), "{line}");
