@@ -1,6 +1,7 @@
 //! What the node needs to know about its interface, read with getifaddrs(3)
-//! at start and with two ioctls for each later re-check,
-//! in the caller's network namespace.
+//! at start (in the caller's network namespace) and with two ioctls for
+//! each later re-check (through a [`LinkReader`], in the namespace it was
+//! created in).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

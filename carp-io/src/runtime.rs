@@ -348,8 +348,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime with no virtual host yet. Opens the netlink socket and the
-    /// control socket; starts no thread.
+    /// A runtime with no virtual host yet. Opens the netlink socket, the
+    /// control socket and the socket link state is read through; starts no
+    /// thread. All of them belong to the calling thread's network
+    /// namespace: run the runtime in that same namespace (interfaces opened
+    /// later are looked up in the running thread's).
     pub fn new(config: RuntimeConfig) -> Result<Runtime, IoError> {
         let control = |e| IoError::socket("creating the control socket", "-", e);
         let (waker, wake_end) = UnixStream::pair().map_err(control)?;
