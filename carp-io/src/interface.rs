@@ -158,13 +158,14 @@ impl Interface {
             .position(|(g, _)| *g == IpAddr::V4(dst))
     }
 
-    /// The ring was full and the kernel dropped `count` packets: a flood
-    /// outran the loop, and genuine adverts may be among them.
-    pub fn ring_overflowed(&mut self, count: u64) {
+    /// The receive ring or a receive socket's buffer (`what`) was full
+    /// and the kernel dropped `count` packets: a flood outran the loop,
+    /// and genuine adverts may be among them.
+    pub fn receive_overflowed(&mut self, count: u64, what: &str) {
         *self.rejected.entry("receive_overflow").or_default() += count;
         self.unpublished = true;
         self.event("receive_overflow", || {
-            format!("{count} packets dropped: the receive ring was full (a flood?)")
+            format!("{count} packets dropped: the receive {what} was full (a flood?)")
         });
     }
 

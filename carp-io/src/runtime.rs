@@ -965,11 +965,16 @@ impl Runtime {
                     match &iface.receivers[group_index].1 {
                         GroupReceiver::V4(receiver) => match receiver.recv_batch(batch) {
                             Ok(0) => break,
-                            Ok(_) => received.extend(batch.datagrams().map(|bytes| {
-                                AdvertDatagram::parse(bytes)
-                                    .map(Received::from)
-                                    .map_err(|e| (ipv4_source(bytes), e))
-                            })),
+                            Ok(_) => {
+                                if batch.dropped() > 0 {
+                                    iface.receive_overflowed(batch.dropped(), "socket buffer");
+                                }
+                                received.extend(batch.datagrams().map(|bytes| {
+                                    AdvertDatagram::parse(bytes)
+                                        .map(Received::from)
+                                        .map_err(|e| (ipv4_source(bytes), e))
+                                }))
+                            }
                             Err(e) => {
                                 error!("interface {name}: receive failed: {e}");
                                 break;
@@ -1499,7 +1504,7 @@ fn read_ring(
         });
         let dropped = ring.dropped();
         if dropped > 0 {
-            iface.ring_overflowed(dropped);
+            iface.receive_overflowed(dropped, "ring");
         }
         rounds += count;
         for one in parsed.drain(..) {

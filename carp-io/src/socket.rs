@@ -47,6 +47,8 @@ use crate::IoError;
 pub struct AdvertReceiver {
     socket: Socket,
     index: u32,
+    /// The socket's drop counter as last reported (SO_RXQ_OVFL).
+    drops_seen: std::cell::Cell<u32>,
 }
 
 impl AdvertReceiver {
@@ -83,8 +85,16 @@ impl AdvertReceiver {
         socket
             .set_nonblocking(true)
             .map_err(err("making the receive socket non-blocking"))?;
+        // Each datagram then says how many the socket has dropped so far
+        // for want of buffer space (a flood of unicast adverts).
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RxqOvfl, &1)
+            .map_err(|e| IoError::socket("asking for the socket's drop count", iface, e.into()))?;
         enlarge_receive_buffer(&socket, RECEIVE_BUFFER);
-        Ok(AdvertReceiver { socket, index })
+        Ok(AdvertReceiver {
+            socket,
+            index,
+            drops_seen: std::cell::Cell::new(0),
+        })
     }
 
     /// Sends a CARP header to a unicast peer from `src` out of this
@@ -114,8 +124,11 @@ impl AdvertReceiver {
     /// Reads as many datagrams as are waiting, up to [`RecvBatch::LEN`],
     /// in one recvmmsg(2); 0 when nothing is waiting. Under a flood this
     /// is one system call for many packets instead of one each.
+    /// [`RecvBatch::dropped`] then tells how many the socket dropped
+    /// since the previous call said.
     #[allow(unsafe_code)] // recvmmsg(2); see SAFETY below
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.dropped = 0;
         let mut iovecs: Vec<libc::iovec> = batch
             .bufs
             .iter_mut()
@@ -126,12 +139,15 @@ impl AdvertReceiver {
             .collect();
         let mut headers: Vec<libc::mmsghdr> = iovecs
             .iter_mut()
-            .map(|iovec| {
+            .zip(batch.controls.iter_mut())
+            .map(|(iovec, control)| {
                 // SAFETY: msghdr is a plain C struct for which all-zero is
                 // a valid value (no name, no control data, no flags).
                 let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
                 header.msg_iov = iovec;
                 header.msg_iovlen = 1;
+                header.msg_control = control.0.as_mut_ptr().cast();
+                header.msg_controllen = control.0.len();
                 libc::mmsghdr {
                     msg_hdr: header,
                     msg_len: 0,
@@ -141,10 +157,13 @@ impl AdvertReceiver {
         // SAFETY: the descriptor is a live socket we own. `headers` holds
         // `headers.len()` initialised mmsghdr, each pointing at one iovec
         // of `iovecs`, each at one buffer of `batch.bufs` with its true
-        // length; all three outlive the call and are not otherwise touched
-        // during it. The kernel writes at most iov_len bytes into each
-        // buffer and the received length into msg_len. MSG_DONTWAIT: it
-        // never blocks; no timeout is passed.
+        // length, and at one control buffer of `batch.controls` with its
+        // true length (8-aligned, as cmsghdr needs); all of them outlive
+        // the call and are not otherwise touched during it. The kernel
+        // writes at most iov_len bytes into each buffer, at most
+        // msg_controllen into each control buffer (setting msg_controllen
+        // to what it wrote) and the received length into msg_len.
+        // MSG_DONTWAIT: it never blocks; no timeout is passed.
         let received = unsafe {
             libc::recvmmsg(
                 self.socket.as_raw_fd(),
@@ -165,8 +184,20 @@ impl AdvertReceiver {
             };
         }
         let count = received as usize;
-        for (len, header) in batch.lens.iter_mut().zip(&headers[..count]) {
+        let mut drops = None;
+        for ((len, header), control) in batch
+            .lens
+            .iter_mut()
+            .zip(&headers[..count])
+            .zip(&batch.controls)
+        {
             *len = header.msg_len as usize;
+            let written = header.msg_hdr.msg_controllen.min(control.0.len());
+            drops = drop_count(&control.0[..written]).or(drops);
+        }
+        if let Some(total) = drops {
+            // Cumulative since the socket opened (wrapping): the new ones.
+            batch.dropped = u64::from(total.wrapping_sub(self.drops_seen.replace(total)));
         }
         batch.count = count;
         Ok(count)
@@ -200,7 +231,40 @@ impl AsFd for AdvertReceiver {
 pub struct RecvBatch {
     bufs: Vec<[u8; 2048]>,
     lens: Vec<usize>,
+    controls: Vec<Control>,
     count: usize,
+    dropped: u64,
+}
+
+/// Room for one datagram's ancillary data: the SO_RXQ_OVFL drop count
+/// (a cmsghdr and a u32, 20 bytes), 8-aligned as cmsghdr needs.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; 32]);
+
+/// The drop count (SO_RXQ_OVFL) among one datagram's control messages:
+/// the kernel adds it once the socket has dropped anything.
+fn drop_count(control: &[u8]) -> Option<u32> {
+    // struct cmsghdr on Linux/glibc: size_t cmsg_len, int cmsg_level,
+    // int cmsg_type, then the data, each message aligned to size_t.
+    const WORD: usize = std::mem::size_of::<usize>();
+    const HEADER: usize = std::mem::size_of::<libc::cmsghdr>();
+    let int =
+        |bytes: &[u8], at: usize| -> Option<[u8; 4]> { bytes.get(at..at + 4)?.try_into().ok() };
+    let mut rest = control;
+    while rest.len() >= HEADER {
+        let len = usize::from_ne_bytes(rest.get(..WORD)?.try_into().ok()?);
+        let level = i32::from_ne_bytes(int(rest, WORD)?);
+        let kind = i32::from_ne_bytes(int(rest, WORD + 4)?);
+        if len < HEADER || len > rest.len() {
+            return None;
+        }
+        if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL && len >= HEADER + 4 {
+            return Some(u32::from_ne_bytes(int(rest, HEADER)?));
+        }
+        rest = rest.get(len.next_multiple_of(WORD)..)?;
+    }
+    None
 }
 
 impl RecvBatch {
@@ -212,8 +276,16 @@ impl RecvBatch {
         RecvBatch {
             bufs: vec![[0; 2048]; Self::LEN],
             lens: vec![0; Self::LEN],
+            controls: vec![Control([0; 32]); Self::LEN],
             count: 0,
+            dropped: 0,
         }
+    }
+
+    /// Datagrams the socket dropped for want of buffer space, as the last
+    /// call learnt (the kernel tells with the next datagram it does store).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// The datagrams the last call read.
@@ -500,4 +572,38 @@ fn link_address(index: u32, dst: MacAddr, ethertype: u16) -> io::Result<SockAddr
         })
     }?;
     Ok(address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{drop_count, libc};
+
+    /// One control message as the kernel lays it out: length, level, type,
+    /// data, padded to a word.
+    fn cmsg(level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
+        let header = std::mem::size_of::<libc::cmsghdr>();
+        let mut bytes = (header + data.len()).to_ne_bytes().to_vec();
+        bytes.extend(level.to_ne_bytes());
+        bytes.extend(kind.to_ne_bytes());
+        bytes.extend(data);
+        while bytes.len() % std::mem::size_of::<usize>() != 0 {
+            bytes.push(0);
+        }
+        bytes
+    }
+
+    #[test]
+    fn the_drop_count_is_found_among_control_messages() {
+        let count = cmsg(libc::SOL_SOCKET, libc::SO_RXQ_OVFL, &7u32.to_ne_bytes());
+        assert_eq!(drop_count(&count), Some(7));
+        let mut two = cmsg(libc::IPPROTO_IP, libc::IP_TTL, &255i32.to_ne_bytes());
+        two.extend(&count);
+        assert_eq!(drop_count(&two), Some(7));
+        assert_eq!(drop_count(&[]), None);
+        // Cut short, or a length past the end: nothing, no panic.
+        assert_eq!(drop_count(&count[..count.len() - 8]), None);
+        let mut lying = count.clone();
+        lying[0] = 200;
+        assert_eq!(drop_count(&lying), None);
+    }
 }

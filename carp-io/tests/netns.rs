@@ -580,6 +580,48 @@ fn a_full_receive_ring_is_counted() {
     assert!(counter(&line, "bad_digest") + dropped >= 6000, "{line}");
 }
 
+/// Unicast adverts (unicast peers) come through a raw socket, whose buffer
+/// a flood can fill too: what the kernel dropped there is counted as well,
+/// when the next datagram it does store tells (SO_RXQ_OVFL).
+#[test]
+fn a_full_socket_buffer_is_counted() {
+    if !privileged("a_full_socket_buffer_is_counted") {
+        return;
+    }
+    use nix::sys::signal::Signal;
+    let lab = Lab::new(3);
+    let a = node(&lab, 0, FAST);
+    let mut b = node(&lab, 1, SLOW);
+    a.wait_for("MASTER", 5 * SECOND, is_master);
+    let forged = advert(lab.addr(2), lab.addr(1), (1, 0), 1, [0; 20]).to_bytes();
+    lab.in_ns(2, || {
+        let socket = raw_sender(lab.addr(2));
+        // Resolves b's MAC before the burst.
+        send_raw(&socket, &forged);
+        std::thread::sleep(SECOND / 5);
+        // The buffer holds 2 MiB (a couple of thousand such packets); b
+        // reads none while stopped.
+        b.signal(Signal::SIGSTOP);
+        for _ in 0..10_000 {
+            send_raw(&socket, &forged);
+        }
+        b.signal(Signal::SIGCONT);
+        std::thread::sleep(SECOND / 2);
+        for _ in 0..10 {
+            send_raw(&socket, &forged);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    std::thread::sleep(SECOND / 2);
+    let line = counters(&mut b);
+    assert!(counter(&line, "receive_overflow") >= 1000, "{line}");
+    let logged = b
+        .lines()
+        .iter()
+        .any(|l| l.contains("the receive socket buffer was full"));
+    assert!(logged, "no log line:\n{}", b.lines().join("\n"));
+}
+
 /// A group's adverts can arrive in unicast frames (bridges and access
 /// points doing multicast-to-unicast send them so): the IP layer takes
 /// them, and the split between the ring and the raw sockets must not lose
