@@ -983,6 +983,9 @@ impl Runtime {
                         GroupReceiver::V6(receiver) => match receiver.recv(buf) {
                             Ok(None) => break,
                             Ok(Some(packet)) => {
+                                if packet.dropped > 0 {
+                                    iface.receive_overflowed(packet.dropped, "socket buffer");
+                                }
                                 received.push(parse_received6(&packet).map(Received::from));
                             }
                             Err(e) => {

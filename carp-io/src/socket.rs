@@ -333,6 +333,9 @@ pub struct Received6<'a> {
     pub extension_header: Option<u8>,
     /// The CARP bytes after the IPv6 header (and any extension header).
     pub payload: &'a [u8],
+    /// Packets the socket dropped for want of buffer space since the
+    /// previous packet said (SO_RXQ_OVFL).
+    pub dropped: u64,
 }
 
 /// Receives CARP packets over IPv6 from one interface, and sends adverts
@@ -341,6 +344,8 @@ pub struct Received6<'a> {
 pub struct AdvertReceiver6 {
     socket: Socket,
     index: u32,
+    /// The socket's drop counter as last reported (SO_RXQ_OVFL).
+    drops_seen: std::cell::Cell<u32>,
 }
 
 impl AdvertReceiver6 {
@@ -385,8 +390,14 @@ impl AdvertReceiver6 {
         socket
             .set_nonblocking(true)
             .map_err(err("making the IPv6 receive socket non-blocking"))?;
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RxqOvfl, &1)
+            .map_err(|e| IoError::socket("asking for the socket's drop count", iface, e.into()))?;
         enlarge_receive_buffer(&socket, RECEIVE_BUFFER);
-        Ok(AdvertReceiver6 { socket, index })
+        Ok(AdvertReceiver6 {
+            socket,
+            index,
+            drops_seen: std::cell::Cell::new(0),
+        })
     }
 
     /// Sends a CARP header to a unicast peer from `src` out of this
@@ -422,7 +433,8 @@ impl AdvertReceiver6 {
         // Room for the destination, the hop limit and a few hundred bytes of
         // extension headers; anything longer is cut (MSG_CTRUNC), which
         // only extension headers can cause, and counts as one.
-        let mut space = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, [u8; 512]);
+        let mut space = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, u32, [u8; 512]);
+        let mut drops = None;
         let (len, src, dst, hop_limit, extension_header) = {
             let mut iov = [IoSliceMut::new(buf)];
             let message = match recvmsg::<SockaddrIn6>(
@@ -444,6 +456,7 @@ impl AdvertReceiver6 {
                     ControlMessageOwned::Ipv6HopLimit(limit) => {
                         hop_limit = Some(u8::try_from(limit).unwrap_or(0))
                     }
+                    ControlMessageOwned::RxqOvfl(total) => drops = Some(total),
                     ControlMessageOwned::Unknown(unknown) => {
                         let header = match unknown.cmsg_header.cmsg_type {
                             libc::IPV6_HOPOPTS => 0,
@@ -466,12 +479,17 @@ impl AdvertReceiver6 {
         let Some(src) = src else {
             return Err(io::Error::other("raw IPv6 socket gave no source address"));
         };
+        // Cumulative since the socket opened (wrapping): the new ones.
+        let dropped = drops.map_or(0, |total: u32| {
+            u64::from(total.wrapping_sub(self.drops_seen.replace(total)))
+        });
         Ok(Some(Received6 {
             src,
             dst,
             hop_limit,
             extension_header,
             payload: &buf[..len],
+            dropped,
         }))
     }
 }

@@ -249,7 +249,7 @@ pub struct InterfaceStatus {
     /// Packets no virtual host could claim, by cause: malformed ones,
     /// adverts for vhids nobody here runs (`wrong_vhid`, normal on a shared
     /// segment), IPv4 adverts to a group not joined here (`other_group`)
-    /// and packets lost to a full receive ring or raw IPv4 socket buffer
+    /// and packets lost to a full receive ring or raw socket buffer
     /// (`receive_overflow`).
     pub rejected: BTreeMap<&'static str, u64>,
 }

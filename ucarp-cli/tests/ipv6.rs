@@ -360,6 +360,66 @@ fn ipv6_adverts_with_hop_limit_64_or_extension_headers_are_refused() {
     assert!(takeover.contains("leave advertisement"), "{takeover}");
 }
 
+/// IPv6 adverts come through a raw socket, whose buffer a flood can fill:
+/// what the kernel dropped there is counted (`receive_overflow`) once the
+/// next packet it stores tells (SO_RXQ_OVFL), and logged.
+#[test]
+fn a_full_ipv6_socket_buffer_is_counted() {
+    if !privileged("a_full_ipv6_socket_buffer_is_counted") {
+        return;
+    }
+    let lab = Lab::new(2);
+    (0..2).for_each(|host| lab.wait_link_local(host));
+    let dir = scripts("ipv6-overflow");
+    // advbase 10: b stays a backup for 30 s.
+    let b = ucarp(&lab, 1, &dir, &["-a", VIP6, "-b", "10"]);
+    b.wait_for("b backup", 3 * SECOND, |l| l.contains("state: BACKUP"));
+    let peer = interface(&lab, 0);
+    let forged = AdvertFrame6 {
+        eth_src: peer.mac,
+        eth_dst: MacAddr::ipv6_multicast(carp_proto::DEFAULT_GROUP6),
+        datagram: AdvertDatagram6 {
+            src: peer.link_local().unwrap(),
+            dst: carp_proto::DEFAULT_GROUP6,
+            advert: AdvertRepr {
+                vhid: 7,
+                advbase: 1,
+                advskew: 0,
+                demote: 0,
+                counter: 1,
+                digest: [0; 20],
+            },
+        },
+    }
+    .to_bytes();
+    lab.in_ns(0, || {
+        let sender = FrameSender::open("eth0", peer.index).unwrap();
+        // The buffer holds 2 MiB, a couple of thousand such packets; b
+        // reads none while stopped.
+        b.signal(Signal::SIGSTOP);
+        for _ in 0..10_000 {
+            sender.send(&forged).unwrap();
+        }
+        b.signal(Signal::SIGCONT);
+        std::thread::sleep(SECOND / 2);
+        for _ in 0..10 {
+            sender.send(&forged).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    std::thread::sleep(SECOND / 2);
+    let line = peers::status(&b);
+    let dropped = test_support::status::status_count(&line, "receive_overflow");
+    assert!(dropped >= 1000, "{line}");
+    assert!(
+        b.lines()
+            .iter()
+            .any(|l| l.contains("the receive socket buffer was full")),
+        "no log line:\n{}",
+        b.lines().join("\n")
+    );
+}
+
 /// The README's code block that starts with `first_line` (without it).
 fn readme_block(first_line: &str) -> String {
     let readme = include_str!("../../README.md");
