@@ -59,6 +59,16 @@ fn counter(line: &str, key: &str) -> u64 {
         .map_or(0, |v| v.parse().unwrap())
 }
 
+/// A lab of `hosts` with a master on host 0 (FAST) and a backup on host 1
+/// (SLOW), once the master has taken over.
+fn master_and_backup(hosts: usize) -> (Lab, Proc, Proc) {
+    let lab = Lab::new(hosts);
+    let a = node(&lab, 0, FAST);
+    let b = node(&lab, 1, SLOW);
+    a.wait_for("MASTER", 5 * SECOND, is_master);
+    (lab, a, b)
+}
+
 const FAST: &[&str] = &["advbase=0", "advskew=20"];
 const SLOW: &[&str] = &["advbase=0", "advskew=60"];
 const SECOND: Duration = Duration::from_secs(1);
@@ -151,10 +161,7 @@ fn link_down_and_up_on_the_master() {
     if !privileged("link_down_and_up_on_the_master") {
         return;
     }
-    let lab = Lab::new(2);
-    let a = node(&lab, 0, FAST);
-    let b = node(&lab, 1, SLOW);
-    a.wait_for("MASTER", 5 * SECOND, is_master);
+    let (lab, a, b) = master_and_backup(2);
     std::thread::sleep(SECOND / 2);
     lab.set_cable(0, false);
     let down = a.wait_for("link down", 2 * SECOND, |l| {
@@ -251,10 +258,7 @@ fn junk_and_forged_packets_are_counted_and_ignored() {
     if !privileged("junk_and_forged_packets_are_counted_and_ignored") {
         return;
     }
-    let lab = Lab::new(3);
-    let a = node(&lab, 0, FAST);
-    let mut b = node(&lab, 1, SLOW);
-    a.wait_for("MASTER", 5 * SECOND, is_master);
+    let (lab, _a, mut b) = master_and_backup(3);
     let attacker = lab.addr(2);
     let auth = VirtualHostAuth::new(
         &Password::new(PASS.as_bytes()).unwrap(),
@@ -513,10 +517,7 @@ fn an_interface_taken_down_and_up_neither_spins_nor_deafens_the_node() {
     if !privileged("an_interface_taken_down_and_up_neither_spins_nor_deafens_the_node") {
         return;
     }
-    let lab = Lab::new(2);
-    let a = node(&lab, 0, FAST);
-    let b = node(&lab, 1, SLOW);
-    a.wait_for("MASTER", 5 * SECOND, is_master);
+    let (lab, _a, b) = master_and_backup(2);
     std::thread::sleep(SECOND / 2);
     ip(&lab, 1, &["link", "set", "eth0", "down"]);
     std::thread::sleep(SECOND / 2);
@@ -559,10 +560,7 @@ fn a_full_receive_ring_is_counted() {
         return;
     }
     use nix::sys::signal::Signal;
-    let lab = Lab::new(3);
-    let a = node(&lab, 0, FAST);
-    let mut b = node(&lab, 1, SLOW);
-    a.wait_for("MASTER", 5 * SECOND, is_master);
+    let (lab, _a, mut b) = master_and_backup(3);
     let forged = advert(lab.addr(2), carp_proto::DEFAULT_GROUP, (1, 0), 1, [0; 20]).to_bytes();
     // The ring holds 4096 packets; b reads none while stopped.
     b.signal(Signal::SIGSTOP);
@@ -589,10 +587,7 @@ fn a_full_socket_buffer_is_counted() {
         return;
     }
     use nix::sys::signal::Signal;
-    let lab = Lab::new(3);
-    let a = node(&lab, 0, FAST);
-    let mut b = node(&lab, 1, SLOW);
-    a.wait_for("MASTER", 5 * SECOND, is_master);
+    let (lab, _a, mut b) = master_and_backup(3);
     let forged = advert(lab.addr(2), lab.addr(1), (1, 0), 1, [0; 20]).to_bytes();
     lab.in_ns(2, || {
         let socket = raw_sender(lab.addr(2));
@@ -633,10 +628,7 @@ fn a_groups_advert_in_a_unicast_frame_is_heard() {
     }
     use carp_io::iface::InterfaceInfo;
     use carp_proto::datagram::AdvertFrame;
-    let lab = Lab::new(3);
-    let a = node(&lab, 0, FAST);
-    let mut b = node(&lab, 1, SLOW);
-    a.wait_for("MASTER", 5 * SECOND, is_master);
+    let (lab, _a, mut b) = master_and_backup(3);
     let b_mac = lab.in_ns(1, || InterfaceInfo::lookup("eth0").unwrap().mac);
     const EACH: u64 = 100;
     lab.in_ns(2, || {
