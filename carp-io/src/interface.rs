@@ -20,6 +20,30 @@ use crate::socket::{AdvertReceiver, AdvertReceiver6, FrameSender};
 use crate::status::InterfaceStatus;
 use crate::IoError;
 
+/// Where the kernel dropped packets for want of room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overflow {
+    /// The interface's receive ring (multicast IPv4 adverts).
+    Ring,
+    /// A raw IPv4 socket's buffer (unicast adverts). Counted apart, as an
+    /// upper bound: while the buffer is full the kernel counts every
+    /// protocol-112 datagram for the socket as dropped, the multicast ones
+    /// its filter would have discarded (the ring reads those) included.
+    Socket4,
+    /// A raw IPv6 socket's buffer (all IPv6 adverts).
+    Socket6,
+}
+
+impl Overflow {
+    /// The rejection counter it is counted under.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Overflow::Ring | Overflow::Socket6 => "receive_overflow",
+            Overflow::Socket4 => "socket_overflow",
+        }
+    }
+}
+
 /// The receive socket of one group.
 pub(crate) enum Receiver {
     V4(AdvertReceiver),
@@ -158,14 +182,29 @@ impl Interface {
             .position(|(g, _)| *g == IpAddr::V4(dst))
     }
 
-    /// The receive ring or a receive socket's buffer (`what`) was full
-    /// and the kernel dropped `count` packets: a flood outran the loop,
-    /// and genuine adverts may be among them.
-    pub fn receive_overflowed(&mut self, count: u64, what: &str) {
-        *self.rejected.entry("receive_overflow").or_default() += count;
+    /// The kernel dropped `count` packets because `place` was full: a
+    /// flood outran the loop (or the loop did not run), and genuine adverts
+    /// may be among them.
+    pub fn receive_overflowed(&mut self, count: u64, place: Overflow) {
+        let label = place.label();
+        *self.rejected.entry(label).or_default() += count;
         self.unpublished = true;
-        self.event("receive_overflow", || {
-            format!("{count} packets dropped: the receive {what} was full (a flood?)")
+        self.event(label, || {
+            let what = match place {
+                Overflow::Ring => format!("{count} packets dropped: the receive ring was full"),
+                Overflow::Socket6 => {
+                    format!("{count} packets dropped: the IPv6 receive socket's buffer was full")
+                }
+                Overflow::Socket4 => format!(
+                    "up to {count} packets dropped: the raw IPv4 socket's buffer (unicast \
+                     adverts) was full; while it is full the kernel also counts multicast \
+                     adverts the ring still read"
+                ),
+            };
+            format!(
+                "{what}. A flood, or the daemon was not scheduled for a while: genuine \
+                 adverts may be among them (counted as {label})"
+            )
         });
     }
 

@@ -69,13 +69,17 @@ impl RateLimitedLog {
 
     /// Records one event; `detail` is only formatted when logged or kept for
     /// a summary. Summaries are written by [`RateLimitedLog::flush`], which
-    /// the node calls once per wake-up, not once per event.
+    /// the node calls once per wake-up, not once per event. A summary of
+    /// rejections quotes the first one it counts (formatting each packet
+    /// of a flood would cost more than checking it); one of events, which
+    /// are rare, quotes the latest.
     pub fn record(&mut self, now: Instant, label: &'static str, detail: impl FnOnce() -> String) {
         let period = self.period;
+        let kind = self.kind;
         match self.causes.get_mut(label) {
             Some(cause) if cause.suppressed > 0 || now - cause.last_line < period => {
                 cause.suppressed += 1;
-                if cause.suppressed == 1 || now - cause.last_line >= period {
+                if cause.suppressed == 1 || kind == Kind::Events {
                     cause.last_detail = detail();
                 }
             }
@@ -108,7 +112,7 @@ impl RateLimitedLog {
                 let latest = &cause.last_detail;
                 match self.kind {
                     Kind::Rejections => warn!(
-                        "{}: {n} more packets rejected ({label}) in the last {secs:.0}s; latest: {latest}",
+                        "{}: {n} more packets rejected ({label}) in the last {secs:.0}s; the first: {latest}",
                         self.prefix
                     ),
                     Kind::Events => warn!(

@@ -31,7 +31,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use crate::clock::Clock;
 use crate::events::{EventBus, Subscription};
 use crate::iface::{self, LinkStatus};
-use crate::interface::{Interface, Receiver as GroupReceiver};
+use crate::interface::{Interface, Overflow, Receiver as GroupReceiver};
 use crate::link::LinkMonitor;
 use crate::ratelimit::RateLimitedLog;
 use crate::socket::{Received6, RecvBatch};
@@ -967,7 +967,7 @@ impl Runtime {
                             Ok(0) => break,
                             Ok(_) => {
                                 if batch.dropped() > 0 {
-                                    iface.receive_overflowed(batch.dropped(), "socket buffer");
+                                    iface.receive_overflowed(batch.dropped(), Overflow::Socket4);
                                 }
                                 received.extend(batch.datagrams().map(|bytes| {
                                     AdvertDatagram::parse(bytes)
@@ -984,7 +984,7 @@ impl Runtime {
                             Ok(None) => break,
                             Ok(Some(packet)) => {
                                 if packet.dropped > 0 {
-                                    iface.receive_overflowed(packet.dropped, "socket buffer");
+                                    iface.receive_overflowed(packet.dropped, Overflow::Socket6);
                                 }
                                 received.push(parse_received6(&packet).map(Received::from));
                             }
@@ -1507,7 +1507,7 @@ fn read_ring(
         });
         let dropped = ring.dropped();
         if dropped > 0 {
-            iface.receive_overflowed(dropped, "ring");
+            iface.receive_overflowed(dropped, Overflow::Ring);
         }
         rounds += count;
         for one in parsed.drain(..) {

@@ -249,8 +249,9 @@ pub struct InterfaceStatus {
     /// Packets no virtual host could claim, by cause: malformed ones,
     /// adverts for vhids nobody here runs (`wrong_vhid`, normal on a shared
     /// segment), IPv4 adverts to a group not joined here (`other_group`)
-    /// and packets lost to a full receive ring or raw socket buffer
-    /// (`receive_overflow`).
+    /// packets lost to a full receive ring or IPv6 socket buffer
+    /// (`receive_overflow`) and those a full raw IPv4 socket buffer refused
+    /// (`socket_overflow`, an upper bound: see `interface::Overflow`).
     pub rejected: BTreeMap<&'static str, u64>,
 }
 

@@ -414,7 +414,7 @@ fn a_full_ipv6_socket_buffer_is_counted() {
     assert!(
         b.lines()
             .iter()
-            .any(|l| l.contains("the receive socket buffer was full")),
+            .any(|l| l.contains("the IPv6 receive socket's buffer was full")),
         "no log line:\n{}",
         b.lines().join("\n")
     );
