@@ -76,18 +76,21 @@ pub fn add(index: u32, address: ManagedAddress, label: &str) -> io::Result<()> {
     }
 }
 
-/// Removes `address` from interface `index` (already gone: fine).
-pub fn remove(index: u32, address: ManagedAddress) -> io::Result<()> {
+/// Removes `address` from interface `index`: `Ok(true)` if it was there,
+/// `Ok(false)` if it was already gone (fine, and nothing to report: the
+/// down action at start-up finds it absent).
+pub fn remove(index: u32, address: ManagedAddress) -> io::Result<bool> {
     let message = request(RTM_DELADDR, 0, index, address, "");
     match exchange(&message) {
+        Ok(()) => Ok(true),
         Err(e)
             if [Errno::EADDRNOTAVAIL, Errno::ENOENT, Errno::ENODEV]
                 .iter()
                 .any(|errno| e.raw_os_error() == Some(*errno as i32)) =>
         {
-            Ok(())
+            Ok(false)
         }
-        other => other,
+        Err(e) => Err(e),
     }
 }
 

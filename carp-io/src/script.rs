@@ -36,7 +36,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use carp_engine::{Hook, State, Transition};
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
@@ -806,12 +806,21 @@ fn manage_addresses(config: &ScriptConfig, hook: Hook) -> bool {
     for address in &config.managed {
         let shown = format!("{}/{}", address.addr, address.prefix);
         let result = match hook {
-            Hook::Up => crate::addrs::add(index, *address, &label),
+            Hook::Up => crate::addrs::add(index, *address, &label).map(|()| true),
             Hook::Down => crate::addrs::remove(index, *address),
         };
+        // IPv6 addresses carry no label: name the device.
+        let on = if address.addr.is_ipv6() {
+            device
+        } else {
+            &label
+        };
         match (hook, result) {
-            (Hook::Up, Ok(())) => info!("{}: added {shown} to {}", config.who(), label),
-            (Hook::Down, Ok(())) => info!("{}: removed {shown}", config.who()),
+            (Hook::Up, Ok(_)) => info!("{}: added {shown} to {on}", config.who()),
+            (Hook::Down, Ok(true)) => info!("{}: removed {shown} from {on}", config.who()),
+            (Hook::Down, Ok(false)) => {
+                debug!("{}: {shown} was not on {device}", config.who())
+            }
             (_, Err(e)) => {
                 all_done = false;
                 error!("{}: cannot {verb} {shown} on {device}: {e}", config.who());

@@ -135,6 +135,15 @@ fn a_clean_stop_removes_the_owned_address() {
         "{:?}",
         b.lines()
     );
+    // One removal logged, at the stop: the down action at start-up found
+    // nothing to remove and says nothing at the default level.
+    let removed: Vec<String> = a
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("removed 10.99.0.100/16"))
+        .collect();
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert!(removed[0].contains("from eth0:ucarp7"), "{removed:?}");
 }
 
 /// `--garp-refresh 1`: a steady master announces its address again every
