@@ -280,7 +280,7 @@ fn families(status: &RuntimeStatus) -> Vec<Family<'static>> {
         },
         Family {
             name: "ucarp_interface_rejected",
-            help: "Packets no virtual host could claim, by cause.",
+            help: "Packets refused or lost on the interface before any virtual host took them, by cause (malformed, wrong_vhid, other_group, receive_overflow, socket_overflow, ...).",
             kind: counter,
             samples: unclaimed,
         },

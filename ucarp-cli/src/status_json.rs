@@ -165,7 +165,7 @@ pub fn text(status: &Value) -> String {
                 if rejected.is_empty() {
                     String::new()
                 } else {
-                    format!(", unclaimed packets {rejected}")
+                    format!(", packets refused or lost before any virtual host {rejected}")
                 }
             );
         }
