@@ -24,6 +24,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+/// Interface causes exported even at 0 (`ucarp_interface_rejected`).
+const ALWAYS_EXPORTED: [&str; 2] = ["receive_overflow", "socket_overflow"];
+
 /// Longest request head read.
 pub const MAX_HEAD: usize = 8192;
 /// How long a client has to send its request.
@@ -193,7 +196,13 @@ fn families(status: &RuntimeStatus) -> Vec<Family<'static>> {
     }
     let mut unclaimed = Vec::new();
     for i in &status.interfaces {
-        for (cause, n) in &i.rejected {
+        // Losses are what an operator alerts on: their series exist from
+        // the start (at 0), not only after the first one.
+        let mut causes = i.rejected.clone();
+        for cause in ALWAYS_EXPORTED {
+            causes.entry(cause).or_insert(0);
+        }
+        for (cause, n) in &causes {
             let labels = vec![
                 (Cow::Borrowed("interface"), i.name.clone()),
                 (Cow::Borrowed("cause"), cause.to_string()),

@@ -106,6 +106,12 @@ fn control_commands_and_metrics_end_to_end() {
         "{reply}"
     );
     assert!(reply.contains("ucarp_build_info{version="), "{reply}");
+    // Losses have a series to alert on before the first one.
+    for cause in ["receive_overflow", "socket_overflow"] {
+        let series =
+            format!(r#"ucarp_interface_rejected_total{{interface="eth0",cause="{cause}"}}"#);
+        assert_eq!(sample(&reply, &series), Some(0.0), "{reply}");
+    }
 
     // Demoted by the operator: the backup takes over at once.
     let (code, _, err) = client(&lab, 0, &["demote", "7", "50"]);
