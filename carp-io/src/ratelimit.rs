@@ -13,7 +13,8 @@ struct Cause {
     suppressed: u64,
     /// When the last line for this label was written.
     last_line: Instant,
-    /// Detail of the last suppressed event, for the summary.
+    /// Detail of a suppressed event, for the summary: the latest event's,
+    /// the first rejection's (see [`RateLimitedLog::record`]).
     last_detail: String,
 }
 

@@ -48,7 +48,7 @@ pub struct AdvertReceiver {
     socket: Socket,
     index: u32,
     /// The socket's drop counter as last reported (SO_RXQ_OVFL).
-    drops_seen: std::cell::Cell<u32>,
+    drops_seen: std::sync::atomic::AtomicU32,
 }
 
 impl AdvertReceiver {
@@ -93,7 +93,7 @@ impl AdvertReceiver {
         Ok(AdvertReceiver {
             socket,
             index,
-            drops_seen: std::cell::Cell::new(0),
+            drops_seen: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -147,7 +147,7 @@ impl AdvertReceiver {
                 header.msg_iov = iovec;
                 header.msg_iovlen = 1;
                 header.msg_control = control.0.as_mut_ptr().cast();
-                header.msg_controllen = control.0.len();
+                header.msg_controllen = control.0.len() as _;
                 libc::mmsghdr {
                     msg_hdr: header,
                     msg_len: 0,
@@ -192,12 +192,19 @@ impl AdvertReceiver {
             .zip(&batch.controls)
         {
             *len = header.msg_len as usize;
-            let written = header.msg_hdr.msg_controllen.min(control.0.len());
+            // size_t on glibc, socklen_t on musl.
+            #[allow(clippy::unnecessary_cast)]
+            let written = (header.msg_hdr.msg_controllen as usize).min(control.0.len());
             drops = drop_count(&control.0[..written]).or(drops);
         }
         if let Some(total) = drops {
             // Cumulative since the socket opened (wrapping): the new ones.
-            batch.dropped = u64::from(total.wrapping_sub(self.drops_seen.replace(total)));
+            batch.dropped = u64::from(
+                total.wrapping_sub(
+                    self.drops_seen
+                        .swap(total, std::sync::atomic::Ordering::Relaxed),
+                ),
+            );
         }
         batch.count = count;
         Ok(count)
@@ -345,7 +352,7 @@ pub struct AdvertReceiver6 {
     socket: Socket,
     index: u32,
     /// The socket's drop counter as last reported (SO_RXQ_OVFL).
-    drops_seen: std::cell::Cell<u32>,
+    drops_seen: std::sync::atomic::AtomicU32,
 }
 
 impl AdvertReceiver6 {
@@ -396,7 +403,7 @@ impl AdvertReceiver6 {
         Ok(AdvertReceiver6 {
             socket,
             index,
-            drops_seen: std::cell::Cell::new(0),
+            drops_seen: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -430,9 +437,10 @@ impl AdvertReceiver6 {
     /// Reads one packet into `buf`; `Ok(None)` when nothing is waiting.
     pub fn recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<Option<Received6<'a>>> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
-        // Room for the destination, the hop limit and a few hundred bytes of
-        // extension headers; anything longer is cut (MSG_CTRUNC), which
-        // only extension headers can cause, and counts as one.
+        // Room for the destination, the hop limit, the drop count and a few
+        // hundred bytes of extension headers; anything longer is cut
+        // (MSG_CTRUNC), which only extension headers can cause, and counts
+        // as one.
         let mut space = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, u32, [u8; 512]);
         let mut drops = None;
         let (len, src, dst, hop_limit, extension_header) = {
@@ -481,7 +489,12 @@ impl AdvertReceiver6 {
         };
         // Cumulative since the socket opened (wrapping): the new ones.
         let dropped = drops.map_or(0, |total: u32| {
-            u64::from(total.wrapping_sub(self.drops_seen.replace(total)))
+            u64::from(
+                total.wrapping_sub(
+                    self.drops_seen
+                        .swap(total, std::sync::atomic::Ordering::Relaxed),
+                ),
+            )
         });
         Ok(Some(Received6 {
             src,

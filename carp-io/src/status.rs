@@ -249,9 +249,11 @@ pub struct InterfaceStatus {
     /// Packets no virtual host could claim, by cause: malformed ones,
     /// adverts for vhids nobody here runs (`wrong_vhid`, normal on a shared
     /// segment), IPv4 adverts to a group not joined here (`other_group`)
-    /// packets lost to a full receive ring or IPv6 socket buffer
-    /// (`receive_overflow`) and those a full raw IPv4 socket buffer refused
-    /// (`socket_overflow`, an upper bound: see `interface::Overflow`).
+    /// and packets lost to a full receive ring (`receive_overflow`) or
+    /// refused by a full raw socket buffer (`socket_overflow`, an upper
+    /// bound: while it is full the kernel counts even datagrams the
+    /// socket's filter would discard, and a unicast advert reaches every
+    /// group's socket of its family).
     pub rejected: BTreeMap<&'static str, u64>,
 }
 

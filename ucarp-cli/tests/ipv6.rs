@@ -361,7 +361,7 @@ fn ipv6_adverts_with_hop_limit_64_or_extension_headers_are_refused() {
 }
 
 /// IPv6 adverts come through a raw socket, whose buffer a flood can fill:
-/// what the kernel dropped there is counted (`receive_overflow`) once the
+/// what the kernel dropped there is counted (`socket_overflow`) once the
 /// next packet it stores tells (SO_RXQ_OVFL), and logged.
 #[test]
 fn a_full_ipv6_socket_buffer_is_counted() {
@@ -409,12 +409,12 @@ fn a_full_ipv6_socket_buffer_is_counted() {
     });
     std::thread::sleep(SECOND / 2);
     let line = peers::status(&b);
-    let dropped = test_support::status::status_count(&line, "receive_overflow");
+    let dropped = test_support::status::status_count(&line, "socket_overflow");
     assert!(dropped >= 1000, "{line}");
     assert!(
         b.lines()
             .iter()
-            .any(|l| l.contains("the IPv6 receive socket's buffer was full")),
+            .any(|l| l.contains("the raw IPv6 socket's buffer was full")),
         "no log line:\n{}",
         b.lines().join("\n")
     );
