@@ -198,8 +198,11 @@ impl Interface {
 
     /// The kernel dropped `count` packets because `place` was full: a
     /// flood outran the loop (or the loop did not run), and genuine adverts
-    /// may be among them.
+    /// may be among them. Nothing for 0.
     pub fn receive_overflowed(&mut self, count: u64, place: Overflow) {
+        if count == 0 {
+            return;
+        }
         let label = place.label();
         *self.rejected.entry(label).or_default() += count;
         self.unpublished = true;
@@ -347,10 +350,15 @@ impl Interface {
         self.unpublished = true;
     }
 
-    /// Whether the status changed since it was last taken for publishing;
-    /// clears that.
-    pub fn take_unpublished(&mut self) -> bool {
-        std::mem::take(&mut self.unpublished)
+    /// Whether the status changed since it was last published.
+    pub fn unpublished(&self) -> bool {
+        self.unpublished
+    }
+
+    /// The status to publish (and, from now, the one published).
+    pub fn publish(&mut self) -> InterfaceStatus {
+        self.unpublished = false;
+        self.status()
     }
 
     pub fn status(&self) -> InterfaceStatus {

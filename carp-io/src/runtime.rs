@@ -603,14 +603,11 @@ impl Runtime {
     }
 
     fn publish_interfaces(&mut self) {
-        for iface in self.interfaces.values_mut() {
-            iface.take_unpublished();
-        }
         let mut cells = self.handle.status.lock().unwrap_or_else(|e| e.into_inner());
         cells.interfaces = self
             .interfaces
-            .iter()
-            .map(|(name, iface)| (name.clone(), iface.status()))
+            .iter_mut()
+            .map(|(name, iface)| (name.clone(), iface.publish()))
             .collect();
     }
 
@@ -966,9 +963,7 @@ impl Runtime {
                         GroupReceiver::V4(receiver) => match receiver.recv_batch(batch) {
                             Ok(0) => break,
                             Ok(_) => {
-                                if batch.dropped() > 0 {
-                                    iface.receive_overflowed(batch.dropped(), Overflow::Socket4);
-                                }
+                                iface.receive_overflowed(batch.dropped(), Overflow::Socket4);
                                 received.extend(batch.datagrams().map(|bytes| {
                                     AdvertDatagram::parse(bytes)
                                         .map(Received::from)
@@ -983,9 +978,7 @@ impl Runtime {
                         GroupReceiver::V6(receiver) => match receiver.recv(buf) {
                             Ok(None) => break,
                             Ok(Some(packet)) => {
-                                if packet.dropped > 0 {
-                                    iface.receive_overflowed(packet.dropped, Overflow::Socket6);
-                                }
+                                iface.receive_overflowed(packet.dropped, Overflow::Socket6);
                                 received.push(parse_received6(&packet).map(Received::from));
                             }
                             Err(e) => {
@@ -1009,11 +1002,7 @@ impl Runtime {
             }
         }
         // Counts changed only when a packet was rejected here.
-        let mut changed = false;
-        for iface in self.interfaces.values_mut() {
-            changed |= iface.take_unpublished();
-        }
-        if changed {
+        if self.interfaces.values().any(Interface::unpublished) {
             self.publish_interfaces();
         }
         (read, capped)
@@ -1506,9 +1495,7 @@ fn read_ring(
             parsed.push(AdvertDatagram::parse(bytes).map_err(|e| (ipv4_source(bytes), e)));
         });
         let dropped = ring.dropped();
-        if dropped > 0 {
-            iface.receive_overflowed(dropped, Overflow::Ring);
-        }
+        iface.receive_overflowed(dropped, Overflow::Ring);
         rounds += count;
         for one in parsed.drain(..) {
             let (index, one) = match one {

@@ -48,7 +48,7 @@ pub struct AdvertReceiver {
     socket: Socket,
     index: u32,
     /// The socket's drop counter as last reported (SO_RXQ_OVFL).
-    drops_seen: std::sync::atomic::AtomicU32,
+    drops: DropCount,
 }
 
 impl AdvertReceiver {
@@ -85,15 +85,12 @@ impl AdvertReceiver {
         socket
             .set_nonblocking(true)
             .map_err(err("making the receive socket non-blocking"))?;
-        // Each datagram then says how many the socket has dropped so far
-        // for want of buffer space (a flood of unicast adverts).
-        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RxqOvfl, &1)
-            .map_err(|e| IoError::socket("asking for the socket's drop count", iface, e.into()))?;
+        let drops = DropCount::ask(&socket, iface)?;
         enlarge_receive_buffer(&socket, RECEIVE_BUFFER);
         Ok(AdvertReceiver {
             socket,
             index,
-            drops_seen: std::sync::atomic::AtomicU32::new(0),
+            drops,
         })
     }
 
@@ -197,15 +194,7 @@ impl AdvertReceiver {
             let written = (header.msg_hdr.msg_controllen as usize).min(control.0.len());
             drops = drop_count(&control.0[..written]).or(drops);
         }
-        if let Some(total) = drops {
-            // Cumulative since the socket opened (wrapping): the new ones.
-            batch.dropped = u64::from(
-                total.wrapping_sub(
-                    self.drops_seen
-                        .swap(total, std::sync::atomic::Ordering::Relaxed),
-                ),
-            );
-        }
+        batch.dropped = drops.map_or(0, |total| self.drops.since_last(total));
         batch.count = count;
         Ok(count)
     }
@@ -230,6 +219,27 @@ impl AdvertReceiver {
 impl AsFd for AdvertReceiver {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
+    }
+}
+
+/// A raw socket's drop count (SO_RXQ_OVFL): how many datagrams it has
+/// dropped for want of buffer space since it opened (wrapping), reported
+/// with the next datagram it does store.
+#[derive(Debug)]
+struct DropCount(std::sync::atomic::AtomicU32);
+
+impl DropCount {
+    /// Asks `socket` to report its drop count.
+    fn ask(socket: &Socket, iface: &str) -> Result<DropCount, IoError> {
+        nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::RxqOvfl, &1)
+            .map_err(|e| IoError::socket("asking for the socket's drop count", iface, e.into()))?;
+        Ok(DropCount(std::sync::atomic::AtomicU32::new(0)))
+    }
+
+    /// The drops since the last report, given a reported `total`.
+    fn since_last(&self, total: u32) -> u64 {
+        let last = self.0.swap(total, std::sync::atomic::Ordering::Relaxed);
+        u64::from(total.wrapping_sub(last))
     }
 }
 
@@ -352,7 +362,7 @@ pub struct AdvertReceiver6 {
     socket: Socket,
     index: u32,
     /// The socket's drop counter as last reported (SO_RXQ_OVFL).
-    drops_seen: std::sync::atomic::AtomicU32,
+    drops: DropCount,
 }
 
 impl AdvertReceiver6 {
@@ -397,13 +407,12 @@ impl AdvertReceiver6 {
         socket
             .set_nonblocking(true)
             .map_err(err("making the IPv6 receive socket non-blocking"))?;
-        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RxqOvfl, &1)
-            .map_err(|e| IoError::socket("asking for the socket's drop count", iface, e.into()))?;
+        let drops = DropCount::ask(&socket, iface)?;
         enlarge_receive_buffer(&socket, RECEIVE_BUFFER);
         Ok(AdvertReceiver6 {
             socket,
             index,
-            drops_seen: std::sync::atomic::AtomicU32::new(0),
+            drops,
         })
     }
 
@@ -487,15 +496,7 @@ impl AdvertReceiver6 {
         let Some(src) = src else {
             return Err(io::Error::other("raw IPv6 socket gave no source address"));
         };
-        // Cumulative since the socket opened (wrapping): the new ones.
-        let dropped = drops.map_or(0, |total: u32| {
-            u64::from(
-                total.wrapping_sub(
-                    self.drops_seen
-                        .swap(total, std::sync::atomic::Ordering::Relaxed),
-                ),
-            )
-        });
+        let dropped = drops.map_or(0, |total| self.drops.since_last(total));
         Ok(Some(Received6 {
             src,
             dst,
