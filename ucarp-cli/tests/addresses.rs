@@ -338,6 +338,37 @@ fn a_virtual_mac_keeps_the_clients_neighbour_entry() {
     assert!(!gone.status.success(), "deleted at stop");
 }
 
+/// A master on host 0 owning the address, whose up script hangs (`extra`
+/// appended to its options), once it holds the address; the scripts'
+/// directory lives as long as the returned one.
+fn master_with_a_hung_up_script(
+    lab: &Lab,
+    name: &str,
+    extra: &[&str],
+) -> (test_support::scripts::Dir, Proc) {
+    let dir = test_support::scripts::Dir::new(name);
+    let hang = dir.script("hang", "sleep 30\n");
+    let mut args = vec!["-a", OWNED, "-u", &hang, "-k", "50"];
+    args.extend(extra);
+    let a = peers::start(lab, 0, Impl::Ours, &args);
+    peers::wait_master(&a, 6 * SECOND);
+    until("a holds the address", 2 * SECOND, || {
+        holds(lab, 0).then_some(())
+    });
+    (dir, a)
+}
+
+/// Host 1 preempts host 0; returns once host 0 has released the address.
+fn preempt_from_host_1(lab: &Lab) -> Proc {
+    let b = peers::start(lab, 1, Impl::Ours, &["-a", OWNED, "-k", "0", "-P"]);
+    peers::wait_master(&b, 6 * SECOND);
+    test_support::control::wait_state(lab, 0, "BACKUP", 3 * SECOND);
+    until("a releases the address", 2 * SECOND, || {
+        (!holds(lab, 0)).then_some(())
+    });
+    b
+}
+
 /// A master whose up script hangs is preempted: its owned address leaves
 /// at once, not when the script ends or times out (before, the removal
 /// waited in line behind the script: the address on two hosts meanwhile).
@@ -347,19 +378,8 @@ fn a_hung_up_script_does_not_keep_the_address_after_preemption() {
         return;
     }
     let lab = Lab::new(2);
-    let dir = test_support::scripts::Dir::new("owned-hung");
-    let hang = dir.script("hang", "sleep 30\n");
-    let a = peers::start(&lab, 0, Impl::Ours, &["-a", OWNED, "-u", &hang, "-k", "50"]);
-    peers::wait_master(&a, 6 * SECOND);
-    until("a holds the address", 2 * SECOND, || {
-        holds(&lab, 0).then_some(())
-    });
-    let b = peers::start(&lab, 1, Impl::Ours, &["-a", OWNED, "-k", "0", "-P"]);
-    peers::wait_master(&b, 6 * SECOND);
-    test_support::control::wait_state(&lab, 0, "BACKUP", 3 * SECOND);
-    until("a releases the address", 2 * SECOND, || {
-        (!holds(&lab, 0)).then_some(())
-    });
+    let (_dir, _a) = master_with_a_hung_up_script(&lab, "owned-hung", &[]);
+    let _b = preempt_from_host_1(&lab);
     assert!(holds(&lab, 1));
 }
 
@@ -376,23 +396,8 @@ fn a_readd_queued_behind_a_hung_up_script_does_not_keep_the_address() {
         return;
     }
     let lab = Lab::new(2);
-    let dir = test_support::scripts::Dir::new("owned-hung-readd");
-    let hang = dir.script("hang", "sleep 30\n");
-    let args = [
-        "-a",
-        OWNED,
-        "-u",
-        &hang,
-        "-k",
-        "50",
-        "--script-timeout",
-        "60",
-    ];
-    let a = peers::start(&lab, 0, Impl::Ours, &args);
-    peers::wait_master(&a, 6 * SECOND);
-    until("a holds the address", 2 * SECOND, || {
-        holds(&lab, 0).then_some(())
-    });
+    let (_dir, a) =
+        master_with_a_hung_up_script(&lab, "owned-hung-readd", &["--script-timeout", "60"]);
     // Removed under the master: a re-add is queued behind the hung script.
     let mark = a.mark();
     ip(&lab, 0, &["addr", "del", OWNED, "dev", "eth0"]);
@@ -400,12 +405,7 @@ fn a_readd_queued_behind_a_hung_up_script_does_not_keep_the_address() {
         l.contains("10.99.0.100") && l.contains("removed")
     });
     ip(&lab, 0, &["addr", "add", OWNED, "dev", "eth0"]);
-    let b = peers::start(&lab, 1, Impl::Ours, &["-a", OWNED, "-k", "0", "-P"]);
-    peers::wait_master(&b, 6 * SECOND);
-    test_support::control::wait_state(&lab, 0, "BACKUP", 3 * SECOND);
-    until("a releases the address", 2 * SECOND, || {
-        (!holds(&lab, 0)).then_some(())
-    });
+    let _b = preempt_from_host_1(&lab);
     std::thread::sleep(SECOND);
     assert!(
         !holds(&lab, 0),

@@ -270,6 +270,42 @@ fn adverts_and_neighbour_advertisements_on_the_wire() {
     }
 }
 
+/// A lab of two with an IPv6-only backup on host 1 (advbase 10: it stays
+/// a backup for 30 s unless an advert moves it), started as `name`.
+fn backup_on_host_1(name: &str) -> (Lab, Dir, Proc) {
+    let lab = Lab::new(2);
+    (0..2).for_each(|host| lab.wait_link_local(host));
+    let dir = scripts(name);
+    let b = ucarp(&lab, 1, &dir, &["-a", VIP6, "-b", "10"]);
+    b.wait_for("b backup", 3 * SECOND, |l| l.contains("state: BACKUP"));
+    (lab, dir, b)
+}
+
+/// An advert for vhid 7 to the IPv6 group from `peer`'s link-local address.
+fn advert_from(
+    peer: &InterfaceInfo,
+    (advbase, advskew): (u8, u8),
+    counter: u64,
+    digest: [u8; 20],
+) -> AdvertFrame6 {
+    AdvertFrame6 {
+        eth_src: peer.mac,
+        eth_dst: MacAddr::ipv6_multicast(carp_proto::DEFAULT_GROUP6),
+        datagram: AdvertDatagram6 {
+            src: peer.link_local().unwrap(),
+            dst: carp_proto::DEFAULT_GROUP6,
+            advert: AdvertRepr {
+                vhid: 7,
+                advbase,
+                advskew,
+                demote: 0,
+                counter,
+                digest,
+            },
+        },
+    }
+}
+
 /// A correctly signed leave advertisement is refused when it arrives with
 /// hop limit 64 (routed) or behind a hop-by-hop header, counted under its
 /// cause; the same advert with hop limit 255 and no extension header, from
@@ -279,35 +315,16 @@ fn ipv6_adverts_with_hop_limit_64_or_extension_headers_are_refused() {
     if !privileged("ipv6_adverts_with_hop_limit_64_or_extension_headers_are_refused") {
         return;
     }
-    let lab = Lab::new(2);
-    (0..2).for_each(|host| lab.wait_link_local(host));
-    let dir = scripts("ipv6-refused");
-    // advbase 10: b stays a backup for 30 s unless an advert moves it.
-    let b = ucarp(&lab, 1, &dir, &["-a", VIP6, "-b", "10"]);
-    b.wait_for("b backup", 3 * SECOND, |l| l.contains("state: BACKUP"));
+    let (lab, _dir, b) = backup_on_host_1("ipv6-refused");
     let peer = interface(&lab, 0);
-    let src = peer.link_local().unwrap();
     let auth = VirtualHostAuth::new(
         &Password::new(b"secret").unwrap(),
         7,
         &[IpAddr::V6(VIP6.parse().unwrap())],
     )
     .unwrap();
-    let advert = |counter: u64, advbase: u8, advskew: u8| AdvertFrame6 {
-        eth_src: peer.mac,
-        eth_dst: MacAddr::ipv6_multicast(carp_proto::DEFAULT_GROUP6),
-        datagram: AdvertDatagram6 {
-            src,
-            dst: carp_proto::DEFAULT_GROUP6,
-            advert: AdvertRepr {
-                vhid: 7,
-                advbase,
-                advskew,
-                demote: 0,
-                counter,
-                digest: auth.sign(counter),
-            },
-        },
+    let advert = |counter: u64, advbase: u8, advskew: u8| {
+        advert_from(&peer, (advbase, advskew), counter, auth.sign(counter))
     };
     let leave = |counter: u64| advert(counter, 255, 255);
     let routed = |counter| {
@@ -368,30 +385,9 @@ fn a_full_ipv6_socket_buffer_is_counted() {
     if !privileged("a_full_ipv6_socket_buffer_is_counted") {
         return;
     }
-    let lab = Lab::new(2);
-    (0..2).for_each(|host| lab.wait_link_local(host));
-    let dir = scripts("ipv6-overflow");
-    // advbase 10: b stays a backup for 30 s.
-    let b = ucarp(&lab, 1, &dir, &["-a", VIP6, "-b", "10"]);
-    b.wait_for("b backup", 3 * SECOND, |l| l.contains("state: BACKUP"));
+    let (lab, _dir, b) = backup_on_host_1("ipv6-overflow");
     let peer = interface(&lab, 0);
-    let forged = AdvertFrame6 {
-        eth_src: peer.mac,
-        eth_dst: MacAddr::ipv6_multicast(carp_proto::DEFAULT_GROUP6),
-        datagram: AdvertDatagram6 {
-            src: peer.link_local().unwrap(),
-            dst: carp_proto::DEFAULT_GROUP6,
-            advert: AdvertRepr {
-                vhid: 7,
-                advbase: 1,
-                advskew: 0,
-                demote: 0,
-                counter: 1,
-                digest: [0; 20],
-            },
-        },
-    }
-    .to_bytes();
+    let forged = advert_from(&peer, (1, 0), 1, [0; 20]).to_bytes();
     lab.in_ns(0, || {
         let sender = FrameSender::open("eth0", peer.index).unwrap();
         // The buffer holds 2 MiB, a couple of thousand such packets; b
