@@ -534,14 +534,21 @@ def interval_stddev(work, advbase, advskew, seconds):
     return out
 
 
+def settled_pair(l, impl, work):
+    """Our master on host 0 (advbase 1), an `impl` backup on host 1
+    (advskew 50), two seconds after the backup started."""
+    m = Node(l, 0, "ours", ["-b", "1", "-k", "0"], work)
+    wait_until(m.is_master, 10)
+    b = Node(l, 1, impl, ["-b", "1", "-k", "50"], work)
+    time.sleep(2)
+    return m, b
+
+
 def flood_cpu(work, kind, seconds):
     out = {}
     for impl in ("ours", "ucarp"):
         with lab(3) as l:
-            m = Node(l, 0, "ours", ["-b", "1", "-k", "0"], work)
-            wait_until(m.is_master, 10)
-            b = Node(l, 1, impl, ["-b", "1", "-k", "50"], work)
-            time.sleep(2)
+            m, b = settled_pair(l, impl, work)
             cpu0, machine0 = b.cpu_seconds(), machine_busy()
             r = sh("ip", "netns", "exec", l.ns(2), FLOOD, "iface=eth0", f"src={l.addr(2)}",
                    f"kind={kind}", "vhid=9", f"seconds={seconds}")
@@ -562,10 +569,7 @@ def idle_cpu(work, seconds):
     for _ in range(3):
         for impl in ("ours", "ucarp"):
             with lab(2) as l:
-                m = Node(l, 0, "ours", ["-b", "1", "-k", "0"], work)
-                wait_until(m.is_master, 10)
-                b = Node(l, 1, impl, ["-b", "1", "-k", "50"], work)
-                time.sleep(2)
+                m, b = settled_pair(l, impl, work)
                 cpu0 = b.cpu_seconds()
                 time.sleep(seconds)
                 out[impl].append(b.cpu_seconds() - cpu0)
