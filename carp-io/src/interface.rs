@@ -41,9 +41,10 @@ pub(crate) enum Overflow {
 impl Overflow {
     /// The rejection counter it is counted under.
     pub(crate) fn label(self) -> &'static str {
+        let [receive, socket] = InterfaceStatus::LOSSES;
         match self {
-            Overflow::Ring => "receive_overflow",
-            Overflow::Socket4 | Overflow::Socket6 => "socket_overflow",
+            Overflow::Ring => receive,
+            Overflow::Socket4 | Overflow::Socket6 => socket,
         }
     }
 

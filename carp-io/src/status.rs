@@ -257,6 +257,13 @@ pub struct InterfaceStatus {
     pub rejected: BTreeMap<&'static str, u64>,
 }
 
+impl InterfaceStatus {
+    /// The causes in `rejected` that are losses (packets the kernel
+    /// dropped for want of room, genuine adverts possibly among them),
+    /// not refusals.
+    pub const LOSSES: [&'static str; 2] = ["receive_overflow", "socket_overflow"];
+}
+
 /// Everything a runtime runs, at one moment.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RuntimeStatus {

@@ -24,9 +24,6 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-/// Interface causes exported even at 0 (`ucarp_interface_rejected`).
-const ALWAYS_EXPORTED: [&str; 2] = ["receive_overflow", "socket_overflow"];
-
 /// Longest request head read.
 pub const MAX_HEAD: usize = 8192;
 /// How long a client has to send its request.
@@ -199,7 +196,7 @@ fn families(status: &RuntimeStatus) -> Vec<Family<'static>> {
         // Losses are what an operator alerts on: their series exist from
         // the start (at 0), not only after the first one.
         let mut causes = i.rejected.clone();
-        for cause in ALWAYS_EXPORTED {
+        for cause in carp_io::InterfaceStatus::LOSSES {
             causes.entry(cause).or_insert(0);
         }
         for (cause, n) in &causes {
